@@ -1,0 +1,60 @@
+// The only C in Myriad: liburing 2.3 as Debian 12 ships it, plus the few things Swift
+// cannot import from it directly (function-like macros, flexible array members).
+#ifndef MYRIAD_CLIBURING_SHIM_H
+#define MYRIAD_CLIBURING_SHIM_H
+
+#include <liburing.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <signal.h>
+
+// Newer than liburing 2.3's headers: defined here so the engine can probe for them.
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/// Address of buffer slot `index` in a provided buffer ring (Swift cannot index the
+/// flexible array member of `struct io_uring_buf_ring`).
+static inline struct io_uring_buf *myriad_buf_ring_entry(struct io_uring_buf_ring *br, unsigned index) {
+    return &br->bufs[index];
+}
+
+/// The ring's shared tail, as the kernel sees it after `io_uring_buf_ring_advance`.
+static inline unsigned short myriad_buf_ring_tail(struct io_uring_buf_ring *br) {
+    return br->tail;
+}
+
+/// Number of completions waiting in the CQ (liburing's `io_uring_cq_ready` with an
+/// acquire load, exposed as a plain function for Swift).
+static inline unsigned myriad_cq_ready(const struct io_uring *ring) {
+    return io_uring_cq_ready(ring);
+}
+
+/// Whether the kernel has completions it could not post (IORING_SQ_CQ_OVERFLOW): they are
+/// kept (IORING_FEAT_NODROP) and flushed by the next enter with GETEVENTS.
+static inline int myriad_cq_has_overflow(const struct io_uring *ring) {
+    return io_uring_cq_has_overflow(ring) ? 1 : 0;
+}
+
+/// Whether deferred task work is pending (IORING_SQ_TASKRUN, set with TASKRUN_FLAG).
+static inline int myriad_taskrun_pending(const struct io_uring *ring) {
+    return (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN) ? 1 : 0;
+}
+
+static inline int myriad_errno(void) { return errno; }
+
+#endif
