@@ -6,9 +6,13 @@ let package = Package(
     name: "Myriad",
     products: [
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
+        .library(name: "Myriad", targets: ["Myriad"]),
+        .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -20,9 +24,28 @@ let package = Package(
             name: "WebSocketCodec",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(
+            name: "Myriad",
+            dependencies: [
+                "CLibURing", "WebSocketCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "myriad",
+            dependencies: [
+                "Myriad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "WebSocketCodecTests",
             dependencies: ["WebSocketCodec"]
+        ),
+        .testTarget(
+            name: "MyriadTests",
+            dependencies: ["Myriad", "WebSocketCodec"]
         ),
     ]
 )

@@ -5,16 +5,8 @@
 
 #include <liburing.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
-#include <unistd.h>
-#include <signal.h>
+#include <sys/eventfd.h>
 
 // Newer than liburing 2.3's headers: defined here so the engine can probe for them.
 #ifndef IORING_SETUP_SINGLE_ISSUER
@@ -56,5 +48,16 @@ static inline int myriad_taskrun_pending(const struct io_uring *ring) {
 }
 
 static inline int myriad_errno(void) { return errno; }
+
+// SQE flags: liburing defines them as shifts of enum values, which Swift cannot import.
+static const unsigned MYRIAD_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
+static const unsigned MYRIAD_IOSQE_IO_LINK = IOSQE_IO_LINK;
+static const unsigned MYRIAD_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
+static const unsigned MYRIAD_IOSQE_CQE_SKIP_SUCCESS = IOSQE_CQE_SKIP_SUCCESS;
+
+/// accept4 without the peer address (glibc's transparent-union parameter does not import).
+static inline int myriad_accept4(int fd, int flags) {
+    return accept4(fd, (struct sockaddr *)0, (socklen_t *)0, flags);
+}
 
 #endif

@@ -1,0 +1,266 @@
+import CLibURing
+import Glibc
+
+/// The epoll backend: ordinary non-blocking file descriptors, level-triggered readiness, one
+/// receive buffer shared by every connection of the worker. It produces the same completions
+/// as `URingBackend`, so the connection logic above it is identical: it is both the baseline
+/// the io_uring backend is measured against and the fallback where io_uring is unavailable.
+///
+/// Level-triggered, because one `read` per readiness event is then enough (edge-triggered
+/// needs a read until EAGAIN, one extra system call per event) and a listener or socket with
+/// work left is simply reported again. Writes go out at once with `send(MSG_DONTWAIT)`; only
+/// when the socket buffer is full does the connection wait for EPOLLOUT. The engine keeps at
+/// most one send in flight per connection in one contiguous buffer, so a single `send` is
+/// what `writev` would do here.
+///
+/// Its ceiling is the process fd limit: every connection is a descriptor.
+final class EpollBackend: IOBackend {
+    static var name: String { "epoll" }
+    var multishotReceive: Bool { true }
+
+    let epoll: Int32
+    let listener: Int32
+    let waker: Waker
+    private var listenerRegistered = false
+    private var listenerOpen = true
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity: Int32 = 512
+    /// Per descriptor: the tag of its receive (0: not registered), the send waiting for
+    /// EPOLLOUT. Indexed by fd, sized by RLIMIT_NOFILE.
+    private let receiveTags: UnsafeMutablePointer<UInt64>
+    private let pendingSends: UnsafeMutablePointer<PendingSend>
+    private let descriptorLimit: Int
+    /// Completions produced outside the kernel (sends that finished at once, closes,
+    /// cancels), delivered at the start of the next poll so callbacks never nest.
+    private var ready: [ReadyCompletion] = []
+    private(set) var waitCount = 0
+    private(set) var syscallCount = 0
+    var overflowCount: Int { 0 }
+
+    private struct PendingSend {
+        var tag: UInt64 = 0
+        var base: UnsafeRawPointer? = nil
+        var count: Int = 0
+    }
+
+    private enum ReadyCompletion {
+        case sent(UserData, Int32)
+        case receiveEnded(UserData, Int32)
+        case done(UserData, Int32)
+    }
+
+    init(config: Config, listener: Int32, waker: Waker) throws(SystemError) {
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { throw SystemError("epoll_create1", errno: errno) }
+        self.listener = listener
+        self.waker = waker
+        readBuffer = .allocate(byteCount: Int(config.bufferSizeBytes), alignment: 64)
+        events = .allocate(capacity: Int(eventCapacity))
+        descriptorLimit = FileLimit.current().soft
+        receiveTags = .allocate(capacity: descriptorLimit)
+        receiveTags.initialize(repeating: 0, count: descriptorLimit)
+        pendingSends = .allocate(capacity: descriptorLimit)
+        pendingSends.initialize(repeating: PendingSend(), count: descriptorLimit)
+        ready.reserveCapacity(4096)
+        try control(EPOLL_CTL_ADD, waker.fileDescriptor, events: EPOLLIN.rawValue)
+    }
+
+    deinit {
+        Glibc.close(epoll)
+        if listenerOpen { Glibc.close(listener) }
+        readBuffer.deallocate()
+        events.deallocate()
+        receiveTags.deallocate()
+        pendingSends.deallocate()
+    }
+
+    private func control(_ operation: Int32, _ fd: Int32, events mask: UInt32) throws(SystemError) {
+        var event = epoll_event()
+        event.events = mask
+        event.data.u64 = UInt64(UInt32(bitPattern: fd))
+        syscallCount += 1
+        guard epoll_ctl(epoll, operation, fd, &event) == 0 else { throw SystemError("epoll_ctl", errno: errno) }
+    }
+
+    func armAccept() {
+        guard listenerOpen, !listenerRegistered else { return }
+        do {
+            try control(EPOLL_CTL_ADD, listener, events: EPOLLIN.rawValue)
+            listenerRegistered = true
+        } catch {
+            fatalError("cannot watch the listener: \(error)")
+        }
+    }
+
+    func stopAccepting() {
+        guard listenerOpen else { return }
+        Glibc.close(listener)  // also leaves the epoll set
+        syscallCount += 1
+        listenerOpen = false
+        listenerRegistered = false
+    }
+
+    func armReceive(handle: Int32, tag: UserData) {
+        precondition(Int(handle) < descriptorLimit)
+        let wasRegistered = receiveTags[Int(handle)] != 0
+        receiveTags[Int(handle)] = tag.rawValue
+        if !wasRegistered {
+            do throws(SystemError) {
+                try control(EPOLL_CTL_ADD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+            } catch {
+                receiveTags[Int(handle)] = 0
+                ready.append(.receiveEnded(tag, -error.errno))
+            }
+        }
+    }
+
+    func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
+        syscallCount += 1
+        let written = Glibc.send(handle, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        if written >= 0 {
+            ready.append(.sent(tag, Int32(written)))
+        } else if errno == EAGAIN {
+            pendingSends[Int(handle)] = PendingSend(tag: tag.rawValue, base: bytes.baseAddress, count: bytes.count)
+            try? control(EPOLL_CTL_MOD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLOUT.rawValue)
+        } else {
+            ready.append(.sent(tag, -errno))
+        }
+    }
+
+    func cancel(_ target: UserData, handle: Int32, tag: UserData) {
+        switch target.operation {
+        case .receive:
+            if receiveTags[Int(handle)] == target.rawValue {
+                receiveTags[Int(handle)] = 0
+                try? control(EPOLL_CTL_DEL, handle, events: 0)
+                ready.append(.receiveEnded(target, -ECANCELED))
+            }
+        case .send:
+            if pendingSends[Int(handle)].tag == target.rawValue {
+                pendingSends[Int(handle)] = PendingSend()
+                ready.append(.sent(target, -ECANCELED))
+            }
+        default:
+            break
+        }
+        ready.append(.done(tag, 0))
+    }
+
+    func close(handle: Int32, tag: UserData) {
+        closeDescriptor(handle)
+        ready.append(.done(tag, 0))
+    }
+
+    func closeUnowned(handle: Int32) {
+        closeDescriptor(handle)
+    }
+
+    private func closeDescriptor(_ fd: Int32) {
+        receiveTags[Int(fd)] = 0
+        pendingSends[Int(fd)] = PendingSend()
+        syscallCount += 1
+        Glibc.close(fd)  // leaves the epoll set with it
+    }
+
+    func submit() {}
+
+    func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
+        deliverReady(sink)
+        let timeout: Int32
+        if !ready.isEmpty {
+            timeout = 0
+        } else if let timeoutNanoseconds {
+            timeout = Int32(clamping: (timeoutNanoseconds + 999_999) / 1_000_000)
+        } else {
+            timeout = -1
+        }
+        let count = epoll_wait(epoll, events, eventCapacity, timeout)
+        waitCount += 1
+        guard count > 0 else { return }
+        for index in 0..<Int(count) {
+            let fd = Int32(truncatingIfNeeded: events[index].data.u64)
+            let mask = events[index].events
+            if fd == listener && listenerOpen {
+                acceptReady(sink)
+            } else if fd == waker.fileDescriptor {
+                var value: UInt64 = 0
+                _ = read(fd, &value, 8)
+                sink.woken()
+            } else {
+                if mask & EPOLLOUT.rawValue != 0 { writeReady(fd) }
+                if mask & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 {
+                    readReady(fd, sink)
+                }
+            }
+        }
+        deliverReady(sink)
+    }
+
+    private func deliverReady<Sink: CompletionSink>(_ sink: Sink) {
+        var index = 0
+        // Delivering may queue more (a close after an error); drain until empty.
+        while index < ready.count {
+            switch ready[index] {
+            case .sent(let tag, let result): sink.sent(tag, result: result)
+            case .receiveEnded(let tag, let result): sink.receiveEnded(tag, result: result)
+            case .done(let tag, let result): sink.operationDone(tag, result: result)
+            }
+            index += 1
+        }
+        ready.removeAll(keepingCapacity: true)
+    }
+
+    private func acceptReady<Sink: CompletionSink>(_ sink: Sink) {
+        // Bounded per wake-up so one busy listener cannot starve the connections.
+        for _ in 0..<256 {
+            syscallCount += 1
+            let fd = myriad_accept4(listener, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            if fd >= 0 {
+                if Int(fd) >= descriptorLimit {
+                    Glibc.close(fd)
+                    continue
+                }
+                sink.accepted(handle: fd)
+                continue
+            }
+            let error = errno
+            if error == EAGAIN || error == EINTR || error == ECONNABORTED { return }
+            // EMFILE, ENFILE, ENOMEM, ENOBUFS: the connection stays in the backlog and the
+            // listener stays readable. Stop watching it so the loop does not spin; the
+            // worker re-arms a tick later.
+            try? control(EPOLL_CTL_DEL, listener, events: 0)
+            listenerRegistered = false
+            sink.acceptEnded(result: -error, retryNow: false)
+            return
+        }
+    }
+
+    private func readReady<Sink: CompletionSink>(_ fd: Int32, _ sink: Sink) {
+        let tagValue = receiveTags[Int(fd)]
+        guard tagValue != 0 else { return }
+        let tag = UserData(rawValue: tagValue)
+        syscallCount += 1
+        let count = read(fd, readBuffer.baseAddress, readBuffer.count)
+        if count > 0 {
+            sink.received(tag, bytes: UnsafeMutableRawBufferPointer(rebasing: readBuffer[..<count]), more: true)
+            return
+        }
+        if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        let result: Int32 = count == 0 ? 0 : -errno
+        receiveTags[Int(fd)] = 0
+        try? control(EPOLL_CTL_DEL, fd, events: 0)
+        sink.receiveEnded(tag, result: result)
+    }
+
+    private func writeReady(_ fd: Int32) {
+        let pending = pendingSends[Int(fd)]
+        guard pending.tag != 0 else { return }
+        syscallCount += 1
+        let written = Glibc.send(fd, pending.base, pending.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        if written < 0 && errno == EAGAIN { return }
+        pendingSends[Int(fd)] = PendingSend()
+        try? control(EPOLL_CTL_MOD, fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+        ready.append(.sent(UserData(rawValue: pending.tag), written >= 0 ? Int32(written) : -errno))
+    }
+}

@@ -1,0 +1,69 @@
+import Glibc
+
+/// Where a backend delivers completions: the worker's connection logic. The same calls
+/// come from io_uring CQEs and from epoll readiness, so the logic above is identical.
+protocol CompletionSink: AnyObject {
+    /// A new connection: a fixed-file index (io_uring) or a file descriptor (epoll).
+    func accepted(handle: Int32)
+    /// The accept stopped: a failure (-errno), or a successful last shot. The worker
+    /// re-arms it unless it is shutting down: at once when `retryNow` (the failure consumed
+    /// the connection it was about, so retrying cannot spin), otherwise a tick later.
+    func acceptEnded(result: Int32, retryNow: Bool)
+    /// Bytes for the connection tagged `tag`, valid only during the call. `more` is false
+    /// when this was the receive's last completion (re-arm or close).
+    func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool)
+    /// A receive ended without data: 0 at EOF, -errno (-ENOBUFS when receive buffers ran
+    /// out, -ECANCELED after a cancel).
+    func receiveEnded(_ tag: UserData, result: Int32)
+    /// A send completed: bytes sent (possibly fewer than asked) or -errno.
+    func sent(_ tag: UserData, result: Int32)
+    /// A close or a cancel completed.
+    func operationDone(_ tag: UserData, result: Int32)
+    /// Another thread asked the worker to look at its shared state (shutdown).
+    func woken()
+}
+
+/// The operations a worker needs from the kernel, one implementation per mechanism.
+///
+/// A worker is generic over its backend, so every call below is specialised and direct.
+/// Methods only queue work; `poll` submits it, waits, and delivers completions. Every
+/// operation tagged with a `UserData` produces exactly one final completion carrying that tag.
+protocol IOBackend: AnyObject {
+    /// Name for logs: "io_uring" or "epoll".
+    static var name: String { get }
+    /// False when receives are single-shot and re-armed after every completion.
+    var multishotReceive: Bool { get }
+    func armAccept()
+    func stopAccepting()
+    func armReceive(handle: Int32, tag: UserData)
+    func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData)
+    /// Cancels the operation tagged `target` (a receive or a send) on `handle`; the target
+    /// then completes with -ECANCELED (or its own result if it finished first).
+    func cancel(_ target: UserData, handle: Int32, tag: UserData)
+    func close(handle: Int32, tag: UserData)
+    /// Closes a connection that never got a slot (accepted while full or shutting down).
+    func closeUnowned(handle: Int32)
+    /// Submits what is queued, waits up to `timeoutNanoseconds` (nil: until something
+    /// happens) and delivers every available completion to `sink`.
+    func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink)
+    /// Submits what is queued without waiting.
+    func submit()
+    /// Blocking waits so far (io_uring_enter or epoll_wait).
+    var waitCount: Int { get }
+    /// Other system calls so far (epoll: accept4, read, send, epoll_ctl, close; io_uring:
+    /// extra enters to flush a full SQ or an overflowed CQ).
+    var syscallCount: Int { get }
+    /// Times the kernel reported a CQ overflow (io_uring only).
+    var overflowCount: Int { get }
+}
+
+/// Wakes a sleeping worker from another thread (an eventfd the worker reads).
+struct Waker: Sendable {
+    let fileDescriptor: Int32
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(fileDescriptor, $0.baseAddress, 8) }
+    }
+}
+

@@ -1,0 +1,352 @@
+import CLibURing
+import Glibc
+import Logging
+
+/// The io_uring backend: one ring per worker, a multishot accept straight into the ring's
+/// fixed-file table (so connections never occupy the process fd table), multishot receives
+/// that pick buffers from the worker's provided buffer ring, and sends, cancels and closes
+/// on fixed files.
+///
+/// Completion handling follows the rules measured on these machines (see design.md): every
+/// CQE without `IORING_CQE_F_MORE` ends its request and the worker re-arms or closes;
+/// `-ENOBUFS` ends a receive because the buffer ring is empty, which is backpressure; CQ
+/// overflow is survived because the kernel keeps what it cannot post (`IORING_FEAT_NODROP`)
+/// and flushes it on the next enter.
+final class URingBackend: IOBackend {
+    static var name: String { "io_uring" }
+
+    let ring: Ring
+    let buffers: BufferRing
+    let listener: Int32
+    let multishotReceive: Bool
+    let waker: Waker
+    private(set) var waitCount = 0
+    private(set) var syscallCount = 0
+    private(set) var overflowCount = 0
+    private let wakeBuffer: UnsafeMutablePointer<UInt64>
+    private var listenerOpen = true
+
+    static let bufferGroup: UInt16 = 0
+
+    /// Creates the ring on the calling thread (the worker's: SINGLE_ISSUER binds it there).
+    init(config: Config, capabilities: URingCapabilities, listener: Int32, waker: Waker, fixedFiles: UInt32) throws(SystemError) {
+        let completionEntries = config.completionEntries ?? config.ringEntries * 4
+        ring = try Ring(entries: config.ringEntries, completionEntries: completionEntries, flags: capabilities.setupFlags)
+        let registered = io_uring_register_files_sparse(ring.pointer, fixedFiles)
+        guard registered == 0 else {
+            throw SystemError("io_uring_register_files_sparse(\(fixedFiles))", errno: -registered)
+        }
+        // A registered ring fd saves a file lookup per enter; optional (5.18+).
+        _ = io_uring_register_ring_fd(ring.pointer)
+        buffers = try BufferRing(ring: ring, groupID: Self.bufferGroup, count: config.bufferCount,
+                                 sizeBytes: config.bufferSizeBytes)
+        self.waker = waker
+        wakeBuffer = .allocate(capacity: 1)
+        self.listener = listener
+        multishotReceive = capabilities.multishotReceive
+        armWake()
+    }
+
+    deinit {
+        buffers.unregister(ring: ring)
+        if listenerOpen { Glibc.close(listener) }
+        wakeBuffer.deallocate()
+    }
+
+    func armAccept() {
+        guard listenerOpen else { return }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue)
+    }
+
+    func stopAccepting() {
+        guard listenerOpen else { return }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_cancel64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.closeOrphan, slot: 0, generation: 0).rawValue)
+        _ = io_uring_submit(ring.pointer)
+        syscallCount += 1
+        // Pending connections in the backlog are reset when the listener goes.
+        Glibc.close(listener)
+        listenerOpen = false
+    }
+
+    @inline(__always)
+    func armReceive(handle: Int32, tag: UserData) {
+        let sqe = ring.nextSubmission()
+        if multishotReceive {
+            io_uring_prep_recv_multishot(sqe, handle, nil, 0, 0)
+        } else {
+            io_uring_prep_recv(sqe, handle, nil, 0, 0)
+        }
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
+        sqe.pointee.buf_group = Self.bufferGroup
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+    }
+
+    @inline(__always)
+    func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_send(sqe, handle, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+    }
+
+    func cancel(_ target: UserData, handle: Int32, tag: UserData) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_cancel64(sqe, target.rawValue, 0)
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+    }
+
+    func close(handle: Int32, tag: UserData) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_close_direct(sqe, UInt32(handle))
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+    }
+
+    func closeUnowned(handle: Int32) {
+        close(handle: handle, tag: UserData(.closeOrphan, slot: 0, generation: 0))
+    }
+
+    private func armWake() {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_read(sqe, waker.fileDescriptor, wakeBuffer, 8, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.wake, slot: 0, generation: 0).rawValue)
+    }
+
+    func submit() {
+        if ring.pendingSubmissions > 0 { _ = io_uring_submit(ring.pointer) }
+    }
+
+    func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
+        let wanted: UInt32 = ring.readyCompletions > 0 ? 0 : 1
+        let result = ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
+        waitCount += 1
+        if result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY && result != -EAGAIN {
+            fatalError("io_uring_enter failed: \(SystemError.name(of: -result))")
+        }
+        while true {
+            if ring.hasOverflow {
+                // The kernel holds completions the CQ had no room for; an enter with
+                // GETEVENTS moves them in as space allows.
+                overflowCount += 1
+                syscallCount += 1
+                _ = io_uring_get_events(ring.pointer)
+            }
+            let handled = ring.forEachCompletion { userData, result, flags in
+                dispatch(UserData(rawValue: userData), result: result, flags: flags, sink: sink)
+            }
+            if handled == 0 { break }
+        }
+    }
+
+    @inline(__always)
+    private func dispatch<Sink: CompletionSink>(_ tag: UserData, result: Int32, flags: UInt32, sink: Sink) {
+        let more = flags & UInt32(IORING_CQE_F_MORE) != 0
+        switch tag.operation {
+        case .receive:
+            if result > 0 {
+                precondition(flags & UInt32(IORING_CQE_F_BUFFER) != 0, "receive without a provided buffer")
+                let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
+                sink.received(tag, bytes: buffers.bytes(of: bufferID, count: result), more: more)
+                buffers.recycle(bufferID)
+            } else {
+                if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
+                    buffers.recycle(UInt16(truncatingIfNeeded: flags >> 16))
+                }
+                sink.receiveEnded(tag, result: result)
+            }
+        case .send:
+            sink.sent(tag, result: result)
+        case .accept:
+            if result >= 0 { sink.accepted(handle: result) }
+            // ENFILE: the kernel took the connection and dropped it for want of a fixed-file
+            // slot, so re-arming at once refuses each further one quickly.
+            if !more { sink.acceptEnded(result: min(result, 0), retryNow: result >= 0 || result == -ENFILE) }
+        case .close, .cancel, .shutdown:
+            sink.operationDone(tag, result: result)
+        case .wake:
+            sink.woken()
+            armWake()
+        case .closeOrphan:
+            break
+        case nil:
+            assertionFailure("completion with an unknown tag \(tag.rawValue)")
+        }
+    }
+}
+
+// MARK: - Probe
+
+/// Why io_uring cannot serve here.
+struct URingUnavailable: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { reason }
+}
+
+extension URingBackend {
+    /// Finds out, by trying, what io_uring offers on this kernel: ring creation with the
+    /// preferred flags, the opcodes the engine uses, buffer rings, fixed files, multishot
+    /// accept into the fixed-file table and multishot receive. Takes well under a millisecond.
+    static func probe(disabled: Set<URingFeature>) -> Result<URingCapabilities, URingUnavailable> {
+        let kernel = KernelVersion.current
+        let wanted: [UInt32] = disabled.contains(.deferTaskrun)
+            ? [UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0]
+            : [UInt32(IORING_SETUP_SINGLE_ISSUER) | UInt32(IORING_SETUP_DEFER_TASKRUN) | UInt32(IORING_SETUP_COOP_TASKRUN),
+               UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0]
+        var ring: Ring?
+        var lastError: SystemError?
+        for flags in wanted {
+            do {
+                ring = try Ring(entries: 8, completionEntries: 16, flags: flags)
+                break
+            } catch {
+                lastError = error
+                if error.errno != EINVAL { break }
+            }
+        }
+        guard let ring = ring.take() else {
+            let errno = lastError?.errno ?? 0
+            var reason = "io_uring_setup failed with \(SystemError.name(of: errno))"
+            if let disabledSetting = readSysctl("kernel/io_uring_disabled"), disabledSetting != "0" {
+                reason += " (kernel.io_uring_disabled = \(disabledSetting))"
+            } else if errno == EPERM {
+                reason += " (blocked by a seccomp profile, as in Docker's default, or by policy)"
+            } else if errno == ENOSYS {
+                reason += " (kernel \(kernel) built without io_uring)"
+            }
+            return .failure(URingUnavailable(reason: reason))
+        }
+        if let kernel, kernel < KernelVersion(major: 5, minor: 19) {
+            return .failure(URingUnavailable(reason: "kernel \(kernel) is older than 5.19 (multishot accept, buffer rings)"))
+        }
+        let required: [(UInt32, String)] = [
+            (UInt32(IORING_OP_ACCEPT.rawValue), "ACCEPT"), (UInt32(IORING_OP_RECV.rawValue), "RECV"),
+            (UInt32(IORING_OP_SEND.rawValue), "SEND"), (UInt32(IORING_OP_CLOSE.rawValue), "CLOSE"),
+            (UInt32(IORING_OP_ASYNC_CANCEL.rawValue), "ASYNC_CANCEL"), (UInt32(IORING_OP_READ.rawValue), "READ"),
+        ]
+        if let probe = io_uring_get_probe_ring(ring.pointer) {
+            defer { io_uring_free_probe(probe) }
+            for (opcode, name) in required where io_uring_opcode_supported(probe, Int32(opcode)) == 0 {
+                return .failure(URingUnavailable(reason: "io_uring lacks opcode \(name)"))
+            }
+        }
+        let files = io_uring_register_files_sparse(ring.pointer, 4)
+        guard files == 0 else {
+            return .failure(URingUnavailable(reason: "sparse fixed-file table failed: \(SystemError.name(of: -files))"))
+        }
+        do {
+            let buffers = try BufferRing(ring: ring, groupID: 7, count: 4, sizeBytes: 64)
+            defer { buffers.unregister(ring: ring) }
+            switch probeMultishot(ring: ring, bufferGroup: 7, disabled: disabled) {
+            case .failure(let failure):
+                return .failure(failure)
+            case .success(let multishotReceive):
+                return .success(URingCapabilities(setupFlags: ring.flags & ~UInt32(IORING_SETUP_CQSIZE),
+                                                  multishotReceive: multishotReceive, features: ring.features))
+            }
+        } catch {
+            return .failure(URingUnavailable(reason: "provided buffer rings unavailable: \(error)"))
+        }
+    }
+
+    /// Accepts one loopback connection with a multishot accept into fixed slot memory and
+    /// receives one byte on it with a multishot receive. Returns whether multishot receive works.
+    private static func probeMultishot(ring: borrowing Ring, bufferGroup: UInt16, disabled: Set<URingFeature>)
+        -> Result<Bool, URingUnavailable>
+    {
+        let listener: Int32
+        do { listener = try Listener.open(host: "127.0.0.1", port: 0, backlog: 4) } catch {
+            return .failure(URingUnavailable(reason: "probe listener: \(error)"))
+        }
+        defer { Glibc.close(listener) }
+        var sqe = ring.nextSubmission()
+        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
+        io_uring_sqe_set_data64(sqe, 1)
+        _ = io_uring_submit(ring.pointer)
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { Glibc.close(client) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = Listener.port(of: listener).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return .failure(URingUnavailable(reason: "probe connect failed: \(SystemError.name(of: errno))")) }
+        guard let accept = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe accept never completed")) }
+        guard accept.result >= 0 else {
+            return .failure(URingUnavailable(reason: "multishot accept into the fixed-file table failed: \(SystemError.name(of: -accept.result))"))
+        }
+        let slot = accept.result
+        if disabled.contains(.multishotReceive) { return .success(false) }
+        sqe = ring.nextSubmission()
+        io_uring_prep_recv_multishot(sqe, slot, nil, 0, 0)
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
+        sqe.pointee.buf_group = bufferGroup
+        io_uring_sqe_set_data64(sqe, 2)
+        _ = io_uring_submit(ring.pointer)
+        var byte: UInt8 = 0x2A
+        _ = Glibc.send(client, &byte, 1, Int32(MSG_NOSIGNAL))
+        guard let receive = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe receive never completed")) }
+        return .success(receive.result == 1 && receive.flags & UInt32(IORING_CQE_F_MORE) != 0)
+    }
+
+    private static func waitOne(_ ring: borrowing Ring) -> (result: Int32, flags: UInt32)? {
+        for _ in 0..<100 {
+            _ = ring.submitAndWait(waitCount: 1, timeoutNanoseconds: 10_000_000)
+            var found: (Int32, UInt32)?
+            _ = ring.forEachCompletion { _, result, flags in if found == nil { found = (result, flags) } }
+            if let found { return found }
+        }
+        return nil
+    }
+}
+
+/// The running kernel's version, from uname.
+struct KernelVersion: Comparable, CustomStringConvertible, Sendable {
+    var major: Int
+    var minor: Int
+
+    static var current: KernelVersion? {
+        var name = utsname()
+        guard uname(&name) == 0 else { return nil }
+        let release = withUnsafeBytes(of: &name.release) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return parse(release)
+    }
+
+    static func parse(_ release: String) -> KernelVersion? {
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return nil }
+        return KernelVersion(major: numbers[0], minor: numbers[1])
+    }
+
+    static func < (lhs: KernelVersion, rhs: KernelVersion) -> Bool {
+        (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
+    }
+
+    var description: String { "\(major).\(minor)" }
+}
+
+/// The trimmed contents of /proc/sys/`path`, or nil.
+func readSysctl(_ path: String) -> String? {
+    let fd = open("/proc/sys/" + path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { Glibc.close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 256) }
+    guard count > 0 else { return nil }
+    return String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: " \n\t")
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var view = Substring(self)
+        while let first = view.first, set.contains(first) { view = view.dropFirst() }
+        while let last = view.last, set.contains(last) { view = view.dropLast() }
+        return String(view)
+    }
+}

@@ -1,0 +1,134 @@
+import Glibc
+
+/// A buffer borrowed from a worker's `BufferPool`: partial handshakes, fragmented messages
+/// being reassembled, control payloads split across receives, and send queues. Sixteen
+/// bytes in a `Connection`; all zero when the connection holds nothing.
+struct PooledBuffer {
+    var base: UnsafeMutableRawPointer? = nil
+    /// Bytes in use, from `base`.
+    var count: UInt32 = 0
+    var sizeClass: UInt8 = 0
+
+    var isAllocated: Bool { base != nil }
+    var capacity: Int { base == nil ? 0 : BufferPool.size(ofClass: sizeClass) }
+    var bytes: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: base, count: Int(count))
+    }
+}
+
+/// Per-worker pool of power-of-two buffers from 256 B to 64 MiB.
+///
+/// Buffers come from malloc the first time a size is needed and go back to a free list
+/// afterwards, so a steady state (the same message sizes over and over) allocates nothing.
+/// Each size class keeps at most `retainedBytesPerClass` of free buffers (and at least
+/// two); the rest return to malloc, so a burst of large messages does not pin memory.
+final class BufferPool {
+    static let smallestShift = 8
+    static let classCount = 19
+    static var largestSize: Int { size(ofClass: UInt8(classCount - 1)) }
+
+    @inline(__always)
+    static func size(ofClass sizeClass: UInt8) -> Int { 1 << (smallestShift + Int(sizeClass)) }
+
+    /// The smallest class holding `bytes`, or nil beyond the largest.
+    @inline(__always)
+    static func sizeClass(for bytes: Int) -> UInt8? {
+        guard bytes <= largestSize else { return nil }
+        let needed = max(bytes, 1 << smallestShift)
+        let shift = Int.bitWidth - (needed - 1).leadingZeroBitCount
+        return UInt8(shift - smallestShift)
+    }
+
+    private let free: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutableRawPointer>>
+    private let freeCounts: UnsafeMutablePointer<Int>
+    private let freeLimits: UnsafeMutablePointer<Int>
+    /// Buffers handed out and not yet returned, and their bytes.
+    private(set) var outstandingCount = 0
+    private(set) var outstandingBytes = 0
+    /// Calls to malloc so far: flat in steady state.
+    private(set) var mallocCount = 0
+
+    init(retainedBytesPerClass: Int = 8 << 20) {
+        free = .allocate(capacity: Self.classCount)
+        freeCounts = .allocate(capacity: Self.classCount)
+        freeLimits = .allocate(capacity: Self.classCount)
+        for sizeClass in 0..<Self.classCount {
+            let limit = max(2, retainedBytesPerClass / Self.size(ofClass: UInt8(sizeClass)))
+            freeLimits[sizeClass] = limit
+            freeCounts[sizeClass] = 0
+            free[sizeClass] = .allocate(capacity: limit)
+        }
+    }
+
+    deinit {
+        for sizeClass in 0..<Self.classCount {
+            for index in 0..<freeCounts[sizeClass] { Glibc.free(free[sizeClass][index]) }
+            free[sizeClass].deallocate()
+        }
+        free.deallocate()
+        freeCounts.deallocate()
+        freeLimits.deallocate()
+    }
+
+    /// An empty buffer of at least `minimumBytes`, or nil when that is more than the
+    /// largest class or malloc fails.
+    func acquire(minimumBytes: Int) -> PooledBuffer? {
+        guard let sizeClass = Self.sizeClass(for: minimumBytes) else { return nil }
+        let index = Int(sizeClass)
+        let base: UnsafeMutableRawPointer
+        if freeCounts[index] > 0 {
+            freeCounts[index] -= 1
+            base = free[index][freeCounts[index]]
+        } else {
+            guard let fresh = malloc(Self.size(ofClass: sizeClass)) else { return nil }
+            mallocCount += 1
+            base = fresh
+        }
+        outstandingCount += 1
+        outstandingBytes += Self.size(ofClass: sizeClass)
+        return PooledBuffer(base: base, count: 0, sizeClass: sizeClass)
+    }
+
+    /// Returns `buffer` to the pool and empties it. A no-op for an empty handle.
+    func release(_ buffer: inout PooledBuffer) {
+        guard let base = buffer.base else { return }
+        let index = Int(buffer.sizeClass)
+        outstandingCount -= 1
+        outstandingBytes -= Self.size(ofClass: buffer.sizeClass)
+        if freeCounts[index] < freeLimits[index] {
+            free[index][freeCounts[index]] = base
+            freeCounts[index] += 1
+        } else {
+            Glibc.free(base)
+        }
+        buffer = PooledBuffer()
+    }
+
+    /// Appends `bytes` to `buffer`, acquiring or growing it as needed (contents are kept).
+    /// Returns false, leaving `buffer` as it was, when the result would exceed the largest
+    /// class or memory is short.
+    func append(_ bytes: UnsafeRawBufferPointer, to buffer: inout PooledBuffer) -> Bool {
+        guard let destination = reserve(bytes.count, in: &buffer) else { return false }
+        if let source = bytes.baseAddress, bytes.count > 0 {
+            destination.copyMemory(from: source, byteCount: bytes.count)
+        }
+        buffer.count += UInt32(bytes.count)
+        return true
+    }
+
+    /// Makes room for `byteCount` more bytes after `buffer.count` and returns where they go
+    /// (the caller writes them and adds to `count`), or nil as `append` fails.
+    func reserve(_ byteCount: Int, in buffer: inout PooledBuffer) -> UnsafeMutableRawPointer? {
+        let needed = Int(buffer.count) + byteCount
+        if needed > buffer.capacity {
+            guard var bigger = acquire(minimumBytes: needed) else { return nil }
+            if let old = buffer.base, buffer.count > 0 {
+                bigger.base!.copyMemory(from: old, byteCount: Int(buffer.count))
+            }
+            bigger.count = buffer.count
+            release(&buffer)
+            buffer = bigger
+        }
+        return buffer.base! + Int(buffer.count)
+    }
+}

@@ -1,0 +1,324 @@
+import Glibc
+import Logging
+
+/// Which I/O backend serves connections.
+public enum BackendChoice: String, Sendable, CaseIterable {
+    /// io_uring when the start-up probe finds everything the engine needs, else epoll.
+    case auto
+    case ioUring = "io_uring"
+    case epoll
+}
+
+/// io_uring features that can be turned off by hand (MYRIAD_URING_DISABLE), to run the
+/// fallback paths a newer kernel would otherwise never take.
+public enum URingFeature: String, Sendable, CaseIterable {
+    /// SINGLE_ISSUER | DEFER_TASKRUN (6.1): fall back to COOP_TASKRUN | TASKRUN_FLAG.
+    case deferTaskrun = "defer_taskrun"
+    /// Multishot recv (6.0): fall back to single-shot receives re-armed after each completion.
+    case multishotReceive = "multishot_recv"
+}
+
+/// Every knob of the engine, read from `MYRIAD_*` environment variables and validated.
+///
+/// Each knob is described once, in `Config.knobs`: its variable, default, accepted range
+/// and meaning. `myriad serve --help` and the README list the same table, and a bad value
+/// stops start-up with a message naming the variable, the value and the range.
+public struct Config: Sendable {
+    public var host = "0.0.0.0"
+    /// 0 picks a free port (the first worker binds it, the others join it).
+    public var port: UInt16 = 8080
+    public var workers: Int = Config.onlineCores
+    /// nil: as many as the fd limit allows (workers x RLIMIT_NOFILE for io_uring).
+    public var maxConnections: Int? = nil
+    public var backend: BackendChoice = .auto
+    public var ringEntries: UInt32 = 4096
+    /// nil: 4 x ringEntries.
+    public var completionEntries: UInt32? = nil
+    public var bufferSizeBytes: UInt32 = 4096
+    public var bufferCount: UInt32 = 1024
+    public var maxMessageSizeBytes = 1 << 20
+    public var maxQueuedBytes = 4 << 20
+    public var maxHeaderBytes = 8192
+    public var listenBacklog = 4096
+    public var timerTickMilliseconds = 50
+    public var handshakeTimeoutMilliseconds = 10_000
+    public var pingIntervalMilliseconds = 25_000
+    public var pongTimeoutMilliseconds = 10_000
+    public var idleTimeoutMilliseconds = 0
+    public var closeTimeoutMilliseconds = 5_000
+    public var shutdownTimeoutMilliseconds = 10_000
+    public var statsIntervalMilliseconds = 0
+    public var logLevel: Logger.Level = .info
+    public var disabledURingFeatures: Set<URingFeature> = []
+
+    public init() {}
+
+    public static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// Reads every `MYRIAD_*` variable in `environment`, then applies `overrides` (command
+    /// line flags, keyed by variable name), validating each value.
+    public static func load(
+        environment: [String: String], overrides: [String: String] = [:]
+    ) throws(ConfigError) -> Config {
+        var config = Config()
+        let known = Set(knobs.map(\.variable))
+        for name in environment.keys.sorted() where name.hasPrefix("MYRIAD_") && !known.contains(name) {
+            throw ConfigError(variable: name, value: environment[name]!, expected: "a known MYRIAD_* variable (see myriad serve --help)")
+        }
+        for knob in knobs {
+            if let value = overrides[knob.variable] ?? environment[knob.variable] {
+                try knob.apply(&config, value.trimmingSpaces)
+            }
+        }
+        try config.validate()
+        return config
+    }
+
+    /// Cross-knob rules (each knob's own range is checked when it is read).
+    public func validate() throws(ConfigError) {
+        if let completionEntries, completionEntries < ringEntries {
+            throw ConfigError(variable: "MYRIAD_CQ_ENTRIES", value: String(completionEntries),
+                              expected: "at least MYRIAD_RING_ENTRIES (\(ringEntries)): the kernel requires cq >= sq")
+        }
+        if let maxConnections, maxConnections < workers {
+            throw ConfigError(variable: "MYRIAD_MAX_CONNECTIONS", value: String(maxConnections),
+                              expected: "at least MYRIAD_WORKERS (\(workers)): every worker needs a slot")
+        }
+        if timerTickMilliseconds > handshakeTimeoutMilliseconds {
+            throw ConfigError(variable: "MYRIAD_TIMER_TICK", value: "\(timerTickMilliseconds)ms",
+                              expected: "at most MYRIAD_HANDSHAKE_TIMEOUT (\(handshakeTimeoutMilliseconds)ms)")
+        }
+    }
+
+    /// Connections per worker: the slab and fixed-file table size of each.
+    public func connectionsPerWorker(default total: Int) -> Int {
+        let total = maxConnections ?? total
+        return (total + workers - 1) / workers
+    }
+}
+
+/// A rejected configuration value.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var variable: String
+    public var value: String
+    public var expected: String
+
+    public var description: String { "invalid \(variable)=\"\(value)\": expected \(expected)" }
+}
+
+/// One tunable: its variable, what it means, its default and range, and how to read it.
+public struct Knob: Sendable {
+    public var variable: String
+    /// The `myriad serve` flag that sets the same knob.
+    public var flag: String
+    public var defaultValue: String
+    public var range: String
+    public var help: String
+    let apply: @Sendable (inout Config, String) throws(ConfigError) -> Void
+}
+
+extension Config {
+    /// The table of every knob, in the order `--help` and the README list them.
+    public static let knobs: [Knob] = [
+        Knob(variable: "MYRIAD_HOST", flag: "host", defaultValue: "0.0.0.0", range: "an IPv4 address",
+             help: "Address every worker's listener binds.") { config, value throws(ConfigError) in
+            var address = in_addr()
+            guard inet_pton(AF_INET, value, &address) == 1 else {
+                throw ConfigError(variable: "MYRIAD_HOST", value: value, expected: "an IPv4 address such as 0.0.0.0 or 127.0.0.1")
+            }
+            config.host = value
+        },
+        Knob(variable: "MYRIAD_PORT", flag: "port", defaultValue: "8080", range: "0-65535 (0: any free port)",
+             help: "TCP port; all workers share it with SO_REUSEPORT.") { config, value throws(ConfigError) in
+            config.port = UInt16(try integer("MYRIAD_PORT", value, 0...65535))
+        },
+        Knob(variable: "MYRIAD_WORKERS", flag: "workers", defaultValue: "online cores", range: "1-1024",
+             help: "Worker threads, each with its own ring, listener, slab and timing wheel.") { config, value throws(ConfigError) in
+            config.workers = try integer("MYRIAD_WORKERS", value, 1...1024)
+        },
+        Knob(variable: "MYRIAD_MAX_CONNECTIONS", flag: "max-connections",
+             defaultValue: "workers x fd limit (io_uring), fd limit (epoll)", range: "1-16777216",
+             help: "Connections held at once, split evenly over workers. With io_uring each worker holds at most RLIMIT_NOFILE (its fixed-file table).") { config, value throws(ConfigError) in
+            config.maxConnections = try integer("MYRIAD_MAX_CONNECTIONS", value, 1...16_777_216)
+        },
+        Knob(variable: "MYRIAD_BACKEND", flag: "backend", defaultValue: "auto", range: "auto | io_uring | epoll",
+             help: "I/O backend; auto probes io_uring and falls back to epoll, logging why.") { config, value throws(ConfigError) in
+            guard let choice = BackendChoice(rawValue: value) else {
+                throw ConfigError(variable: "MYRIAD_BACKEND", value: value, expected: "one of auto, io_uring, epoll")
+            }
+            config.backend = choice
+        },
+        Knob(variable: "MYRIAD_RING_ENTRIES", flag: "ring-entries", defaultValue: "4096", range: "power of two, 8-32768",
+             help: "Submission queue entries per ring.") { config, value throws(ConfigError) in
+            config.ringEntries = UInt32(try powerOfTwo("MYRIAD_RING_ENTRIES", value, 8...32768))
+        },
+        Knob(variable: "MYRIAD_CQ_ENTRIES", flag: "cq-entries", defaultValue: "4 x ring entries", range: "power of two, 8-131072, >= ring entries",
+             help: "Completion queue entries per ring; overflow is survived (NODROP) but costs multishot re-arms.") { config, value throws(ConfigError) in
+            config.completionEntries = UInt32(try powerOfTwo("MYRIAD_CQ_ENTRIES", value, 8...131_072))
+        },
+        Knob(variable: "MYRIAD_BUFFER_SIZE", flag: "buffer-size", defaultValue: "4096", range: "256 B-1 MiB",
+             help: "Size of each provided receive buffer (bytes; K/M suffixes allowed).") { config, value throws(ConfigError) in
+            config.bufferSizeBytes = UInt32(try size("MYRIAD_BUFFER_SIZE", value, 256...(1 << 20)))
+        },
+        Knob(variable: "MYRIAD_BUFFER_COUNT", flag: "buffer-count", defaultValue: "1024", range: "power of two, 1-32768",
+             help: "Provided receive buffers per worker; when they run dry receives wait (counted as enobufs_rearms).") { config, value throws(ConfigError) in
+            config.bufferCount = UInt32(try powerOfTwo("MYRIAD_BUFFER_COUNT", value, 1...32768))
+        },
+        Knob(variable: "MYRIAD_MAX_MESSAGE_SIZE", flag: "max-message-size", defaultValue: "1 MiB", range: "1 B-64 MiB",
+             help: "Largest message accepted, all fragments together; larger ones close with 1009.") { config, value throws(ConfigError) in
+            config.maxMessageSizeBytes = try size("MYRIAD_MAX_MESSAGE_SIZE", value, 1...(64 << 20))
+        },
+        Knob(variable: "MYRIAD_MAX_QUEUED_BYTES", flag: "max-queued-bytes", defaultValue: "4 MiB", range: "1 KiB-64 MiB",
+             help: "Bytes queued for one connection before it is closed as a slow consumer.") { config, value throws(ConfigError) in
+            config.maxQueuedBytes = try size("MYRIAD_MAX_QUEUED_BYTES", value, 1024...(64 << 20))
+        },
+        Knob(variable: "MYRIAD_MAX_HEADER_SIZE", flag: "max-header-size", defaultValue: "8 KiB", range: "256 B-64 KiB",
+             help: "Largest upgrade request head; larger ones get 431.") { config, value throws(ConfigError) in
+            config.maxHeaderBytes = try size("MYRIAD_MAX_HEADER_SIZE", value, 256...(64 << 10))
+        },
+        Knob(variable: "MYRIAD_BACKLOG", flag: "backlog", defaultValue: "4096", range: "1-1048576 (capped by net.core.somaxconn)",
+             help: "listen() backlog of each worker's socket.") { config, value throws(ConfigError) in
+            config.listenBacklog = try integer("MYRIAD_BACKLOG", value, 1...1_048_576)
+        },
+        Knob(variable: "MYRIAD_TIMER_TICK", flag: "timer-tick", defaultValue: "50ms", range: "1ms-1s",
+             help: "Resolution of every deadline (the timing wheel's tick).") { config, value throws(ConfigError) in
+            config.timerTickMilliseconds = try duration("MYRIAD_TIMER_TICK", value, 1...1000)
+        },
+        Knob(variable: "MYRIAD_HANDSHAKE_TIMEOUT", flag: "handshake-timeout", defaultValue: "10s", range: "10ms-1h",
+             help: "Time to complete the upgrade request before the connection is closed (slowloris defence).") { config, value throws(ConfigError) in
+            config.handshakeTimeoutMilliseconds = try duration("MYRIAD_HANDSHAKE_TIMEOUT", value, 10...3_600_000)
+        },
+        Knob(variable: "MYRIAD_PING_INTERVAL", flag: "ping-interval", defaultValue: "25s", range: "0 (off) or 100ms-24h",
+             help: "A connection silent this long gets a ping.") { config, value throws(ConfigError) in
+            config.pingIntervalMilliseconds = try duration("MYRIAD_PING_INTERVAL", value, 100...86_400_000, allowZero: true)
+        },
+        Knob(variable: "MYRIAD_PONG_TIMEOUT", flag: "pong-timeout", defaultValue: "10s", range: "100ms-1h",
+             help: "Time after a ping for a pong (or any frame) before the connection is closed as pong_timeout.") { config, value throws(ConfigError) in
+            config.pongTimeoutMilliseconds = try duration("MYRIAD_PONG_TIMEOUT", value, 100...3_600_000)
+        },
+        Knob(variable: "MYRIAD_IDLE_TIMEOUT", flag: "idle-timeout", defaultValue: "0 (off)", range: "0 or 1s-30d",
+             help: "No application message either way for this long: close 1001 (idle_timeout).") { config, value throws(ConfigError) in
+            config.idleTimeoutMilliseconds = try duration("MYRIAD_IDLE_TIMEOUT", value, 1000...2_592_000_000, allowZero: true)
+        },
+        Knob(variable: "MYRIAD_CLOSE_TIMEOUT", flag: "close-timeout", defaultValue: "5s", range: "10ms-1h",
+             help: "Time the peer has to answer our close frame before the socket is closed anyway.") { config, value throws(ConfigError) in
+            config.closeTimeoutMilliseconds = try duration("MYRIAD_CLOSE_TIMEOUT", value, 10...3_600_000)
+        },
+        Knob(variable: "MYRIAD_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", defaultValue: "10s", range: "0-1h",
+             help: "On SIGTERM/SIGINT: time for connections to answer close 1001 before the process exits anyway.") { config, value throws(ConfigError) in
+            config.shutdownTimeoutMilliseconds = try duration("MYRIAD_SHUTDOWN_TIMEOUT", value, 0...3_600_000, allowZero: true)
+        },
+        Knob(variable: "MYRIAD_STATS_INTERVAL", flag: "stats-interval", defaultValue: "0 (off)", range: "0 or 100ms-1h",
+             help: "Print a stats line this often.") { config, value throws(ConfigError) in
+            config.statsIntervalMilliseconds = try duration("MYRIAD_STATS_INTERVAL", value, 100...3_600_000, allowZero: true)
+        },
+        Knob(variable: "MYRIAD_LOG_LEVEL", flag: "log-level", defaultValue: "info",
+             range: "trace | debug | info | notice | warning | error | critical",
+             help: "Least severe log level printed.") { config, value throws(ConfigError) in
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw ConfigError(variable: "MYRIAD_LOG_LEVEL", value: value,
+                                  expected: "one of trace, debug, info, notice, warning, error, critical")
+            }
+            config.logLevel = level
+        },
+        Knob(variable: "MYRIAD_URING_DISABLE", flag: "uring-disable", defaultValue: "(none)",
+             range: "comma list of: defer_taskrun, multishot_recv",
+             help: "Turn off io_uring features to run their fallbacks (for testing older-kernel paths).") { config, value throws(ConfigError) in
+            var disabled: Set<URingFeature> = []
+            for item in value.split(separator: ",") {
+                let name = String(item).trimmingSpaces
+                guard let feature = URingFeature(rawValue: name) else {
+                    throw ConfigError(variable: "MYRIAD_URING_DISABLE", value: value,
+                                      expected: "a comma list of: defer_taskrun, multishot_recv")
+                }
+                disabled.insert(feature)
+            }
+            config.disabledURingFeatures = disabled
+        },
+    ]
+
+    // MARK: - Value parsing
+
+    static func integer(_ variable: String, _ value: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let number = Int(value), range.contains(number) else {
+            throw ConfigError(variable: variable, value: value, expected: "an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
+    static func powerOfTwo(_ variable: String, _ value: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let number = Int(value), range.contains(number), number & (number - 1) == 0 else {
+            throw ConfigError(variable: variable, value: value,
+                              expected: "a power of two in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+
+    /// Bytes, with an optional K/KiB/M/MiB/G/GiB suffix (binary multiples).
+    static func size(_ variable: String, _ value: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10),
+                                      ("M", 1 << 20), ("G", 1 << 30), ("B", 1)]
+        var digits = value
+        var multiplier = 1
+        for (suffix, factor) in units where value.hasSuffix(suffix) {
+            digits = String(value.dropLast(suffix.count)).trimmingSpaces
+            multiplier = factor
+            break
+        }
+        guard let number = Int(digits), number >= 0, number <= Int.max / multiplier,
+              range.contains(number * multiplier) else {
+            throw ConfigError(variable: variable, value: value,
+                              expected: "a size in \(formatBytes(range.lowerBound))...\(formatBytes(range.upperBound)) (bytes, or with K/M/G)")
+        }
+        return number * multiplier
+    }
+
+    /// Milliseconds, from `250ms`, `10s`, `1.5s`, `2m`, `1h`, `1d`, or a bare number of seconds.
+    static func duration(
+        _ variable: String, _ value: String, _ range: ClosedRange<Int>, allowZero: Bool = false
+    ) throws(ConfigError) -> Int {
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        var digits = value
+        var multiplier = 1000.0
+        for (suffix, factor) in units where value.hasSuffix(suffix) {
+            digits = String(value.dropLast(suffix.count))
+            multiplier = factor
+            break
+        }
+        let expected = (allowZero ? "0 or " : "") + "a duration in \(formatMilliseconds(range.lowerBound))...\(formatMilliseconds(range.upperBound)) (e.g. 500ms, 10s, 2m)"
+        guard let number = Double(digits), number.isFinite, number >= 0 else {
+            throw ConfigError(variable: variable, value: value, expected: expected)
+        }
+        let milliseconds = number * multiplier
+        if milliseconds == 0 && allowZero { return 0 }
+        guard milliseconds == milliseconds.rounded(), milliseconds <= Double(range.upperBound),
+              range.contains(Int(milliseconds)) else {
+            throw ConfigError(variable: variable, value: value, expected: expected)
+        }
+        return Int(milliseconds)
+    }
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 { return "\(bytes >> 30) GiB" }
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
+    if bytes >= 1 << 10 && bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }
+    return "\(bytes) B"
+}
+
+func formatMilliseconds(_ milliseconds: Int) -> String {
+    if milliseconds >= 86_400_000 && milliseconds % 86_400_000 == 0 { return "\(milliseconds / 86_400_000)d" }
+    if milliseconds >= 3_600_000 && milliseconds % 3_600_000 == 0 { return "\(milliseconds / 3_600_000)h" }
+    if milliseconds >= 60_000 && milliseconds % 60_000 == 0 { return "\(milliseconds / 60_000)m" }
+    if milliseconds >= 1000 && milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
+    return "\(milliseconds)ms"
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var view = Substring(self)
+        while let first = view.first, first == " " || first == "\t" { view = view.dropFirst() }
+        while let last = view.last, last == " " || last == "\t" { view = view.dropLast() }
+        return String(view)
+    }
+}

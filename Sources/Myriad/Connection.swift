@@ -1,0 +1,160 @@
+import WebSocketCodec
+
+/// Where a connection is in its life. Transitions only move down this list (a slot goes
+/// back to `.free` when released):
+///
+///     free -> handshaking -> open -> closing -> draining -> closed -> free
+///                  \___________\________\______^   (any state may skip ahead)
+enum ConnectionState: UInt8 {
+    /// In the slab's free list.
+    case free
+    /// Accepted; waiting for a complete upgrade request (handshake deadline armed).
+    case handshaking
+    /// Upgraded; frames flow both ways.
+    case open
+    /// We sent a close frame and wait for the peer's (close deadline armed); data is ignored.
+    case closing
+    /// Nothing more to read: the queued bytes (a close reply, an HTTP response) are being
+    /// sent, then the socket is closed.
+    case draining
+    /// The socket close is submitted; waiting for the slot's last completions.
+    case closed
+}
+
+/// Per-connection facts that are not a state of their own.
+struct ConnectionFlags: OptionSet {
+    var rawValue: UInt16
+    /// A receive is armed (multishot or single-shot) and will complete.
+    static let receiveArmed = ConnectionFlags(rawValue: 1 << 0)
+    static let sendInFlight = ConnectionFlags(rawValue: 1 << 1)
+    /// Linked into the worker's flush list (pending bytes, no send in flight yet).
+    static let inFlushList = ConnectionFlags(rawValue: 1 << 2)
+    /// Parked after `-ENOBUFS`; re-armed when buffers come back.
+    static let starved = ConnectionFlags(rawValue: 1 << 3)
+    static let closeFrameSent = ConnectionFlags(rawValue: 1 << 4)
+    static let closeFrameReceived = ConnectionFlags(rawValue: 1 << 5)
+    static let pingOutstanding = ConnectionFlags(rawValue: 1 << 6)
+    /// `onOpen` was delivered, so `onClose` is owed.
+    static let handlerOpened = ConnectionFlags(rawValue: 1 << 7)
+    /// The socket close was submitted.
+    static let closeSubmitted = ConnectionFlags(rawValue: 1 << 8)
+    /// Close the socket at the next flush without a close handshake (queued bytes dropped).
+    static let abortRequested = ConnectionFlags(rawValue: 1 << 9)
+}
+
+/// Why a connection ended: each has a counter in the stats line.
+public enum CloseReason: UInt8, CaseIterable, Sendable {
+    case none = 0
+    /// A close handshake completed (either side started it).
+    case normal
+    /// The peer closed TCP without a close frame (1006).
+    case peerEOF
+    /// A socket error: ECONNRESET, EPIPE, ETIMEDOUT.
+    case socketError
+    /// 1002: the peer broke the framing rules.
+    case protocolError
+    /// 1007: text or a close reason that is not UTF-8.
+    case invalidUTF8
+    /// 1009: a message over MYRIAD_MAX_MESSAGE_SIZE.
+    case messageTooBig
+    /// The upgrade request was refused (400, 426, 431).
+    case handshakeRejected
+    /// No complete upgrade request by MYRIAD_HANDSHAKE_TIMEOUT.
+    case handshakeTimeout
+    /// A plain HTTP request (health check or 404) was answered.
+    case http
+    /// No pong (or any frame) within MYRIAD_PONG_TIMEOUT of a ping.
+    case pongTimeout
+    /// No application message either way for MYRIAD_IDLE_TIMEOUT (1001).
+    case idleTimeout
+    /// More than MYRIAD_MAX_QUEUED_BYTES waiting to be sent.
+    case slowConsumer
+    /// We sent a close frame and the peer never answered it.
+    case closeTimeout
+    /// The application called `close`.
+    case application
+    /// The server is shutting down (1001).
+    case shutdown
+    /// The pool could not provide memory for a message or a send queue (1011).
+    case outOfMemory
+
+    /// The name used in stats lines and in the README.
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .normal: return "normal"
+        case .peerEOF: return "peer_eof"
+        case .socketError: return "socket_error"
+        case .protocolError: return "protocol_error"
+        case .invalidUTF8: return "invalid_utf8"
+        case .messageTooBig: return "message_too_big"
+        case .handshakeRejected: return "handshake_rejected"
+        case .handshakeTimeout: return "handshake_timeout"
+        case .http: return "http"
+        case .pongTimeout: return "pong_timeout"
+        case .idleTimeout: return "idle_timeout"
+        case .slowConsumer: return "slow_consumer"
+        case .closeTimeout: return "close_timeout"
+        case .application: return "application"
+        case .shutdown: return "shutdown"
+        case .outOfMemory: return "out_of_memory"
+        }
+    }
+
+    /// The reason a decoder failure maps to.
+    init(failure code: CloseCode) {
+        switch code {
+        case .invalidPayload: self = .invalidUTF8
+        case .messageTooBig: self = .messageTooBig
+        default: self = .protocolError
+        }
+    }
+}
+
+/// Everything a worker knows about one connection: a plain struct in a slab slot.
+///
+/// No class, closure, existential or array: idle, a connection is this struct and nothing
+/// else in user space (its receive memory is the worker's buffer ring). The pooled buffers
+/// are empty unless a message is mid-reassembly or bytes are waiting to be sent.
+struct Connection {
+    /// Bumped when the slot is released; tags every operation in flight (`UserData`).
+    var generation: UInt32 = 0
+    /// Fixed-file index (io_uring) or file descriptor (epoll).
+    var handle: Int32 = -1
+    var state: ConnectionState = .free
+    var closeReason: CloseReason = .none
+    var flags: ConnectionFlags = []
+    /// Operations submitted for this slot whose final completion has not arrived.
+    var inFlight: UInt16 = 0
+    /// The close code reported to `onClose` (1005 none received, 1006 abnormal).
+    var closeCode: UInt16 = CloseCode.abnormalClosure.rawValue
+    /// Link in the worker's flush list; in a free slot, the free list.
+    var listNext: UInt32 = Connection.noSlot
+    /// Link in the worker's list of receives parked after `-ENOBUFS`.
+    var starvedNext: UInt32 = Connection.noSlot
+    /// The connection's single timing-wheel entry: handshake, ping, pong, idle or close deadline.
+    var timer = TimerNode()
+    /// Wheel ticks (wrapping): any bytes received; any application message either way;
+    /// the outstanding ping.
+    var lastInboundTick: UInt32 = 0
+    var lastMessageTick: UInt32 = 0
+    var pingSentTick: UInt32 = 0
+    var handshake = HandshakeParser()
+    var decoder = FrameDecoder()
+    /// A partial upgrade request, or a data message being reassembled.
+    var inbound = PooledBuffer()
+    /// A ping payload split across receives (at most 125 bytes).
+    var control = PooledBuffer()
+    /// Bytes handed to the kernel by the send in flight, and how many it has taken so far.
+    var sendFlight = PooledBuffer()
+    var sendFlightOffset: UInt32 = 0
+    /// Bytes queued behind the send in flight.
+    var sendPending = PooledBuffer()
+
+    static let noSlot = UInt32.max
+
+    /// Bytes waiting to leave: the unsent rest of the send in flight plus the pending queue.
+    var queuedBytes: Int {
+        Int(sendFlight.count) - Int(sendFlightOffset) + Int(sendPending.count)
+    }
+}

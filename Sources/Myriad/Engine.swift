@@ -1,0 +1,236 @@
+import CLibURing
+import Glibc
+import Logging
+import Synchronization
+
+/// A start-up failure, said so that the operator knows what to change.
+public struct EngineError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Starts the workers, owns their shared controls, and stops them.
+///
+/// `start` probes the kernel, sizes every worker's tables, opens one SO_REUSEPORT listener per
+/// worker (so bind errors surface before any thread runs) and starts the worker threads;
+/// each creates its own ring (SINGLE_ISSUER binds a ring to its creator) and its handler.
+public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
+    public let config: Config
+    let logger: Logger
+    let makeHandler: @Sendable (Int) -> Handler
+    /// The port the listeners are bound to (useful with MYRIAD_PORT=0).
+    public private(set) var port: UInt16 = 0
+    /// "io_uring" or "epoll".
+    public private(set) var backendName = ""
+    /// Connections each worker can hold.
+    public private(set) var connectionsPerWorker = 0
+    private var controls: [WorkerControl] = []
+    private var threads: [pthread_t] = []
+
+    public init(config: Config, logger: Logger, makeHandler: @escaping @Sendable (Int) -> Handler) {
+        self.config = config
+        self.logger = logger
+        self.makeHandler = makeHandler
+    }
+
+    public func start() throws(EngineError) {
+        let limit = FileLimit.raiseSoftToHard()
+        let backend = try chooseBackend()
+        let workers = config.workers
+        let perWorker: Int
+        switch backend {
+        case .uring:
+            let perRing = min(limit.soft, maximumFixedFilesPerRing)
+            perWorker = config.connectionsPerWorker(default: workers * perRing)
+            guard perWorker <= perRing else {
+                let total = config.maxConnections ?? 0
+                throw EngineError(
+                    "MYRIAD_MAX_CONNECTIONS=\(total) over \(workers) worker(s) needs \(perWorker) fixed files per ring, "
+                        + "but a ring's fixed-file table is limited to RLIMIT_NOFILE = \(perRing): "
+                        + "set MYRIAD_WORKERS to at least \((total + perRing - 1) / perRing) or raise the fd limit")
+            }
+        case .epoll:
+            let reserve = 64 + 4 * workers
+            let available = max(workers, limit.soft - reserve)
+            perWorker = config.connectionsPerWorker(default: available)
+            guard perWorker * workers <= available else {
+                throw EngineError(
+                    "MYRIAD_MAX_CONNECTIONS=\(config.maxConnections ?? 0) is more than the epoll backend can hold: "
+                        + "every connection is a file descriptor and RLIMIT_NOFILE is \(limit.soft) "
+                        + "(use the io_uring backend, or raise the fd limit)")
+            }
+        }
+        connectionsPerWorker = perWorker
+
+        var listeners: [Int32] = []
+        do {
+            var port = config.port
+            for _ in 0..<workers {
+                let fd = try Listener.open(host: config.host, port: port, backlog: config.listenBacklog)
+                listeners.append(fd)
+                if port == 0 { port = Listener.port(of: fd) }
+            }
+            self.port = port
+        } catch {
+            for fd in listeners { close(fd) }
+            throw EngineError("cannot listen on \(config.host):\(config.port): \(error)")
+        }
+
+        for index in 0..<workers {
+            let eventFD = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+            guard eventFD >= 0 else { throw EngineError("eventfd: \(SystemError.name(of: errno))") }
+            controls.append(WorkerControl(index: index, waker: Waker(fileDescriptor: eventFD)))
+        }
+        let settings = WorkerSettings(config)
+        for index in 0..<workers {
+            let control = controls[index]
+            let listener = listeners[index]
+            let config = self.config
+            let logger = self.logger
+            let makeHandler = self.makeHandler
+            let thread = spawnThread(name: "myriad-w\(index)") {
+                do {
+                    let core = try WorkerCore(index: index, settings: settings, capacity: UInt32(perWorker))
+                    switch backend {
+                    case .uring(let capabilities):
+                        let io = try URingBackend(config: config, capabilities: capabilities, listener: listener,
+                                                  waker: control.waker, fixedFiles: UInt32(perWorker))
+                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        control.phase.store(1, ordering: .releasing)
+                        worker.run()
+                    case .epoll:
+                        let io = try EpollBackend(config: config, listener: listener, waker: control.waker)
+                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        control.phase.store(1, ordering: .releasing)
+                        worker.run()
+                    }
+                    control.phase.store(3, ordering: .releasing)
+                } catch {
+                    control.failure.withLock { $0 = "worker \(index): \(error)" }
+                    control.phase.store(2, ordering: .releasing)
+                    close(listener)
+                }
+            }
+            threads.append(thread)
+        }
+        // Wait for every worker to be running (or to fail).
+        while controls.contains(where: { $0.phase.load(ordering: .acquiring) == 0 }) { usleep(1000) }
+        let failures = controls.compactMap { control in control.failure.withLock { $0 } }
+        if !failures.isEmpty {
+            shutdown()
+            wait()
+            throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
+        }
+        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(perWorker) connections per worker")
+    }
+
+    private enum BackendPlan {
+        case uring(URingCapabilities)
+        case epoll
+    }
+
+    private func chooseBackend() throws(EngineError) -> BackendPlan {
+        if config.backend == .epoll {
+            backendName = EpollBackend.name
+            logger.info("backend: epoll (MYRIAD_BACKEND=epoll)")
+            return .epoll
+        }
+        switch URingBackend.probe(disabled: config.disabledURingFeatures) {
+        case .success(let capabilities):
+            backendName = URingBackend.name
+            logger.info("backend: io_uring (\(capabilities))")
+            return .uring(capabilities)
+        case .failure(let unavailable):
+            if config.backend == .ioUring {
+                throw EngineError("MYRIAD_BACKEND=io_uring, but io_uring cannot be used here: \(unavailable.reason)")
+            }
+            backendName = EpollBackend.name
+            logger.warning("backend: epoll, because io_uring cannot be used here: \(unavailable.reason)")
+            return .epoll
+        }
+    }
+
+    /// Asks every worker to stop accepting and close its connections with 1001 (non-blocking).
+    public func shutdown() {
+        for control in controls {
+            control.stopRequested.store(true, ordering: .relaxed)
+            control.waker.wake()
+        }
+    }
+
+    /// Waits for every worker thread to exit.
+    public func wait() {
+        for thread in threads { pthread_join(thread, nil) }
+        threads.removeAll()
+        for control in controls { close(control.waker.fileDescriptor) }
+    }
+
+    /// Counters summed over every worker.
+    public func stats() -> StatsSnapshot {
+        controls.reduce(StatsSnapshot()) { $0 + $1.board.snapshot() }
+    }
+
+    /// Each worker's counters.
+    public func workerStats() -> [StatsSnapshot] { controls.map { $0.board.snapshot() } }
+
+    /// One line: open connections per worker, every non-zero counter, RSS.
+    public func statsLine() -> String {
+        let perWorker = workerStats()
+        let total = perWorker.reduce(StatsSnapshot(), +)
+        let open = perWorker.map { String($0[.open]) }.joined(separator: "/")
+        let rss = Double(residentBytes()) / 1_048_576
+        return "stats open=\(total[.open]) [\(open)] \(total.fields) rss_mib=\(Int(rss.rounded()))"
+    }
+
+    /// Runs until SIGTERM or SIGINT: prints a stats line every MYRIAD_STATS_INTERVAL, then
+    /// shuts down gracefully and prints the final line. Signals must already be blocked in
+    /// every thread (`Engine.blockShutdownSignals()` before `start`).
+    public func serveUntilSignalled(print: (String) -> Void) {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        let interval = config.statsIntervalMilliseconds
+        while true {
+            var timeout = timespec(tv_sec: interval > 0 ? interval / 1000 : 3600, tv_nsec: interval > 0 ? (interval % 1000) * 1_000_000 : 0)
+            let signal = sigtimedwait(&signals, nil, &timeout)
+            if signal == SIGTERM || signal == SIGINT {
+                logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"): shutting down (up to \(formatMilliseconds(config.shutdownTimeoutMilliseconds)))")
+                break
+            }
+            if interval > 0 && signal < 0 && errno == EAGAIN { print(statsLine()) }
+        }
+        shutdown()
+        wait()
+        print("final " + statsLine())
+    }
+
+    /// Blocks SIGTERM and SIGINT in the calling thread (and the threads it starts later) so
+    /// `serveUntilSignalled` receives them synchronously; ignores SIGPIPE.
+    public static func blockShutdownSignals() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
+
+/// Starts a thread running `body`.
+func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        let name: String
+        init(_ body: @escaping @Sendable () -> Void, name: String) { self.body = body; self.name = name }
+    }
+    let box = Unmanaged.passRetained(Box(body, name: name)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { argument in
+        let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    precondition(result == 0, "pthread_create failed: \(result)")
+    return thread
+}

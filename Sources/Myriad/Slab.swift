@@ -1,0 +1,120 @@
+import Glibc
+
+/// Identifies a connection for as long as it lives: its slab slot and the slot's
+/// generation. Once the connection is gone the generation moves on and the ID goes stale.
+public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    public var slot: UInt32
+    public var generation: UInt32
+
+    public init(slot: UInt32, generation: UInt32) {
+        self.slot = slot
+        self.generation = generation
+    }
+
+    public var description: String { "\(slot).\(generation)" }
+}
+
+/// A worker's fixed-capacity arena of `Connection` structs.
+///
+/// The arena is reserved up front with one `MAP_NORESERVE` mapping of `capacity` slots and
+/// never moves, so slots can be addressed by pointer. Pages become resident only when a slot
+/// is first used: allocation prefers recently freed slots (LIFO free list threaded through
+/// `listNext`) and otherwise takes the next never-used slot, so RSS follows the peak number
+/// of connections, not the capacity.
+///
+/// Invariants: `occupied + free-list length + (capacity - highWater) == capacity`; a slot
+/// is in the free list iff its state is `.free`; generations only grow (mod 2^24).
+struct Slab: ~Copyable {
+    let slots: UnsafeMutablePointer<Connection>
+    let capacity: UInt32
+    private let mappedBytes: Int
+    private var freeHead = Connection.noSlot
+    /// Slots below this have been used at least once.
+    private(set) var highWater: UInt32 = 0
+    private(set) var occupied: UInt32 = 0
+
+    init(capacity: UInt32) throws(SystemError) {
+        precondition(capacity > 0 && capacity < Connection.noSlot)
+        let bytes = Int(capacity) * MemoryLayout<Connection>.stride
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        mappedBytes = (bytes + page - 1) / page * page
+        guard let memory = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), memory != MAP_FAILED else {
+            throw SystemError("mmap(slab of \(capacity) connections)", errno: errno)
+        }
+        slots = memory.bindMemory(to: Connection.self, capacity: Int(capacity))
+        self.capacity = capacity
+    }
+
+    deinit {
+        // Connection holds only trivial fields: nothing to deinitialize.
+        munmap(UnsafeMutableRawPointer(slots), mappedBytes)
+    }
+
+    var isFull: Bool { occupied == capacity }
+
+    @inline(__always)
+    subscript(slot: UInt32) -> UnsafeMutablePointer<Connection> {
+        precondition(slot < highWater, "slot \(slot) was never allocated")
+        return slots + Int(slot)
+    }
+
+    /// A connection whose ID matches (slot in use, same generation), or nil if it is gone.
+    @inline(__always)
+    func live(_ id: ConnectionID) -> UnsafeMutablePointer<Connection>? {
+        guard id.slot < highWater else { return nil }
+        let connection = slots + Int(id.slot)
+        guard connection.pointee.generation == id.generation, connection.pointee.state != .free else { return nil }
+        return connection
+    }
+
+    /// Takes a free slot and resets it (keeping its generation), or nil when full.
+    mutating func allocate() -> UInt32? {
+        let slot: UInt32
+        if freeHead != Connection.noSlot {
+            slot = freeHead
+            let connection = slots + Int(slot)
+            assert(connection.pointee.state == .free)
+            freeHead = connection.pointee.listNext
+            let generation = connection.pointee.generation
+            connection.pointee = Connection()
+            connection.pointee.generation = generation
+        } else if highWater < capacity {
+            slot = highWater
+            highWater += 1
+            (slots + Int(slot)).initialize(to: Connection())
+        } else {
+            return nil
+        }
+        occupied += 1
+        return slot
+    }
+
+    /// Returns `slot` to the free list and moves its generation on, so every ID and
+    /// in-flight tag of the old connection is recognisably stale.
+    mutating func release(_ slot: UInt32) {
+        let connection = self[slot]
+        precondition(connection.pointee.state != .free, "double release of slot \(slot)")
+        precondition(connection.pointee.inFlight == 0, "slot \(slot) released with operations in flight")
+        assert(!connection.pointee.inbound.isAllocated && !connection.pointee.sendFlight.isAllocated
+               && !connection.pointee.sendPending.isAllocated && !connection.pointee.control.isAllocated,
+               "slot released while holding pooled buffers")
+        connection.pointee.generation = (connection.pointee.generation &+ 1) & UserData.generationMask
+        connection.pointee.state = .free
+        connection.pointee.listNext = freeHead
+        freeHead = slot
+        occupied -= 1
+    }
+}
+
+/// Lets the timing wheel reach the `TimerNode` inside each slab slot.
+struct SlabTimerStore: TimerNodeStore {
+    let slots: UnsafeMutablePointer<Connection>
+    static let timerOffset = MemoryLayout<Connection>.offset(of: \Connection.timer)!
+
+    @inline(__always)
+    func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
+        (UnsafeMutableRawPointer(slots + Int(index)) + Self.timerOffset)
+            .assumingMemoryBound(to: TimerNode.self)
+    }
+}

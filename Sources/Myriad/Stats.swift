@@ -1,0 +1,156 @@
+import Synchronization
+
+/// The counters every worker keeps. Each is a plain integer bumped on the worker's own
+/// thread; `StatsBoard` publishes copies for other threads.
+public enum StatCounter: Int, CaseIterable, Sendable {
+    /// Connections in the slab right now (a gauge, not a counter).
+    case open
+    case accepts
+    /// Upgrades completed.
+    case handshakes
+    /// Accept completions that failed, by errno: the fixed-file table full, the process
+    /// fd limit, kernel memory, anything else. Logged once per burst.
+    case acceptENFILE
+    case acceptEMFILE
+    case acceptENOMEM
+    case acceptOther
+    /// Accepted while the slab was full: closed at once.
+    case acceptRejectedFull
+    /// Receives that ended with -ENOBUFS (the buffer ring was empty) and were parked,
+    /// then re-armed when buffers came back. Nothing is lost.
+    case enobufsRearms
+    /// Multishot receives that ended without an error (e.g. after a CQ overflow) and were
+    /// re-armed.
+    case receiveRearms
+    /// Times the kernel reported completions held back because the CQ was full.
+    case cqOverflows
+    case messagesIn
+    case messagesOut
+    case bytesIn
+    case bytesOut
+    case pingsSent
+    case pongsReceived
+    /// Sends submitted (SQEs or write calls).
+    case sends
+    /// Blocking waits: io_uring_enter or epoll_wait calls.
+    case waits
+    /// Every other system call the worker made on the hot path (epoll: accept, read,
+    /// write, epoll_ctl, close; io_uring: extra submits when the SQ was full).
+    case otherSyscalls
+    /// Bytes the worker's buffer pool has lent out (a gauge).
+    case pooledBytes
+    // One counter per close reason follows `closesBase`.
+    case closesBase
+
+    public var name: String {
+        switch self {
+        case .open: return "open"
+        case .accepts: return "accepts"
+        case .handshakes: return "handshakes"
+        case .acceptENFILE: return "accept_enfile"
+        case .acceptEMFILE: return "accept_emfile"
+        case .acceptENOMEM: return "accept_enomem"
+        case .acceptOther: return "accept_other"
+        case .acceptRejectedFull: return "accept_rejected_full"
+        case .enobufsRearms: return "enobufs_rearms"
+        case .receiveRearms: return "recv_rearms"
+        case .cqOverflows: return "cq_overflows"
+        case .messagesIn: return "messages_in"
+        case .messagesOut: return "messages_out"
+        case .bytesIn: return "bytes_in"
+        case .bytesOut: return "bytes_out"
+        case .pingsSent: return "pings_sent"
+        case .pongsReceived: return "pongs_received"
+        case .sends: return "sends"
+        case .waits: return "waits"
+        case .otherSyscalls: return "other_syscalls"
+        case .pooledBytes: return "pooled_bytes"
+        case .closesBase: return "closes"
+        }
+    }
+
+    public static var slotCount: Int { closesBase.rawValue + CloseReason.allCases.count }
+}
+
+/// A worker's counters as plain memory: written only by the worker thread.
+struct WorkerCounters: ~Copyable {
+    let values: UnsafeMutablePointer<Int>
+
+    init() {
+        values = .allocate(capacity: StatCounter.slotCount)
+        values.initialize(repeating: 0, count: StatCounter.slotCount)
+    }
+
+    deinit { values.deallocate() }
+
+    @inline(__always)
+    func add(_ counter: StatCounter, _ amount: Int = 1) { values[counter.rawValue] &+= amount }
+
+    @inline(__always)
+    func set(_ counter: StatCounter, _ value: Int) { values[counter.rawValue] = value }
+
+    @inline(__always)
+    func closed(_ reason: CloseReason) { values[StatCounter.closesBase.rawValue + Int(reason.rawValue)] &+= 1 }
+
+    func value(_ counter: StatCounter) -> Int { values[counter.rawValue] }
+}
+
+/// Published copies of one worker's counters, readable from any thread.
+public final class StatsBoard: @unchecked Sendable {
+    private let slots: UnsafeMutablePointer<Atomic<Int>>
+
+    init() {
+        slots = .allocate(capacity: StatCounter.slotCount)
+        for index in 0..<StatCounter.slotCount { (slots + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        slots.deinitialize(count: StatCounter.slotCount)
+        slots.deallocate()
+    }
+
+    /// Copies the worker's counters (worker thread only).
+    func publish(_ counters: borrowing WorkerCounters) {
+        for index in 0..<StatCounter.slotCount {
+            slots[index].store(counters.values[index], ordering: .relaxed)
+        }
+    }
+
+    public func snapshot() -> StatsSnapshot {
+        var values = [Int](repeating: 0, count: StatCounter.slotCount)
+        for index in 0..<StatCounter.slotCount { values[index] = slots[index].load(ordering: .relaxed) }
+        return StatsSnapshot(values: values)
+    }
+}
+
+/// Counter values at one moment, for one worker or summed over all.
+public struct StatsSnapshot: Sendable, Equatable {
+    public var values: [Int]
+
+    public init(values: [Int] = [Int](repeating: 0, count: StatCounter.slotCount)) { self.values = values }
+
+    public subscript(_ counter: StatCounter) -> Int { values[counter.rawValue] }
+
+    public func closes(_ reason: CloseReason) -> Int { values[StatCounter.closesBase.rawValue + Int(reason.rawValue)] }
+
+    public var totalCloses: Int { CloseReason.allCases.reduce(0) { $0 + closes($1) } }
+
+    public static func + (lhs: StatsSnapshot, rhs: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot(values: zip(lhs.values, rhs.values).map { $0 + $1 })
+    }
+
+    /// `name=value` for every non-zero counter and close reason.
+    public var fields: String {
+        var parts: [String] = []
+        for counter in StatCounter.allCases where counter != .closesBase && counter != .open {
+            let value = self[counter]
+            if value != 0 { parts.append("\(counter.name)=\(value)") }
+        }
+        let closes = CloseReason.allCases.compactMap { reason -> String? in
+            let value = self.closes(reason)
+            return value == 0 ? nil : "\(reason.name):\(value)"
+        }
+        if !closes.isEmpty { parts.append("closes={\(closes.joined(separator: ","))}") }
+        return parts.joined(separator: " ")
+    }
+}

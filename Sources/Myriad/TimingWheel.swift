@@ -1,0 +1,239 @@
+/// The wheel's intrusive links for one entry, stored inside the entry's owner (a
+/// `Connection` in the slab) so that timers cost no allocation and no memory of their own.
+public struct TimerNode: Sendable {
+    /// Index of the next node in the slot's circular list; `TimerNode.unlinked` when the
+    /// entry is not scheduled.
+    public var next: UInt32 = TimerNode.unlinked
+    public var prev: UInt32 = TimerNode.unlinked
+    /// Absolute deadline, in ticks.
+    public var deadline: UInt64 = 0
+
+    public static let unlinked = UInt32.max
+
+    public init() {}
+}
+
+/// Where the wheel finds the node of entry `index` (0 ..< capacity).
+public protocol TimerNodeStore {
+    func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode>
+}
+
+/// A hierarchical timing wheel (Varghese & Lauck, scheme 6) with O(1) schedule, cancel and
+/// reschedule, and batched expiry.
+///
+/// Four levels of 64 slots: level L holds entries due in [64^L, 64^(L+1)) ticks and is
+/// cascaded into the levels below when time reaches the entry's 64^L-aligned block, so the
+/// top level spans 2^24 ticks (46.6 hours at a 10 ms tick, 9.7 days at 50 ms). A deadline
+/// further out is parked at the top level's horizon and re-inserted at every cascade until
+/// it is within reach: it fires exactly on its tick, never early.
+///
+/// Slots are circular doubly linked lists threaded through the entries' `TimerNode`s, with
+/// one sentinel node per slot owned by the wheel (indices >= capacity), so unlinking needs no
+/// knowledge of which slot an entry is in. A 64-bit occupancy mask per level finds the next
+/// non-empty slot with one count-trailing-zeros, so idle stretches are skipped in O(1) and
+/// `nextEventTick` tells the event loop how long it may sleep.
+///
+/// Time only moves forward, by `nextExpired(upTo:)`; the wheel never reads a clock, so tests
+/// drive it by hand.
+public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
+    public static var levelCount: Int { 4 }
+    public static var slotBits: Int { 6 }
+    public static var slotCount: Int { 1 << slotBits }
+    /// Ticks the wheel covers without re-parking: 64^4.
+    public static var horizonTicks: UInt64 { 1 << UInt64(slotBits * levelCount) }
+
+    let store: Store
+    let capacity: UInt32
+    /// 4 x 64 slot sentinels, then the sentinel of the list of entries due now.
+    let sentinels: UnsafeMutablePointer<TimerNode>
+    let occupancy: UnsafeMutablePointer<UInt64>
+    /// Every tick <= `currentTick` has been processed.
+    public private(set) var currentTick: UInt64
+    /// Entries scheduled, including due ones not yet handed out.
+    public private(set) var count: Int = 0
+
+    var expiringSentinel: UInt32 { capacity &+ UInt32(Self.levelCount * Self.slotCount) }
+
+    public init(store: Store, capacity: UInt32, startTick: UInt64) {
+        precondition(capacity < UInt32.max - 512, "capacity leaves no room for sentinel indices")
+        self.store = store
+        self.capacity = capacity
+        self.currentTick = startTick
+        let sentinelCount = Self.levelCount * Self.slotCount + 1
+        sentinels = .allocate(capacity: sentinelCount)
+        for offset in 0..<sentinelCount {
+            let index = capacity &+ UInt32(offset)
+            sentinels[offset] = TimerNode()
+            sentinels[offset].next = index
+            sentinels[offset].prev = index
+        }
+        occupancy = .allocate(capacity: Self.levelCount)
+        occupancy.initialize(repeating: 0, count: Self.levelCount)
+    }
+
+    deinit {
+        sentinels.deallocate()
+        occupancy.deallocate()
+    }
+
+    @inline(__always)
+    func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
+        index < capacity ? store.node(index) : sentinels + Int(index &- capacity)
+    }
+
+    public func isScheduled(_ entry: UInt32) -> Bool {
+        node(entry).pointee.next != TimerNode.unlinked
+    }
+
+    public func deadline(of entry: UInt32) -> UInt64? {
+        let n = node(entry).pointee
+        return n.next == TimerNode.unlinked ? nil : n.deadline
+    }
+
+    /// Schedules `entry` to expire at `deadline` (absolute ticks), replacing any earlier
+    /// schedule. A deadline at or before `currentTick` makes the entry due at once: the next
+    /// `nextExpired` returns it.
+    public mutating func schedule(_ entry: UInt32, at deadline: UInt64) {
+        precondition(entry < capacity, "timer entry out of range")
+        if isScheduled(entry) { unlink(entry) } else { count &+= 1 }
+        node(entry).pointee.deadline = deadline
+        insert(entry)
+    }
+
+    /// Removes `entry` from the wheel; a no-op when it is not scheduled. Safe on an entry that
+    /// is due but not yet handed out (it will not be).
+    public mutating func cancel(_ entry: UInt32) {
+        precondition(entry < capacity, "timer entry out of range")
+        guard isScheduled(entry) else { return }
+        unlink(entry)
+        count &-= 1
+    }
+
+    /// The next due entry with a deadline <= `tick`, advancing time as far as `tick` while
+    /// looking for one; nil once everything due by `tick` has been handed out (and then
+    /// `currentTick == tick`). Handing out unschedules the entry, so the caller may
+    /// reschedule it, or cancel or reschedule any other entry, before asking for the next.
+    public mutating func nextExpired(upTo tick: UInt64) -> UInt32? {
+        while true {
+            let expiring = expiringSentinel
+            let first = node(expiring).pointee.next
+            if first != expiring {
+                unlink(first)
+                count &-= 1
+                return first
+            }
+            guard currentTick < tick else { return nil }
+            guard let next = nextEventTick(), next <= tick else {
+                currentTick = tick
+                return nil
+            }
+            currentTick = next
+            processTick(next)
+        }
+    }
+
+    /// The earliest tick after `currentTick` at which something happens (an expiry or a
+    /// cascade), or nil when nothing is scheduled. Entries already due make it `currentTick`.
+    public func nextEventTick() -> UInt64? {
+        let expiring = expiringSentinel
+        if node(expiring).pointee.next != expiring { return currentTick }
+        var best: UInt64?
+        for level in 0..<Self.levelCount {
+            let mask = occupancy[level]
+            guard mask != 0 else { continue }
+            let shift = UInt64(level * Self.slotBits)
+            let position = currentTick >> shift
+            let start = (position &+ 1) & UInt64(Self.slotCount - 1)
+            let rotated = start == 0 ? mask : (mask >> start) | (mask << (64 &- start))
+            let distance = UInt64(rotated.trailingZeroBitCount)
+            let candidate = (position &+ 1 &+ distance) << shift
+            if best == nil || candidate < best! { best = candidate }
+        }
+        return best
+    }
+
+    // MARK: - Lists
+
+    @inline(__always)
+    mutating func insert(_ entry: UInt32) {
+        let deadline = node(entry).pointee.deadline
+        guard deadline > currentTick else {
+            append(entry, to: expiringSentinel)
+            return
+        }
+        var delta = deadline &- currentTick
+        var effective = deadline
+        if delta >= Self.horizonTicks {
+            // Beyond the top level: park at the horizon, re-insert at each cascade.
+            delta = Self.horizonTicks &- 1
+            effective = currentTick &+ delta
+        }
+        let level = (63 &- delta.leadingZeroBitCount) / Self.slotBits
+        assert(level < Self.levelCount)
+        let slot = Int(effective >> UInt64(level * Self.slotBits)) & (Self.slotCount - 1)
+        occupancy[level] |= 1 << UInt64(slot)
+        append(entry, to: capacity &+ UInt32(level * Self.slotCount + slot))
+    }
+
+    @inline(__always)
+    mutating func append(_ entry: UInt32, to sentinel: UInt32) {
+        let head = node(sentinel)
+        let last = head.pointee.prev
+        let entryNode = node(entry)
+        entryNode.pointee.next = sentinel
+        entryNode.pointee.prev = last
+        node(last).pointee.next = entry
+        head.pointee.prev = entry
+    }
+
+    @inline(__always)
+    mutating func unlink(_ entry: UInt32) {
+        let entryNode = node(entry)
+        let next = entryNode.pointee.next
+        let prev = entryNode.pointee.prev
+        assert(next != TimerNode.unlinked && prev != TimerNode.unlinked)
+        node(prev).pointee.next = next
+        node(next).pointee.prev = prev
+        entryNode.pointee.next = TimerNode.unlinked
+        entryNode.pointee.prev = TimerNode.unlinked
+        // A list that became empty leaves only its sentinel, linked to itself.
+        if next == prev && next >= capacity {
+            clearOccupancy(sentinel: next)
+        }
+    }
+
+    @inline(__always)
+    mutating func clearOccupancy(sentinel: UInt32) {
+        let offset = Int(sentinel &- capacity)
+        guard offset < Self.levelCount * Self.slotCount else { return }  // the due list
+        occupancy[offset / Self.slotCount] &= ~(1 << UInt64(offset % Self.slotCount))
+    }
+
+    /// Cascades every level whose block starts at `tick` (top level first, so entries can
+    /// fall more than one level), then makes level 0's slot for `tick` due.
+    mutating func processTick(_ tick: UInt64) {
+        for level in stride(from: Self.levelCount - 1, through: 1, by: -1) {
+            let shift = UInt64(level * Self.slotBits)
+            guard tick & ((1 << shift) - 1) == 0 else { continue }
+            let slot = Int(tick >> shift) & (Self.slotCount - 1)
+            guard occupancy[level] & (1 << UInt64(slot)) != 0 else { continue }
+            let sentinel = capacity &+ UInt32(level * Self.slotCount + slot)
+            while true {
+                let entry = node(sentinel).pointee.next
+                if entry == sentinel { break }
+                unlink(entry)
+                insert(entry)
+            }
+        }
+        let slot = Int(tick) & (Self.slotCount - 1)
+        guard occupancy[0] & (1 << UInt64(slot)) != 0 else { return }
+        let sentinel = capacity &+ UInt32(slot)
+        while true {
+            let entry = node(sentinel).pointee.next
+            if entry == sentinel { break }
+            assert(node(entry).pointee.deadline == tick, "level-0 entry in the wrong slot")
+            unlink(entry)
+            append(entry, to: expiringSentinel)
+        }
+    }
+}

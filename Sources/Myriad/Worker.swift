@@ -1,0 +1,658 @@
+import CLibURing
+import Glibc
+import Logging
+import Synchronization
+import WebSocketCodec
+
+/// What the engine and a worker thread share: the stop request, the published stats, the
+/// waker, and whether the worker started.
+final class WorkerControl: Sendable {
+    let index: Int
+    let board = StatsBoard()
+    let waker: Waker
+    let stopRequested = Atomic<Bool>(false)
+    /// 0 starting, 1 running, 2 failed to start, 3 exited.
+    let phase = Atomic<Int>(0)
+    let failure = Mutex<String?>(nil)
+
+    init(index: Int, waker: Waker) {
+        self.index = index
+        self.waker = waker
+    }
+}
+
+/// One worker thread's event loop: one backend (ring or epoll set), one listener, one slab,
+/// one timing wheel, one handler instance.
+///
+/// Each iteration reads the clock once, fires due timers, flushes queued sends and closes
+/// (all with one submit), re-arms receives parked for lack of buffers, publishes counters,
+/// then waits for completions until the next timer event.
+final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSink {
+    let core: WorkerCore
+    let backend: Backend
+    var handler: Handler
+    let control: WorkerControl
+    let logger: Logger
+    private let startNanoseconds: Int64
+    /// Connections whose receive ended with -ENOBUFS, linked through `starvedNext`.
+    private var starvedHead = Connection.noSlot
+    /// Accept failures since the last successful accept (logged once per burst).
+    private var acceptFailures = 0
+    private var acceptRearmTick: UInt64?
+    private(set) var shuttingDown = false
+    private var shutdownDeadline: UInt64 = 0
+    private var forcedCloseDone = false
+
+    init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) {
+        self.core = core
+        self.backend = backend
+        self.handler = handler
+        self.control = control
+        self.logger = logger
+        startNanoseconds = monotonicNanoseconds()
+    }
+
+    @inline(__always)
+    var slab: UnsafeMutablePointer<Connection> { core.slab.slots }
+
+    @inline(__always)
+    func tag(_ operation: Operation, _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) -> UserData {
+        UserData(operation, slot: slot, generation: connection.pointee.generation)
+    }
+
+    @inline(__always)
+    func handle(_ slot: UInt32) -> WebSocketConnection {
+        WebSocketConnection(id: ConnectionID(slot: slot, generation: slab[Int(slot)].generation), worker: core)
+    }
+
+    // MARK: - Loop
+
+    func run() {
+        backend.armAccept()
+        while true {
+            updateClock()
+            while let slot = core.wheel.nextExpired(upTo: core.nowTick) { timerFired(slot) }
+            if !shuttingDown && control.stopRequested.load(ordering: .relaxed) { beginShutdown() }
+            if shuttingDown && shutdownStep() { break }
+            if let tick = acceptRearmTick, core.nowTick >= tick {
+                acceptRearmTick = nil
+                backend.armAccept()
+            }
+            flush()
+            rearmStarved()
+            publish()
+            backend.poll(timeoutNanoseconds: waitNanoseconds(), sink: self)
+        }
+        backend.submit()
+        publish()
+    }
+
+    private func updateClock() {
+        let elapsed = monotonicNanoseconds() - startNanoseconds
+        core.nowTick = UInt64(elapsed / core.settings.tickNanoseconds)
+    }
+
+    /// How long the loop may sleep: until the wheel's next event, a delayed accept re-arm,
+    /// or the shutdown deadline; nil for no timeout.
+    private func waitNanoseconds() -> Int64? {
+        var next = core.wheel.nextEventTick()
+        if let tick = acceptRearmTick { next = min(next ?? tick, tick) }
+        if shuttingDown { next = min(next ?? shutdownDeadline, shutdownDeadline, core.nowTick + 1) }
+        guard let next else { return nil }
+        let target = Int64(next) * core.settings.tickNanoseconds
+        let elapsed = monotonicNanoseconds() - startNanoseconds
+        return max(0, target - elapsed)
+    }
+
+    func publish() {
+        core.counters.set(.open, Int(core.slab.occupied))
+        core.counters.set(.pooledBytes, core.pool.outstandingBytes)
+        core.counters.set(.waits, backend.waitCount)
+        core.counters.set(.otherSyscalls, backend.syscallCount)
+        core.counters.set(.cqOverflows, backend.overflowCount)
+        control.board.publish(core.counters)
+    }
+
+    // MARK: - Flushing
+
+    /// Acts on every connection in the flush list: starts sends, delivers deferred
+    /// `onClose`, closes sockets whose last bytes are out.
+    func flush() {
+        while let slot = core.popFlush() {
+            let connection = core.slab[slot]
+            if connection.pointee.state == .closed {
+                releaseIfDone(slot)
+                continue
+            }
+            if connection.pointee.flags.contains(.handlerOpened) && connection.pointee.state != .open {
+                notifyClose(slot, code: CloseCode(rawValue: connection.pointee.closeCode), reason: .init(start: nil, count: 0))
+            }
+            if connection.pointee.flags.contains(.abortRequested) {
+                closeSocket(slot, connection)
+                continue
+            }
+            let sending = connection.pointee.flags.contains(.sendInFlight)
+            if !sending && connection.pointee.sendPending.count > 0 {
+                startSend(slot, connection)
+            } else if !sending && connection.pointee.state == .draining {
+                closeSocket(slot, connection)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func startSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        assert(!connection.pointee.flags.contains(.sendInFlight) && !connection.pointee.sendFlight.isAllocated)
+        connection.pointee.sendFlight = connection.pointee.sendPending
+        connection.pointee.sendPending = PooledBuffer()
+        connection.pointee.sendFlightOffset = 0
+        submitSend(slot, connection)
+    }
+
+    @inline(__always)
+    private func submitSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        let flight = connection.pointee.sendFlight
+        let offset = Int(connection.pointee.sendFlightOffset)
+        let bytes = UnsafeRawBufferPointer(start: flight.base! + offset, count: Int(flight.count) - offset)
+        connection.pointee.flags.insert(.sendInFlight)
+        connection.pointee.inFlight += 1
+        backend.send(handle: connection.pointee.handle, bytes: bytes, tag: tag(.send, slot, connection))
+        core.counters.add(.sends)
+    }
+
+    func sent(_ tag: UserData, result: Int32) {
+        let slot = tag.slot
+        let connection = core.slab[slot]
+        precondition(connection.pointee.generation == tag.generation, "send completion for a released slot")
+        connection.pointee.inFlight -= 1
+        connection.pointee.flags.remove(.sendInFlight)
+        if result < 0 {
+            core.pool.release(&connection.pointee.sendFlight)
+            if result != -ECANCELED { abortNow(slot, connection, cause: .socketError) }
+            releaseIfDone(slot)
+            return
+        }
+        connection.pointee.sendFlightOffset += UInt32(result)
+        if connection.pointee.sendFlightOffset < connection.pointee.sendFlight.count && connection.pointee.state != .closed {
+            submitSend(slot, connection)  // a short send: the rest goes out next
+            return
+        }
+        core.pool.release(&connection.pointee.sendFlight)
+        connection.pointee.sendFlightOffset = 0
+        if connection.pointee.state == .closed {
+            releaseIfDone(slot)
+        } else if connection.pointee.sendPending.count > 0 || connection.pointee.state == .draining {
+            core.markForFlush(slot, connection)
+        }
+    }
+
+    // MARK: - Accepting
+
+    func accepted(handle: Int32) {
+        core.counters.add(.accepts)
+        if shuttingDown {
+            backend.closeUnowned(handle: handle)
+            return
+        }
+        guard let slot = core.slab.allocate() else {
+            core.counters.add(.acceptRejectedFull)
+            backend.closeUnowned(handle: handle)
+            noteAcceptFailure("the slab is full (\(core.slab.capacity) connections)")
+            return
+        }
+        if acceptFailures > 0 {
+            logger.notice("worker \(core.index): accepting again after \(acceptFailures) refused connection(s)")
+            acceptFailures = 0
+        }
+        let connection = core.slab[slot]
+        connection.pointee.handle = handle
+        connection.pointee.state = .handshaking
+        connection.pointee.lastInboundTick = core.now32
+        armReceive(slot, connection)
+        core.wheel.schedule(slot, at: core.nowTick + UInt64(core.settings.handshakeTicks))
+    }
+
+    func acceptEnded(result: Int32, retryNow: Bool) {
+        if result < 0 {
+            switch -result {
+            case ENFILE: core.counters.add(.acceptENFILE)
+            case EMFILE: core.counters.add(.acceptEMFILE)
+            case ENOMEM, ENOBUFS: core.counters.add(.acceptENOMEM)
+            case ECANCELED: break
+            default: core.counters.add(.acceptOther)
+            }
+            if -result != ECANCELED {
+                let why = -result == ENFILE
+                    ? "ENFILE: the fixed-file table is full (\(core.slab.occupied) connections)"
+                    : SystemError("accept", errno: -result).description
+                noteAcceptFailure(why)
+            }
+        }
+        guard !shuttingDown else { return }
+        if retryNow {
+            backend.armAccept()
+        } else {
+            acceptRearmTick = core.nowTick + 1
+        }
+    }
+
+    private func noteAcceptFailure(_ why: String) {
+        if acceptFailures == 0 {
+            logger.warning("worker \(core.index): refusing new connections: \(why)")
+        }
+        acceptFailures += 1
+    }
+
+    // MARK: - Receiving
+
+    @inline(__always)
+    private func armReceive(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        connection.pointee.flags.insert(.receiveArmed)
+        connection.pointee.inFlight += 1
+        backend.armReceive(handle: connection.pointee.handle, tag: tag(.receive, slot, connection))
+    }
+
+    @inline(__always)
+    private func wantsToRead(_ connection: UnsafeMutablePointer<Connection>) -> Bool {
+        switch connection.pointee.state {
+        case .handshaking, .open, .closing: return true
+        default: return false
+        }
+    }
+
+    func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        let slot = tag.slot
+        let connection = core.slab[slot]
+        precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")
+        if !more {
+            connection.pointee.flags.remove(.receiveArmed)
+            connection.pointee.inFlight -= 1
+        }
+        core.counters.add(.bytesIn, bytes.count)
+        switch connection.pointee.state {
+        case .handshaking:
+            connection.pointee.lastInboundTick = core.now32
+            handshakeBytes(slot, connection, bytes)
+        case .open, .closing:
+            connection.pointee.lastInboundTick = core.now32
+            frameBytes(slot, connection, bytes)
+        default:
+            break
+        }
+        if !more {
+            if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
+                if backend.multishotReceive { core.counters.add(.receiveRearms) }
+                armReceive(slot, connection)
+            }
+            releaseIfDone(slot)
+        }
+    }
+
+    func receiveEnded(_ tag: UserData, result: Int32) {
+        let slot = tag.slot
+        let connection = core.slab[slot]
+        precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")
+        connection.pointee.flags.remove(.receiveArmed)
+        connection.pointee.inFlight -= 1
+        switch -result {
+        case ENOBUFS:
+            // The buffer ring ran dry: backpressure, not EOF. Park and re-arm once buffers
+            // are back (at the end of this batch).
+            core.counters.add(.enobufsRearms)
+            if wantsToRead(connection) && !connection.pointee.flags.contains(.starved) {
+                connection.pointee.flags.insert(.starved)
+                connection.pointee.starvedNext = starvedHead
+                starvedHead = slot
+            }
+        case ECANCELED:
+            break
+        case 0:
+            switch connection.pointee.state {
+            case .handshaking, .open: abortNow(slot, connection, cause: .peerEOF)
+            case .closing: abortNow(slot, connection, cause: connection.pointee.closeReason)
+            default: break  // draining: the reply still goes out, then the socket closes
+            }
+        default:
+            if connection.pointee.state.rawValue < ConnectionState.draining.rawValue {
+                abortNow(slot, connection, cause: .socketError)
+            }
+        }
+        releaseIfDone(slot)
+    }
+
+    private func rearmStarved() {
+        var slot = starvedHead
+        starvedHead = Connection.noSlot
+        while slot != Connection.noSlot {
+            let connection = core.slab[slot]
+            let next = connection.pointee.starvedNext
+            connection.pointee.starvedNext = Connection.noSlot
+            connection.pointee.flags.remove(.starved)
+            if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
+                armReceive(slot, connection)
+            } else {
+                releaseIfDone(slot)
+            }
+            slot = next
+        }
+    }
+
+    // MARK: - Handshake
+
+    private func handshakeBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        if !connection.pointee.inbound.isAllocated {
+            // The usual case: the whole request in one receive, parsed where it lies.
+            let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+            if case .needMore = step {
+                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) {
+                    abortNow(slot, connection, cause: .outOfMemory)
+                }
+                return
+            }
+            completeHandshake(slot, connection, step, bytes)
+            return
+        }
+        // The request came in pieces: keep them together in a pooled buffer.
+        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) else {
+            abortNow(slot, connection, cause: .outOfMemory)
+            return
+        }
+        var buffer = connection.pointee.inbound
+        connection.pointee.inbound = PooledBuffer()
+        let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(buffer.bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+        if case .needMore = step {
+            connection.pointee.inbound = buffer
+            return
+        }
+        completeHandshake(slot, connection, step, buffer.bytes)
+        core.pool.release(&buffer)
+    }
+
+    private func completeHandshake(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ step: HandshakeStep,
+        _ bytes: UnsafeMutableRawBufferPointer
+    ) {
+        switch step {
+        case .needMore:
+            preconditionFailure("completeHandshake with an incomplete request")
+        case .reject(let rejection):
+            core.queueRaw(slot, connection, rejection.response)
+            beginDraining(slot, connection, cause: .handshakeRejected)
+        case .plainRequest(let request, _):
+            let response = request.isHealthCheck ? HandshakeResponse.healthy
+                : request.isGet ? HandshakeResponse.notFound : HandshakeResponse.badRequest
+            core.queueRaw(slot, connection, response)
+            beginDraining(slot, connection, cause: .http)
+        case .upgrade(let request, let headLength):
+            let subprotocol = handler.chooseSubprotocol(offered: request.offeredSubprotocols)
+            let size = HandshakeResponse.switchingProtocolsSize(subprotocolLength: subprotocol?.count ?? 0)
+            guard let destination = core.pool.reserve(size, in: &connection.pointee.sendPending) else {
+                abortNow(slot, connection, cause: .outOfMemory)
+                return
+            }
+            let written = HandshakeResponse.writeSwitchingProtocols(
+                for: request, subprotocol: subprotocol,
+                into: UnsafeMutableRawBufferPointer(start: destination, count: size))
+            precondition(written == size)
+            connection.pointee.sendPending.count += UInt32(size)
+            core.counters.add(.bytesOut, size)
+            core.markForFlush(slot, connection)
+            connection.pointee.state = .open
+            connection.pointee.lastMessageTick = core.now32
+            connection.pointee.flags.insert(.handlerOpened)
+            core.counters.add(.handshakes)
+            scheduleKeepAlive(slot, connection)
+            handler.onOpen(handle(slot))
+            if headLength < bytes.count && connection.pointee.state == .open {
+                frameBytes(slot, connection, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
+            }
+        }
+    }
+
+    // MARK: - Frames
+
+    private func frameBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        var offset = 0
+        while true {
+            switch connection.pointee.decoder.next(bytes, offset: &offset, configuration: core.settings.decoder) {
+            case .needMore:
+                return
+            case .failure(let code):
+                failConnection(slot, connection, code: code)
+                return
+            case .chunk(let chunk):
+                handleChunk(slot, connection, chunk)
+                let state = connection.pointee.state
+                if state != .open && state != .closing { return }
+            }
+        }
+    }
+
+    @inline(__always)
+    private func handleChunk(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ chunk: FrameChunk) {
+        switch chunk.opcode {
+        case .text, .binary:
+            guard connection.pointee.state == .open else { return }  // after our close: dropped
+            if chunk.isMessageStart && chunk.isMessageEnd {
+                deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
+                return
+            }
+            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound) else {
+                abortNow(slot, connection, cause: .outOfMemory)
+                return
+            }
+            if chunk.isMessageEnd {
+                var message = connection.pointee.inbound
+                connection.pointee.inbound = PooledBuffer()
+                deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(message.bytes))
+                core.pool.release(&message)
+            }
+        case .ping, .close:
+            var payload = UnsafeRawBufferPointer(chunk.bytes)
+            var assembled = PooledBuffer()
+            if !(chunk.isFrameStart && chunk.isFrameEnd) {
+                // A control frame split across receives (<= 125 bytes): gather it.
+                guard core.pool.append(payload, to: &connection.pointee.control) else {
+                    abortNow(slot, connection, cause: .outOfMemory)
+                    return
+                }
+                guard chunk.isFrameEnd else { return }
+                assembled = connection.pointee.control
+                connection.pointee.control = PooledBuffer()
+                payload = UnsafeRawBufferPointer(assembled.bytes)
+            }
+            if chunk.opcode == .ping {
+                if connection.pointee.state == .open {
+                    _ = core.queueFrame(slot, connection, opcode: .pong, payload: payload)
+                }
+            } else {
+                let reason = payload.count > 2 ? UnsafeRawBufferPointer(rebasing: payload[2...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+                peerClosed(slot, connection, code: chunk.closeCode, reason: reason)
+            }
+            core.pool.release(&assembled)
+        case .pong:
+            if chunk.isFrameEnd {
+                core.counters.add(.pongsReceived)
+                connection.pointee.flags.remove(.pingOutstanding)
+            }
+        case .continuation:
+            preconditionFailure("the decoder reports a continuation as its message's opcode")
+        }
+    }
+
+    @inline(__always)
+    private func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        connection.pointee.lastMessageTick = core.now32
+        core.counters.add(.messagesIn)
+        handler.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
+    }
+
+    // MARK: - Closing
+
+    /// The peer's close frame: echo its code (our reply ends the handshake it started), or
+    /// finish the handshake we started.
+    private func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode, reason: UnsafeRawBufferPointer) {
+        connection.pointee.flags.insert(.closeFrameReceived)
+        if connection.pointee.flags.contains(.closeFrameSent) {
+            beginDraining(slot, connection, cause: connection.pointee.closeReason)
+            return
+        }
+        connection.pointee.closeCode = code.rawValue
+        if code == .noStatusReceived {
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        } else {
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
+        }
+        connection.pointee.flags.insert(.closeFrameSent)
+        notifyClose(slot, code: code, reason: reason, cause: .normal)
+        beginDraining(slot, connection, cause: .normal)
+    }
+
+    /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
+    /// code, then close the socket without waiting for the peer's.
+    private func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode) {
+        let cause = CloseReason(failure: code)
+        if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
+            connection.pointee.flags.insert(.closeFrameSent)
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
+        }
+        connection.pointee.closeCode = code.rawValue
+        notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0), cause: cause)
+        beginDraining(slot, connection, cause: cause)
+    }
+
+    /// Nothing more to read: send what is queued, then close (bounded by MYRIAD_CLOSE_TIMEOUT).
+    func beginDraining(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, cause: CloseReason) {
+        guard connection.pointee.state.rawValue < ConnectionState.draining.rawValue else { return }
+        if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
+        connection.pointee.state = .draining
+        core.pool.release(&connection.pointee.inbound)
+        core.pool.release(&connection.pointee.control)
+        core.wheel.schedule(slot, at: core.nowTick + UInt64(core.settings.closeTicks))
+        core.markForFlush(slot, connection)
+    }
+
+    /// Closes the socket now, without a close handshake.
+    func abortNow(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, cause: CloseReason) {
+        guard connection.pointee.state != .closed else { return }
+        if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
+        closeSocket(slot, connection)
+    }
+
+    /// Submits the socket's close (cancelling its receive and send first) and drops every
+    /// buffer except the one a send in flight still reads.
+    func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        precondition(!connection.pointee.flags.contains(.closeSubmitted), "socket closed twice")
+        if connection.pointee.flags.contains(.handlerOpened) {
+            let code = connection.pointee.flags.contains(.closeFrameSent) || connection.pointee.flags.contains(.closeFrameReceived)
+                ? CloseCode(rawValue: connection.pointee.closeCode) : .abnormalClosure
+            notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        connection.pointee.state = .closed
+        connection.pointee.flags.insert(.closeSubmitted)
+        connection.pointee.flags.remove(.abortRequested)
+        core.wheel.cancel(slot)
+        core.pool.release(&connection.pointee.inbound)
+        core.pool.release(&connection.pointee.control)
+        core.pool.release(&connection.pointee.sendPending)
+        let handle = connection.pointee.handle
+        if connection.pointee.flags.contains(.receiveArmed) {
+            connection.pointee.inFlight += 1
+            backend.cancel(tag(.receive, slot, connection), handle: handle, tag: tag(.cancel, slot, connection))
+        }
+        if connection.pointee.flags.contains(.sendInFlight) {
+            connection.pointee.inFlight += 1
+            backend.cancel(tag(.send, slot, connection), handle: handle, tag: tag(.cancel, slot, connection))
+        }
+        connection.pointee.inFlight += 1
+        backend.close(handle: handle, tag: tag(.close, slot, connection))
+    }
+
+    func operationDone(_ tag: UserData, result: Int32) {
+        let connection = core.slab[tag.slot]
+        precondition(connection.pointee.generation == tag.generation, "completion for a released slot")
+        connection.pointee.inFlight -= 1
+        releaseIfDone(tag.slot)
+    }
+
+    /// Returns the slot to the slab once the socket is closed and nothing refers to it.
+    private func releaseIfDone(_ slot: UInt32) {
+        let connection = core.slab[slot]
+        guard connection.pointee.state == .closed, connection.pointee.inFlight == 0,
+              !connection.pointee.flags.contains(.inFlushList), !connection.pointee.flags.contains(.starved)
+        else { return }
+        core.pool.release(&connection.pointee.sendFlight)
+        core.counters.closed(connection.pointee.closeReason == .none ? .normal : connection.pointee.closeReason)
+        core.slab.release(slot)
+    }
+
+    /// Delivers `onClose` once for a connection the handler saw open.
+    private func notifyClose(_ slot: UInt32, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason? = nil) {
+        let connection = core.slab[slot]
+        guard connection.pointee.flags.contains(.handlerOpened) else { return }
+        connection.pointee.flags.remove(.handlerOpened)
+        let event = CloseEvent(code: code, reason: reason, cause: cause ?? connection.pointee.closeReason)
+        handler.onClose(handle(slot), event: event)
+    }
+
+    func woken() {}
+
+    // MARK: - Shutdown
+
+    /// Stops accepting and starts a close 1001 handshake with every open connection.
+    private func beginShutdown() {
+        shuttingDown = true
+        shutdownDeadline = core.nowTick + UInt64(core.settings.shutdownTicks)
+        acceptRearmTick = nil
+        backend.stopAccepting()
+        let reason = "server shutting down"
+        var open = 0
+        for slot in 0..<core.slab.highWater {
+            let connection = core.slab[slot]
+            switch connection.pointee.state {
+            case .handshaking:
+                abortNow(slot, connection, cause: .shutdown)
+            case .open:
+                open += 1
+                var text = reason
+                text.withUTF8 {
+                    core.startClose(slot, connection, code: .goingAway, reason: UnsafeRawBufferPointer($0), cause: .shutdown)
+                }
+            default:
+                break
+            }
+        }
+        logger.info("worker \(core.index): shutting down, closing \(open) open connection(s)")
+    }
+
+    /// True when the worker may exit: every connection is gone, or the shutdown timeout
+    /// passed (then whatever remains is closed without a handshake, and the loop gets one
+    /// more tick to see those closes complete).
+    private func shutdownStep() -> Bool {
+        if core.slab.occupied == 0 { return true }
+        guard core.nowTick >= shutdownDeadline else { return false }
+        if !forcedCloseDone {
+            forcedCloseDone = true
+            var forced = 0
+            for slot in 0..<core.slab.highWater {
+                let connection = core.slab[slot]
+                if connection.pointee.state != .free && connection.pointee.state != .closed {
+                    forced += 1
+                    abortNow(slot, connection, cause: connection.pointee.closeReason == .none ? .shutdown : connection.pointee.closeReason)
+                }
+            }
+            logger.warning("worker \(core.index): shutdown timeout: closed \(forced) connection(s) without a close handshake")
+            shutdownDeadline = core.nowTick + max(1, UInt64(1_000_000_000 / core.settings.tickNanoseconds))
+            return false
+        }
+        return true
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
+@inline(__always)
+func monotonicNanoseconds() -> Int64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+}

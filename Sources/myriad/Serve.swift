@@ -1,0 +1,94 @@
+import ArgumentParser
+import Glibc
+import Logging
+import Myriad
+
+/// `myriad serve`: the engine with the echo application. Every flag has a MYRIAD_* twin;
+/// a flag wins over its variable.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve WebSocket connections (echo) until SIGTERM or SIGINT.",
+        discussion: "Every option can also be set with its environment variable; an option on the command line wins. "
+            + "Durations take ms/s/m/h suffixes (bare numbers are seconds); sizes take K/M/G (binary).")
+
+    @Option(help: knobHelp("MYRIAD_HOST")) var host: String?
+    @Option(help: knobHelp("MYRIAD_PORT")) var port: String?
+    @Option(help: knobHelp("MYRIAD_WORKERS")) var workers: String?
+    @Option(help: knobHelp("MYRIAD_MAX_CONNECTIONS")) var maxConnections: String?
+    @Option(help: knobHelp("MYRIAD_BACKEND")) var backend: String?
+    @Option(help: knobHelp("MYRIAD_RING_ENTRIES")) var ringEntries: String?
+    @Option(help: knobHelp("MYRIAD_CQ_ENTRIES")) var cqEntries: String?
+    @Option(help: knobHelp("MYRIAD_BUFFER_SIZE")) var bufferSize: String?
+    @Option(help: knobHelp("MYRIAD_BUFFER_COUNT")) var bufferCount: String?
+    @Option(help: knobHelp("MYRIAD_MAX_MESSAGE_SIZE")) var maxMessageSize: String?
+    @Option(help: knobHelp("MYRIAD_MAX_QUEUED_BYTES")) var maxQueuedBytes: String?
+    @Option(help: knobHelp("MYRIAD_MAX_HEADER_SIZE")) var maxHeaderSize: String?
+    @Option(help: knobHelp("MYRIAD_BACKLOG")) var backlog: String?
+    @Option(help: knobHelp("MYRIAD_TIMER_TICK")) var timerTick: String?
+    @Option(help: knobHelp("MYRIAD_HANDSHAKE_TIMEOUT")) var handshakeTimeout: String?
+    @Option(help: knobHelp("MYRIAD_PING_INTERVAL")) var pingInterval: String?
+    @Option(help: knobHelp("MYRIAD_PONG_TIMEOUT")) var pongTimeout: String?
+    @Option(help: knobHelp("MYRIAD_IDLE_TIMEOUT")) var idleTimeout: String?
+    @Option(help: knobHelp("MYRIAD_CLOSE_TIMEOUT")) var closeTimeout: String?
+    @Option(help: knobHelp("MYRIAD_SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
+    @Option(help: knobHelp("MYRIAD_STATS_INTERVAL")) var statsInterval: String?
+    @Option(help: knobHelp("MYRIAD_LOG_LEVEL")) var logLevel: String?
+    @Option(help: knobHelp("MYRIAD_URING_DISABLE")) var uringDisable: String?
+
+    func run() throws {
+        let overrides: [(String, String?)] = [
+            ("MYRIAD_HOST", host),
+            ("MYRIAD_PORT", port),
+            ("MYRIAD_WORKERS", workers),
+            ("MYRIAD_MAX_CONNECTIONS", maxConnections),
+            ("MYRIAD_BACKEND", backend),
+            ("MYRIAD_RING_ENTRIES", ringEntries),
+            ("MYRIAD_CQ_ENTRIES", cqEntries),
+            ("MYRIAD_BUFFER_SIZE", bufferSize),
+            ("MYRIAD_BUFFER_COUNT", bufferCount),
+            ("MYRIAD_MAX_MESSAGE_SIZE", maxMessageSize),
+            ("MYRIAD_MAX_QUEUED_BYTES", maxQueuedBytes),
+            ("MYRIAD_MAX_HEADER_SIZE", maxHeaderSize),
+            ("MYRIAD_BACKLOG", backlog),
+            ("MYRIAD_TIMER_TICK", timerTick),
+            ("MYRIAD_HANDSHAKE_TIMEOUT", handshakeTimeout),
+            ("MYRIAD_PING_INTERVAL", pingInterval),
+            ("MYRIAD_PONG_TIMEOUT", pongTimeout),
+            ("MYRIAD_IDLE_TIMEOUT", idleTimeout),
+            ("MYRIAD_CLOSE_TIMEOUT", closeTimeout),
+            ("MYRIAD_SHUTDOWN_TIMEOUT", shutdownTimeout),
+            ("MYRIAD_STATS_INTERVAL", statsInterval),
+            ("MYRIAD_LOG_LEVEL", logLevel),
+            ("MYRIAD_URING_DISABLE", uringDisable),
+        ]
+        var flags: [String: String] = [:]
+        for (variable, value) in overrides { if let value { flags[variable] = value } }
+        let config: Config
+        do {
+            config = try Config.load(environment: currentEnvironment(), overrides: flags)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let logger = makeLogger(level: config.logLevel)
+        Engine<EchoHandler>.blockShutdownSignals()
+        let engine = Engine(config: config, logger: logger) { _ in EchoHandler() }
+        do {
+            try engine.start()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        engine.serveUntilSignalled { line in
+            print(line)
+            fflush(nil)
+        }
+    }
+}
+
+/// The help text of a knob: its meaning, variable, default and range.
+func knobHelp(_ variable: String) -> ArgumentHelp {
+    guard let knob = Config.knobs.first(where: { $0.variable == variable }) else {
+        preconditionFailure("no knob \(variable)")
+    }
+    return ArgumentHelp("\(knob.help) [\(knob.variable); default \(knob.defaultValue); \(knob.range)]")
+}
