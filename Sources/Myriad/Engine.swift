@@ -218,7 +218,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
 }
 
 /// Starts a thread running `body`.
-func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+package func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         let name: String

@@ -118,3 +118,6 @@ struct SlabTimerStore: TimerNodeStore {
             .assumingMemoryBound(to: TimerNode.self)
     }
 }
+
+/// Bytes of user-space memory one connection occupies while idle: its slab slot.
+public let connectionSlotBytes = MemoryLayout<Connection>.stride

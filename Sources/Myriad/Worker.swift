@@ -651,7 +651,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
 @inline(__always)
-func monotonicNanoseconds() -> Int64 {
+package func monotonicNanoseconds() -> Int64 {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
     return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)

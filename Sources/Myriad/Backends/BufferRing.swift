@@ -11,15 +11,15 @@ import Glibc
 /// Invariant: a buffer is either in the ring (the kernel may pick it) or held by exactly
 /// one completion being processed, and is put back with `recycle` before the next
 /// completion is handled, so a worker never holds more than one.
-struct BufferRing: ~Copyable {
-    let groupID: UInt16
-    let count: UInt32
-    let sizeBytes: UInt32
-    let descriptors: UnsafeMutablePointer<io_uring_buf_ring>
-    let memory: UnsafeMutableRawPointer
-    let mask: Int32
+package struct BufferRing: ~Copyable {
+    package let groupID: UInt16
+    package let count: UInt32
+    package let sizeBytes: UInt32
+    package let descriptors: UnsafeMutablePointer<io_uring_buf_ring>
+    package let memory: UnsafeMutableRawPointer
+    package let mask: Int32
 
-    init(ring: borrowing Ring, groupID: UInt16, count: UInt32, sizeBytes: UInt32) throws(SystemError) {
+    package init(ring: borrowing Ring, groupID: UInt16, count: UInt32, sizeBytes: UInt32) throws(SystemError) {
         precondition(count > 0 && count <= 32768 && count & (count - 1) == 0, "buffer count must be a power of two <= 32768")
         precondition(sizeBytes > 0)
         let descriptorBytes = Int(count) * MemoryLayout<io_uring_buf>.stride
@@ -64,26 +64,26 @@ struct BufferRing: ~Copyable {
     }
 
     @inline(__always)
-    func address(of bufferID: UInt16) -> UnsafeMutableRawPointer {
+    package func address(of bufferID: UInt16) -> UnsafeMutableRawPointer {
         assert(UInt32(bufferID) < count)
         return memory + Int(bufferID) * Int(sizeBytes)
     }
 
     /// The bytes a receive completion delivered into buffer `bufferID`.
     @inline(__always)
-    func bytes(of bufferID: UInt16, count byteCount: Int32) -> UnsafeMutableRawBufferPointer {
+    package func bytes(of bufferID: UInt16, count byteCount: Int32) -> UnsafeMutableRawBufferPointer {
         precondition(byteCount >= 0 && UInt32(byteCount) <= sizeBytes, "receive larger than its buffer")
         return UnsafeMutableRawBufferPointer(start: address(of: bufferID), count: Int(byteCount))
     }
 
     /// Gives buffer `bufferID` back to the kernel.
     @inline(__always)
-    func recycle(_ bufferID: UInt16) {
+    package func recycle(_ bufferID: UInt16) {
         io_uring_buf_ring_add(descriptors, address(of: bufferID), sizeBytes, bufferID, mask, 0)
         io_uring_buf_ring_advance(descriptors, 1)
     }
 
-    func unregister(ring: borrowing Ring) {
+    package func unregister(ring: borrowing Ring) {
         _ = io_uring_unregister_buf_ring(ring.pointer, Int32(groupID))
     }
 }

@@ -3,11 +3,11 @@ import Glibc
 
 /// The listening sockets: one per worker, all on the same address with SO_REUSEPORT so the
 /// kernel spreads incoming connections over the workers.
-enum Listener {
+package enum Listener {
     /// Opens a non-blocking listening socket on `host:port` (port 0: any free port).
     /// TCP_NODELAY is set here because accepted sockets inherit it, and io_uring direct
     /// descriptors never pass through the process fd table where it could be set later.
-    static func open(host: String, port: UInt16, backlog: Int) throws(SystemError) -> Int32 {
+    package static func open(host: String, port: UInt16, backlog: Int) throws(SystemError) -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno: errno) }
         var one: Int32 = 1
@@ -45,7 +45,7 @@ enum Listener {
     }
 
     /// The port a socket is bound to.
-    static func port(of fd: Int32) -> UInt16 {
+    package static func port(of fd: Int32) -> UInt16 {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {

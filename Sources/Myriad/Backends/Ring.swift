@@ -7,17 +7,17 @@ import Glibc
 /// once and held by pointer; the wrapper is `~Copyable` so exactly one owner tears it down.
 /// With `IORING_SETUP_SINGLE_ISSUER` only the thread that created the ring may submit to
 /// it: create it on the worker thread that will use it.
-struct Ring: ~Copyable {
-    let pointer: UnsafeMutablePointer<io_uring>
+package struct Ring: ~Copyable {
+    package let pointer: UnsafeMutablePointer<io_uring>
     /// `IORING_FEAT_*` bits the kernel reported.
-    let features: UInt32
+    package let features: UInt32
     /// The setup flags the ring was actually created with.
-    let flags: UInt32
-    let submissionEntries: UInt32
-    let completionEntries: UInt32
+    package let flags: UInt32
+    package let submissionEntries: UInt32
+    package let completionEntries: UInt32
 
     /// Creates a ring with `entries` SQEs and `completionEntries` CQEs (>= entries).
-    init(entries: UInt32, completionEntries: UInt32, flags: UInt32) throws(SystemError) {
+    package init(entries: UInt32, completionEntries: UInt32, flags: UInt32) throws(SystemError) {
         precondition(completionEntries >= entries, "the kernel requires cq_entries >= sq_entries")
         let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         var params = io_uring_params()
@@ -40,12 +40,12 @@ struct Ring: ~Copyable {
         pointer.deallocate()
     }
 
-    var fileDescriptor: Int32 { pointer.pointee.ring_fd }
+    package var fileDescriptor: Int32 { pointer.pointee.ring_fd }
 
     /// A free SQE, submitting what is queued first if the SQ is full. The caller fills it
     /// completely (every `io_uring_prep_*` does) before asking for the next one.
     @inline(__always)
-    func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
+    package func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
         if let sqe = io_uring_get_sqe(pointer) { return sqe }
         // SQ full: hand what we have to the kernel. With NODROP the kernel keeps
         // completions it cannot post, so this cannot lose any.
@@ -57,13 +57,13 @@ struct Ring: ~Copyable {
     }
 
     /// SQEs prepared but not yet submitted.
-    var pendingSubmissions: UInt32 { io_uring_sq_ready(pointer) }
+    package var pendingSubmissions: UInt32 { io_uring_sq_ready(pointer) }
 
     /// Submits queued SQEs and waits for at least `waitCount` completions or the timeout
     /// (nil: no timeout; 0 with `waitCount` 0: do not wait). Returns the kernel's result:
     /// submitted count, or -errno (-ETIME on timeout, -EINTR on a signal).
     @inline(__always)
-    func submitAndWait(waitCount: UInt32, timeoutNanoseconds: Int64?) -> Int32 {
+    package func submitAndWait(waitCount: UInt32, timeoutNanoseconds: Int64?) -> Int32 {
         if let timeoutNanoseconds {
             var timeout = __kernel_timespec(
                 tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
@@ -75,15 +75,15 @@ struct Ring: ~Copyable {
 
     /// Completions ready to be read.
     @inline(__always)
-    var readyCompletions: UInt32 { myriad_cq_ready(pointer) }
+    package var readyCompletions: UInt32 { myriad_cq_ready(pointer) }
 
     /// Whether the kernel is holding completions it could not post (CQ overflowed).
-    var hasOverflow: Bool { myriad_cq_has_overflow(pointer) != 0 }
+    package var hasOverflow: Bool { myriad_cq_has_overflow(pointer) != 0 }
 
     /// Calls `body` with each ready completion, then marks them seen. `body` may prepare
     /// and submit SQEs; completions posted meanwhile are left for the next call.
     @inline(__always)
-    func forEachCompletion(_ body: (UInt64, Int32, UInt32) -> Void) -> Int {
+    package func forEachCompletion(_ body: (UInt64, Int32, UInt32) -> Void) -> Int {
         let count = readyCompletions
         guard count > 0 else { return 0 }
         let cq = pointer.pointee.cq
@@ -99,15 +99,15 @@ struct Ring: ~Copyable {
 }
 
 /// What the kernel's io_uring offers, found by trying it (not by version numbers alone).
-struct URingCapabilities: Sendable, CustomStringConvertible {
+package struct URingCapabilities: Sendable, CustomStringConvertible {
     /// Setup flags to use: SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN when available.
-    var setupFlags: UInt32
-    var deferTaskrun: Bool { setupFlags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0 }
+    package var setupFlags: UInt32
+    package var deferTaskrun: Bool { setupFlags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0 }
     /// Multishot recv (6.0+); without it each receive is re-armed after its completion.
-    var multishotReceive: Bool
-    var features: UInt32
+    package var multishotReceive: Bool
+    package var features: UInt32
 
-    var description: String {
+    package var description: String {
         var parts: [String] = []
         if setupFlags & UInt32(IORING_SETUP_SINGLE_ISSUER) != 0 { parts.append("SINGLE_ISSUER") }
         if deferTaskrun { parts.append("DEFER_TASKRUN") }

@@ -180,16 +180,16 @@ final class URingBackend: IOBackend {
 // MARK: - Probe
 
 /// Why io_uring cannot serve here.
-struct URingUnavailable: Error, CustomStringConvertible {
-    var reason: String
-    var description: String { reason }
+package struct URingUnavailable: Error, CustomStringConvertible {
+    package var reason: String
+    package var description: String { reason }
 }
 
 extension URingBackend {
     /// Finds out, by trying, what io_uring offers on this kernel: ring creation with the
     /// preferred flags, the opcodes the engine uses, buffer rings, fixed files, multishot
     /// accept into the fixed-file table and multishot receive. Takes well under a millisecond.
-    static func probe(disabled: Set<URingFeature>) -> Result<URingCapabilities, URingUnavailable> {
+    package static func probe(disabled: Set<URingFeature>) -> Result<URingCapabilities, URingUnavailable> {
         let kernel = KernelVersion.current
         let wanted: [UInt32] = disabled.contains(.deferTaskrun)
             ? [UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0]
@@ -305,11 +305,11 @@ extension URingBackend {
 }
 
 /// The running kernel's version, from uname.
-struct KernelVersion: Comparable, CustomStringConvertible, Sendable {
-    var major: Int
-    var minor: Int
+package struct KernelVersion: Comparable, CustomStringConvertible, Sendable {
+    package var major: Int
+    package var minor: Int
 
-    static var current: KernelVersion? {
+    package static var current: KernelVersion? {
         var name = utsname()
         guard uname(&name) == 0 else { return nil }
         let release = withUnsafeBytes(of: &name.release) { raw in
@@ -318,21 +318,21 @@ struct KernelVersion: Comparable, CustomStringConvertible, Sendable {
         return parse(release)
     }
 
-    static func parse(_ release: String) -> KernelVersion? {
+    package static func parse(_ release: String) -> KernelVersion? {
         let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
         guard numbers.count == 2 else { return nil }
         return KernelVersion(major: numbers[0], minor: numbers[1])
     }
 
-    static func < (lhs: KernelVersion, rhs: KernelVersion) -> Bool {
+    package static func < (lhs: KernelVersion, rhs: KernelVersion) -> Bool {
         (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
     }
 
-    var description: String { "\(major).\(minor)" }
+    package var description: String { "\(major).\(minor)" }
 }
 
 /// The trimmed contents of /proc/sys/`path`, or nil.
-func readSysctl(_ path: String) -> String? {
+package func readSysctl(_ path: String) -> String? {
     let fd = open("/proc/sys/" + path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { Glibc.close(fd) }
