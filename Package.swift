@@ -45,7 +45,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MyriadTests",
-            dependencies: ["Myriad", "WebSocketCodec"]
+            dependencies: ["Myriad", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

@@ -166,9 +166,11 @@ final class EpollBackend: IOBackend {
     func submit() {}
 
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
-        deliverReady(sink)
+        // Completions delivered here may have given the worker work (a flush, a close):
+        // then look at the kernel without sleeping, and let the loop run.
+        let deliveredEarly = deliverReady(sink)
         let timeout: Int32
-        if !ready.isEmpty {
+        if deliveredEarly || !ready.isEmpty {
             timeout = 0
         } else if let timeoutNanoseconds {
             timeout = Int32(clamping: (timeoutNanoseconds + 999_999) / 1_000_000)
@@ -197,7 +199,9 @@ final class EpollBackend: IOBackend {
         deliverReady(sink)
     }
 
-    private func deliverReady<Sink: CompletionSink>(_ sink: Sink) {
+    @discardableResult
+    private func deliverReady<Sink: CompletionSink>(_ sink: Sink) -> Bool {
+        guard !ready.isEmpty else { return false }
         var index = 0
         // Delivering may queue more (a close after an error); drain until empty.
         while index < ready.count {
@@ -209,6 +213,7 @@ final class EpollBackend: IOBackend {
             index += 1
         }
         ready.removeAll(keepingCapacity: true)
+        return true
     }
 
     private func acceptReady<Sink: CompletionSink>(_ sink: Sink) {
