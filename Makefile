@@ -13,6 +13,7 @@ help:
 deps:
 	@scripts/ensure-deps.sh
 
+# Builds everything (the tests run the real `myriad` binary too), then runs every test.
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test

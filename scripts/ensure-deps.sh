@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need when it is missing; says what to install when it
-# cannot (not root). Idempotent and quiet when everything is there.
+# Installs what the build and the tests need when it is missing, and says what to install
+# when it cannot (not root). Idempotent and quiet when everything is there.
+#   Debian packages: liburing-dev (the engine's only C dependency), pkg-config, node-ws
+#   (Node's `ws` client for the interoperability tests).
+#   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 missing=()
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
+[ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
-
-if [ "$(id -u)" -ne 0 ]; then
-    echo "error: missing Debian packages: ${missing[*]}" >&2
-    echo "       install them with: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: missing Debian packages: ${missing[*]}" >&2
+        echo "       install them with: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "installing: ${missing[*]}"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+
+if ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
+    echo "creating .venv with websockets (PyPI)"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'websockets>=12'
+fi
