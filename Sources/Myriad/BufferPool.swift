@@ -108,6 +108,7 @@ final class BufferPool {
     /// Returns false, leaving `buffer` as it was, when the result would exceed the largest
     /// class or memory is short.
     func append(_ bytes: UnsafeRawBufferPointer, to buffer: inout PooledBuffer) -> Bool {
+        if bytes.isEmpty { return true }
         guard let destination = reserve(bytes.count, in: &buffer) else { return false }
         if let source = bytes.baseAddress, bytes.count > 0 {
             destination.copyMemory(from: source, byteCount: bytes.count)
@@ -120,7 +121,7 @@ final class BufferPool {
     /// (the caller writes them and adds to `count`), or nil as `append` fails.
     func reserve(_ byteCount: Int, in buffer: inout PooledBuffer) -> UnsafeMutableRawPointer? {
         let needed = Int(buffer.count) + byteCount
-        if needed > buffer.capacity {
+        if needed > buffer.capacity || buffer.base == nil {
             guard var bigger = acquire(minimumBytes: needed) else { return nil }
             if let old = buffer.base, buffer.count > 0 {
                 bigger.base!.copyMemory(from: old, byteCount: Int(buffer.count))
