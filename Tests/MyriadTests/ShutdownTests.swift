@@ -1,0 +1,122 @@
+import Foundation
+import Glibc
+import Testing
+import WebSocketCodec
+@testable import Myriad
+
+/// A free TCP port on 127.0.0.1 (bound and released; the server binds it right after).
+func freePort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return UInt16(bigEndian: address.sin_port)
+}
+
+/// The real `myriad serve` binary as a child process.
+final class ServerProcess {
+    let process = Process()
+    let port: UInt16
+    let outputURL: URL
+
+    init(environment: [String: String]) throws {
+        port = try freePort()
+        process.executableURL = URL(fileURLWithPath: ExternalClient.myriadBinary)
+        process.arguments = ["serve"]
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MYRIAD_") }
+        env["MYRIAD_HOST"] = "127.0.0.1"
+        env["MYRIAD_PORT"] = String(port)
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("myriad-serve-\(port).log")
+        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: outputURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        // Ready when it accepts connections (bounded).
+        for _ in 0..<100 {
+            if (try? RawClient(port: port)) != nil { return }
+            usleep(50_000)
+        }
+        throw ClientError("myriad serve did not start: \(output)")
+    }
+
+    var output: String { (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for exit (bounded); returns the exit status, or nil if it had to be killed.
+    func waitForExit(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: outputURL)
+    }
+}
+
+@Suite(.serialized) struct ShutdownTests {
+    /// SIGTERM: stop accepting, close 1001 to every connection, wait for the replies, exit 0
+    /// with a final stats line. Ten thousand connected clients all receive the 1001.
+    @Test(arguments: ["io_uring", "epoll"], [Int32(SIGTERM), Int32(SIGINT)])
+    func signalClosesEveryConnectionWith1001(backend: String, signal: Int32) throws {
+        // SIGINT runs the same path; one backend is enough for it.
+        if signal == SIGINT && backend == "epoll" { return }
+        let server = try ServerProcess(environment: ["MYRIAD_BACKEND": backend, "MYRIAD_WORKERS": "2"])
+        let count = signal == SIGTERM ? 10_000 : 1_000
+        var clients: [RawClient] = []
+        for index in 0..<count {
+            let client = try RawClient(port: server.port, source: "127.0.0.\(2 + index % 4)")
+            try client.send(RawClient.upgradeRequest())
+            clients.append(client)
+        }
+        for client in clients { #expect(try client.readHead(timeout: 10).hasPrefix("HTTP/1.1 101 ")) }
+        server.signal(signal)
+        var goingAway = 0
+        for client in clients {
+            if let close = try client.readMessage(timeout: 10), close.opcode == .close, close.closeCode == 1001 {
+                goingAway += 1
+                try? client.sendClose(code: 1001)
+            }
+        }
+        #expect(goingAway == count)
+        let status = server.waitForExit(seconds: 15)
+        #expect(status == 0, "exit status \(String(describing: status)): \(server.output.suffix(2000))")
+        let output = server.output
+        #expect(output.contains("final stats"), "\(output.suffix(2000))")
+        #expect(output.contains("shutdown:\(count)"), "\(output.suffix(2000))")
+    }
+
+    /// Peers that never answer the 1001 are closed when MYRIAD_SHUTDOWN_TIMEOUT passes.
+    @Test func unansweredClosesEndAtTheShutdownTimeout() throws {
+        let server = try ServerProcess(environment: ["MYRIAD_SHUTDOWN_TIMEOUT": "1s", "MYRIAD_CLOSE_TIMEOUT": "30s"])
+        let silent = try RawClient(port: server.port)
+        try silent.upgrade()
+        let started = Date()
+        server.signal(SIGTERM)
+        let status = server.waitForExit(seconds: 10)
+        #expect(status == 0)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(silent.waitForClose(timeout: 2))
+    }
+}
