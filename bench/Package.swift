@@ -3,6 +3,13 @@
 // Run with `make bench` (from the repository root); results and commands in README.md.
 import PackageDescription
 
+import struct Foundation.URL
+
+/// SwiftPM names a path dependency after its directory, so the root package's identity is
+/// whatever the clone's directory is called (`main`, `myriad`, ...).
+let rootPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().lastPathComponent
+
 let package = Package(
     name: "MyriadBenchmarks",
     dependencies: [
@@ -15,7 +22,7 @@ let package = Package(
             name: "CodecBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
-                .product(name: "WebSocketCodec", package: "Myriad"),
+                .product(name: "WebSocketCodec", package: rootPackage),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),

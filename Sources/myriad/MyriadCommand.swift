@@ -31,3 +31,11 @@ func makeLogger(level: Logger.Level) -> Logger {
     logger.logLevel = level
     return logger
 }
+
+enum FileHandle {
+    /// Writes `text` to stderr (no Foundation in the CLI).
+    static func standardErrorWrite(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}

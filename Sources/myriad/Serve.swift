@@ -67,7 +67,8 @@ struct Serve: ParsableCommand {
         do {
             config = try Config.load(environment: currentEnvironment(), overrides: flags)
         } catch {
-            throw ValidationError(error.description)
+            FileHandle.standardErrorWrite("myriad: \(error)\n")
+            throw ExitCode(2)
         }
         let logger = makeLogger(level: config.logLevel)
         Engine<EchoHandler>.blockShutdownSignals()
