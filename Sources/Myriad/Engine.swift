@@ -121,7 +121,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             wait()
             throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
         }
-        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(perWorker) connections per worker")
+        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(perWorker) connections per worker, \(connectionSlotBytes) bytes per connection slot")
     }
 
     private enum BackendPlan {

@@ -51,6 +51,11 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 100_000
     )
 
+    // The harness's own allocations per iteration, to subtract from the malloc counts below.
+    Benchmark("Baseline (empty iteration)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(0) }
+    }
+
     for size in sizes {
         let count = framesPerBuffer(payloadBytes: size)
 
