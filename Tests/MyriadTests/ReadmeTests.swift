@@ -28,7 +28,8 @@ struct ChatRoom: WebSocketHandler {
     }
 }
 
-@Suite(.serialized) struct ReadmeTests {
+extension Integration {
+@Suite struct ReadmeTests {
     @Test func chatRoomExampleBroadcastsAndNegotiates() throws {
         let server = try TestServer(backend: .ioUring, workers: 1) { _ in ChatRoom() }
         var clients: [RawClient] = []
@@ -63,4 +64,5 @@ struct ChatRoom: WebSocketHandler {
             #expect(readme.contains("`\(reason.name)`"), "README.md does not list the close reason \(reason.name)")
         }
     }
+}
 }
