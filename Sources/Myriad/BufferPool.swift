@@ -121,6 +121,7 @@ final class BufferPool {
     /// (the caller writes them and adds to `count`), or nil as `append` fails.
     func reserve(_ byteCount: Int, in buffer: inout PooledBuffer) -> UnsafeMutableRawPointer? {
         let needed = Int(buffer.count) + byteCount
+        // An empty handle needs a buffer even for zero bytes: the result points into it.
         if needed > buffer.capacity || buffer.base == nil {
             guard var bigger = acquire(minimumBytes: needed) else { return nil }
             if let old = buffer.base, buffer.count > 0 {

@@ -289,9 +289,15 @@ extension Config {
         guard let number = Double(digits), number.isFinite, number >= 0 else {
             throw ConfigError(variable: variable, value: value, expected: expected)
         }
-        let milliseconds = number * multiplier
+        // Decimal fractions are inexact in binary (1.005 x 1000 = 1004.9999...): accept a
+        // product within rounding error of a whole millisecond, as that millisecond.
+        let product = number * multiplier
+        let milliseconds = product.rounded()
+        guard abs(product - milliseconds) <= product.ulp * 4 else {
+            throw ConfigError(variable: variable, value: value, expected: expected)
+        }
         if milliseconds == 0 && allowZero { return 0 }
-        guard milliseconds == milliseconds.rounded(), milliseconds <= Double(range.upperBound),
+        guard milliseconds <= Double(range.upperBound),
               range.contains(Int(milliseconds)) else {
             throw ConfigError(variable: variable, value: value, expected: expected)
         }

@@ -1,0 +1,152 @@
+import Testing
+@testable import Myriad
+
+@Suite struct BufferPoolTests {
+    @Test func sizeClassBoundaries() {
+        #expect(BufferPool.largestSize == 64 << 20)
+        #expect(BufferPool.sizeClass(for: 0) == 0)
+        #expect(BufferPool.sizeClass(for: 1) == 0)
+        #expect(BufferPool.sizeClass(for: 256) == 0)
+        #expect(BufferPool.sizeClass(for: 257) == 1)
+        #expect(BufferPool.sizeClass(for: 512) == 1)
+        #expect(BufferPool.sizeClass(for: 513) == 2)
+        for shift in 8...26 {
+            let size = 1 << shift
+            let sizeClass = UInt8(shift - 8)
+            #expect(BufferPool.size(ofClass: sizeClass) == size)
+            #expect(BufferPool.sizeClass(for: size) == sizeClass)
+            #expect(BufferPool.sizeClass(for: size - 1) == (shift == 8 ? 0 : sizeClass))
+            #expect(BufferPool.sizeClass(for: size + 1) == (shift == 26 ? nil : sizeClass + 1))
+        }
+        #expect(BufferPool.sizeClass(for: (64 << 20) + 1) == nil)
+        #expect(BufferPool.sizeClass(for: Int.max) == nil)
+        #expect(BufferPool.sizeClass(for: 64 << 20) == UInt8(BufferPool.classCount - 1))
+    }
+
+    @Test func acquireGivesTheSmallestClass() throws {
+        let pool = BufferPool()
+        var small = try #require(pool.acquire(minimumBytes: 0))
+        #expect(small.capacity == 256 && small.count == 0 && small.isAllocated)
+        var odd = try #require(pool.acquire(minimumBytes: 1000))
+        #expect(odd.capacity == 1024)
+        var largest = try #require(pool.acquire(minimumBytes: 64 << 20))
+        #expect(largest.capacity == 64 << 20)
+        #expect(pool.acquire(minimumBytes: (64 << 20) + 1) == nil)
+        #expect(pool.outstandingCount == 3)
+        pool.release(&small)
+        pool.release(&odd)
+        pool.release(&largest)
+        #expect(!small.isAllocated && small.capacity == 0)
+    }
+
+    @Test func appendGrowsAndKeepsContents() throws {
+        let pool = BufferPool()
+        var buffer = PooledBuffer()
+        var expected: [UInt8] = []
+        var random = SeededRandom(seed: 3)
+        while expected.count < 200_000 {
+            let chunk = (0..<Int(random.below(5000))).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let appended = chunk.withUnsafeBytes { pool.append($0, to: &buffer) }
+            #expect(appended)
+            expected += chunk
+            #expect(Int(buffer.count) == expected.count)
+            // Always the smallest class that holds it, and only one buffer held.
+            #expect(buffer.capacity == BufferPool.size(ofClass: BufferPool.sizeClass(for: expected.count)!))
+            #expect(pool.outstandingCount == 1)
+            #expect(pool.outstandingBytes == buffer.capacity)
+            #expect(Array(buffer.bytes) == expected)
+        }
+        pool.release(&buffer)
+        #expect(pool.outstandingCount == 0 && pool.outstandingBytes == 0)
+    }
+
+    /// An empty frame makes one empty chunk, so a fragmented message that starts with an
+    /// empty fragment appends zero bytes to a connection's empty `inbound` handle.
+    @Test func emptyAppendToAnEmptyHandle() throws {
+        let pool = BufferPool()
+        var message = PooledBuffer()
+        #expect(pool.append(UnsafeRawBufferPointer(start: nil, count: 0), to: &message))
+        #expect(message.count == 0)
+        let empty: [UInt8] = []
+        #expect(empty.withUnsafeBytes { pool.append($0, to: &message) })
+        let hello = Array("hello".utf8)
+        #expect(hello.withUnsafeBytes { pool.append($0, to: &message) })
+        #expect(Array(message.bytes) == hello)
+        var other = PooledBuffer()
+        #expect(pool.reserve(0, in: &other) != nil)
+        pool.release(&message)
+        pool.release(&other)
+        #expect(pool.outstandingCount == 0 && pool.outstandingBytes == 0)
+    }
+
+    @Test func growthPastTheLargestClassFailsAndLeavesTheBufferAlone() throws {
+        let pool = BufferPool()
+        var buffer = PooledBuffer()
+        let bytes: [UInt8] = [1, 2, 3, 4, 5]
+        #expect(bytes.withUnsafeBytes { pool.append($0, to: &buffer) })
+        let base = buffer.base
+        #expect(pool.reserve((64 << 20) - 4, in: &buffer) == nil)
+        #expect(buffer.base == base && buffer.count == 5 && buffer.capacity == 256)
+        #expect(Array(buffer.bytes) == bytes)
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 256)
+        // Exactly the largest class still fits.
+        let destination = try #require(pool.reserve((64 << 20) - 5, in: &buffer))
+        #expect(destination == buffer.base! + 5)
+        #expect(buffer.capacity == 64 << 20 && Array(buffer.bytes) == bytes)
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 64 << 20)
+        pool.release(&buffer)
+    }
+
+    @Test func steadyStateAllocatesNothing() throws {
+        let pool = BufferPool()
+        let sizes = [100, 256, 300, 1000, 4096, 5000, 70_000, 1 << 20]
+        let chunk = [UInt8](repeating: 0x5A, count: 1500)
+        func cycle() {
+            // A few buffers held at once, as a handful of connections would.
+            var held = sizes.map { pool.acquire(minimumBytes: $0)! }
+            // A fragmented message reassembled chunk by chunk, growing through several classes.
+            var message = PooledBuffer()
+            for _ in 0..<40 { _ = chunk.withUnsafeBytes { pool.append($0, to: &message) } }
+            pool.release(&message)
+            for index in held.indices { pool.release(&held[index]) }
+        }
+        cycle()
+        let warm = pool.mallocCount
+        #expect(warm > 0)
+        for _ in 0..<1000 { cycle() }
+        #expect(pool.mallocCount == warm)
+        #expect(pool.outstandingCount == 0 && pool.outstandingBytes == 0)
+    }
+
+    @Test func outstandingAccounting() throws {
+        let pool = BufferPool()
+        var a = try #require(pool.acquire(minimumBytes: 300))
+        var b = try #require(pool.acquire(minimumBytes: 10))
+        #expect(pool.outstandingCount == 2 && pool.outstandingBytes == 512 + 256)
+        pool.release(&a)
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 256)
+        pool.release(&a)  // empty handle: no-op
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 256)
+        // Growing swaps the buffer: still one outstanding, of the new size.
+        let bytes = [UInt8](repeating: 1, count: 3000)
+        #expect(bytes.withUnsafeBytes { pool.append($0, to: &b) })
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 4096)
+        pool.release(&b)
+        #expect(pool.outstandingCount == 0 && pool.outstandingBytes == 0)
+    }
+
+    @Test func retentionCapFreesTheExcess() throws {
+        // 1 KiB per class: four 256 B buffers kept, and never fewer than two of any class.
+        let pool = BufferPool(retainedBytesPerClass: 1024)
+        for (size, count, kept) in [(256, 10, 4), (512, 5, 2), (4096, 5, 2), (1 << 20, 3, 2)] {
+            let before = pool.mallocCount
+            var buffers = (0..<count).map { _ in pool.acquire(minimumBytes: size)! }
+            #expect(pool.mallocCount == before + count)
+            for index in buffers.indices { pool.release(&buffers[index]) }
+            buffers = (0..<count).map { _ in pool.acquire(minimumBytes: size)! }
+            #expect(pool.mallocCount == before + 2 * count - kept, "size \(size)")
+            for index in buffers.indices { pool.release(&buffers[index]) }
+        }
+        #expect(pool.outstandingCount == 0)
+    }
+}
