@@ -387,3 +387,66 @@ private func status(_ id: String, _ facts: HostFacts, connections: Int, role: Do
         #expect(approximateBytes(5740) == "5.6 KiB")
     }
 }
+
+/// The real `myriad doctor` on this machine (../shared/machine.md: hard fd limit 20000, root
+/// without CAP_SYS_RESOURCE). The binary must be built first (`swift build`, as
+/// `make test` does before `swift test`).
+@Suite struct DoctorCommandTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var binary: String {
+        ProcessInfo.processInfo.environment["MYRIAD_BINARY"] ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
+    }
+
+    static func doctor(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw DoctorBinaryMissing(path: binary)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["doctor"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MYRIAD_") }
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
+        let complained = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: printed, as: UTF8.self), String(decoding: complained, as: UTF8.self))
+    }
+
+    struct DoctorBinaryMissing: Error, CustomStringConvertible {
+        var path: String
+        var description: String { "\(path) is missing: build it first (swift build)" }
+    }
+
+    @Test func aMillionFailsOnTheFdLimitAndNamesTheWayAround() throws {
+        let result = try Self.doctor(["--connections", "1000000", "--json"])
+        #expect(result.status == 1, "\(result.output)")
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[String: String]])
+        let nofile = try #require(rows.first { $0["id"] == "nofile" })
+        #expect(nofile["status"] == "fail")
+        #expect(nofile["check"] == "per-process fd limit (RLIMIT_NOFILE)")
+        #expect(nofile["measured"]?.contains("hard 20000") == true, "\(nofile)")
+        #expect(nofile["measured"]?.contains("no CAP_SYS_RESOURCE") == true, "\(nofile)")
+        #expect(nofile["fix"]?.contains("workers x fixed-file slots = 50 x 20000") == true, "\(nofile)")
+        let fixedFiles = try #require(rows.first { $0["id"] == "fixed_files" })
+        #expect(fixedFiles["status"] != "fail", "io_uring holds a million here: \(fixedFiles)")
+        #expect(rows.first { $0["id"] == "io_uring" }?["status"] == "ok")
+    }
+
+    @Test func tenThousandPasses() throws {
+        let result = try Self.doctor(["--connections", "10000"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("PASS"))
+    }
+
+    @Test func badRoleIsAUsageError() throws {
+        let result = try Self.doctor(["--role", "both"])
+        #expect(result.status == 64, "\(result.output)")
+        #expect(result.errors.contains("--role must be server or client"))
+    }
+}
