@@ -450,3 +450,36 @@ private func status(_ id: String, _ facts: HostFacts, connections: Int, role: Do
         #expect(result.errors.contains("--role must be server or client"))
     }
 }
+
+@Suite struct DoctorStartupWarningTests {
+    @Test func serveWarnsForEachShortfallOfItsBackend() {
+        var config = Config()
+        config.workers = 2
+        config.maxConnections = 1_000_000
+        let warnings = Doctor.startupWarnings(config: config, facts: devMachine())
+        #expect(warnings.contains { $0.contains("io_uring fixed-file slots (workers) fail for 1000000 connections") && $0.contains("--workers 50") })
+        #expect(!warnings.contains { $0.contains("per-process fd limit") }, "io_uring: connections are not process fds")
+        #expect(!warnings.contains { $0.contains("backend:") }, "the engine's own backend line stays the only one")
+        #expect(warnings.contains { $0.contains("conntrack") })
+
+        config.backend = .epoll
+        config.maxConnections = 30000
+        let epoll = Doctor.startupWarnings(config: config, facts: devMachine())
+        #expect(epoll.contains { $0.contains("per-process fd limit (RLIMIT_NOFILE) fail") })
+        #expect(!epoll.contains { $0.contains("fixed-file") })
+    }
+
+    @Test func unsetMaximumIsWhatTheLimitsAllow() {
+        var config = Config()
+        config.workers = 2
+        var tuned = devMachine()
+        tuned.somaxconn = 65535
+        tuned.netdevMaxBacklog = 16384
+        tuned.tcpMemPages = .init(minimum: 1, pressure: 2, maximum: 40000)
+        config.listenBacklog = 20000
+        // 2 workers x 20000 = 40000 connections: everything fits.
+        #expect(Doctor.startupWarnings(config: config, facts: tuned) == [])
+        tuned.tcpMemPages = .init(minimum: 1, pressure: 2, maximum: 39999)
+        #expect(Doctor.startupWarnings(config: config, facts: tuned).count == 1)
+    }
+}
