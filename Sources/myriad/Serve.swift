@@ -72,6 +72,7 @@ struct Serve: ParsableCommand {
         }
         let logger = makeLogger(level: config.logLevel)
         Engine<EchoHandler>.blockShutdownSignals()
+        for warning in Doctor.startupWarnings(config: config) { logger.warning("\(warning)") }
         let engine = Engine(config: config, logger: logger) { _ in EchoHandler() }
         do {
             try engine.start()
