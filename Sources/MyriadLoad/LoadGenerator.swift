@@ -159,11 +159,12 @@ struct Coordinator {
                 break loop
             }
             if let progress, now - lastProgress >= ProgressLine.intervalNanoseconds {
-                if now - rateSample.time >= 1_000_000_000 || rateSample.time == start {
-                    let seconds = Double(now - rateSample.time) / 1e9
-                    rate = seconds > 0 ? Double(sum[.handshakes] - rateSample.handshakes) / seconds : 0
-                    rateSample = (now, sum[.handshakes])
+                // Handshakes per second over the last second (the average so far, before that).
+                let seconds = Double(now - rateSample.time) / 1e9
+                if seconds > 0 && (seconds >= 1 || rateSample.time == start) {
+                    rate = Double(sum[.handshakes] - rateSample.handshakes) / seconds
                 }
+                if seconds >= 1 { rateSample = (now, sum[.handshakes]) }
                 lastProgress = now
                 progress(snapshot(sum, now: now, rate: rate))
             }

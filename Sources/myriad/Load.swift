@@ -16,10 +16,10 @@ struct Load: ParsableCommand {
             (connect, upgrade, close at --rate per second for --duration).
             Prints a JSON summary on stdout (schema in the README, "myriad load"); exit status 0 \
             only when the target was reached and no connection was lost, 1 otherwise, 2 when the \
-            run could not start. Durations take ms/s/m/h (bare numbers are seconds).
+            run could not start (64 for a bad flag). Durations take ms/s/m/h (bare numbers are seconds).
             """)
 
-    @Argument(help: "hold | ping | echo | churn") var mode: LoadMode
+    @Argument(help: "What to do once connected.") var mode: LoadMode
     @Option(help: "Server address (IPv4).") var host = "127.0.0.1"
     @Option(help: "Server port.") var port: UInt16 = 8080
     @Option(help: "Request target of the upgrade request.") var path = "/"

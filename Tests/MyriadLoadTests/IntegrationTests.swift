@@ -120,6 +120,46 @@ func closedPort() -> UInt16 {
     return UInt16(bigEndian: address.sin_port)
 }
 
+/// A listening socket on 127.0.0.1 that answers nothing by itself.
+func listeningSocket(backlog: Int32) -> (fd: Int32, port: UInt16) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    listen(fd, backlog)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
+}
+
+/// Answers each of `count` connections with `response` once its request head is in, then
+/// closes it (a plain HTTP server that refuses the upgrade).
+func answerConnections(listener: Int32, count: Int, response: String) -> Thread {
+    let thread = Thread {
+        for _ in 0..<count {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            var head: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 1024)
+            while !head.suffix(4).elementsEqual([13, 10, 13, 10]) {
+                let n = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, 1024) }
+                if n <= 0 { break }
+                head += buffer[..<n]
+            }
+            var bytes = Array(response.utf8)
+            _ = bytes.withUnsafeMutableBytes { write(client, $0.baseAddress, $0.count) }
+            close(client)
+        }
+    }
+    thread.start()
+    return thread
+}
+
 extension Dictionary where Key == String, Value == Any {
     func int(_ key: String) -> Int? { self[key] as? Int }
     func object(_ key: String) -> [String: Any]? { self[key] as? [String: Any] }
@@ -276,6 +316,47 @@ extension EndToEndTests {
             #expect(summary.cleanCloses == 400)
             #expect(summary.rampSeconds >= 0.9)  // the rate holds it back
             #expect(server.waitFor { $0.closes(.normal) == 400 && $0[.open] == 0 })
+        }
+
+        /// A server that answers the upgrade with 503: each connection is a handshake
+        /// failure named by its status, and nothing is held.
+        @Test func refusedUpgradesAreHandshakeFailuresByStatus() throws {
+            let (listener, port) = listeningSocket(backlog: 64)
+            defer { close(listener) }
+            let server = answerConnections(
+                listener: listener, count: 40,
+                response: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            let summary = try LoadGenerator.run(options(.hold, port: port) {
+                $0.connections = 40
+                $0.durationMilliseconds = 100
+            })
+            #expect(!summary.succeeded)
+            #expect(summary.connected == 0)
+            #expect(summary.failures.count(.handshake, "HTTP_503") == 40)
+            #expect(summary.failures.total == 40)
+            while server.isExecuting { usleep(10_000) }
+        }
+
+        /// A listener that never accepts, with its accept queue full: the kernel drops the
+        /// SYNs, so connects hang until the connect timeout (counted ETIMEDOUT); the few that
+        /// got in never see a response and hit the handshake timeout. The run still ends.
+        @Test func hangingConnectsAndHandshakesEndAtTheirTimeouts() throws {
+            let (listener, port) = listeningSocket(backlog: 1)
+            defer { close(listener) }
+            let started = Date()
+            let summary = try LoadGenerator.run(options(.hold, port: port) {
+                $0.connections = 20
+                $0.durationMilliseconds = 100
+                $0.concurrency = 20
+                $0.connectTimeoutMilliseconds = 500
+                $0.handshakeTimeoutMilliseconds = 500
+            })
+            #expect(!summary.succeeded)
+            #expect(summary.connected == 0)
+            #expect(summary.failures.total == 20)
+            #expect(summary.failures.count(.connect, "ETIMEDOUT") >= 10)
+            #expect(summary.failures.count(.connect, "ETIMEDOUT") + summary.failures.count(.handshake, "ETIMEDOUT") == 20)
+            #expect(Date().timeIntervalSince(started) < 10)
         }
 
         /// The server closing first (its shutdown sends 1001) is an unexpected close, counted
