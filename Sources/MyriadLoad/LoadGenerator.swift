@@ -16,17 +16,31 @@ public enum LoadGenerator {
 
     /// Runs `options` to the end. Throws only when the run cannot start (bad options, no
     /// io_uring); everything that goes wrong after that is counted in the summary.
-    /// `progress` is called at most 4 times a second; `log` gets warnings.
+    /// `progress` is called at most 4 times a second; `log` gets warnings. With
+    /// `stopOnSignals`, SIGINT and SIGTERM end the run early (closing nothing gracefully)
+    /// and the summary still comes back, marked `interrupted`.
     public static func run(
         _ options: LoadOptions,
         progress: ((ProgressSnapshot) -> Void)? = nil,
-        log: (String) -> Void = { _ in }
+        log: (String) -> Void = { _ in },
+        stopOnSignals: Bool = false
     ) throws(LoadError) -> LoadSummary {
         try options.validate()
         let limit = FileLimit.raiseSoftToHard()
         let plan = try LoadPlan.make(options: options, ports: .current(), fileLimit: limit.soft)
         for warning in plan.warnings { log("warning: " + warning) }
         let destination = try options.destinationAddress()
+        // Signals are taken synchronously by the coordinator: blocked here, before the client
+        // threads start (they inherit the mask), and restored at the end.
+        var previousMask = sigset_t()
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        if stopOnSignals {
+            sigaddset(&stopSignals, SIGINT)
+            sigaddset(&stopSignals, SIGTERM)
+        }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, &previousMask)
+        defer { pthread_sigmask(SIG_SETMASK, &previousMask, nil) }
         let start = monotonicNanoseconds()
         let control = RunControl(startNanoseconds: start)
         let shared = (0..<plan.threads).map { _ in ThreadShared() }
@@ -60,6 +74,7 @@ public enum LoadGenerator {
         }
 
         var coordinator = Coordinator(options: options, plan: plan, control: control, shared: shared, start: start)
+        coordinator.stopSignals = stopSignals
         coordinator.drive(progress: progress)
         control.set(.stop)
         for thread in threads { pthread_join(thread, nil) }
@@ -83,6 +98,9 @@ struct Coordinator {
     var messagesAtHoldStart = 0
     var messagesAtHoldEnd = 0
     var timeLimitReached = false
+    var interrupted = false
+    /// Signals that end the run (empty: none); blocked in every thread of the run.
+    var stopSignals = sigset_t()
     var end: Int64 = 0
 
     init(options: LoadOptions, plan: LoadPlan, control: RunControl, shared: [ThreadShared], start: Int64) {
@@ -122,8 +140,15 @@ struct Coordinator {
         var rateSample = (time: start, handshakes: 0)
         var rate = 0.0
         loop: while true {
-            usleep(LoadGenerator.tickMicroseconds)
+            // Sleep one tick, or less when a stop signal arrives.
+            var tick = timespec(tv_sec: 0, tv_nsec: Int(LoadGenerator.tickMicroseconds) * 1000)
+            let signal = sigtimedwait(&stopSignals, nil, &tick)
             let now = monotonicNanoseconds()
+            if signal == SIGINT || signal == SIGTERM {
+                interrupted = true
+                if holdEnd == nil { connectedAtHoldEnd = totals().sum[.open] }
+                break loop
+            }
             let (sum, all) = totals()
             peak = max(peak, sum[.open])
             if now - start >= timeLimit {
@@ -229,6 +254,7 @@ struct Coordinator {
         result.clientRSSBytes = peakResidentBytes()
         result.clientStateBytesPerConnection = MemoryLayout<ClientConnection>.stride
         result.timeLimitReached = timeLimitReached
+        result.interrupted = interrupted
         return result
     }
 }

@@ -34,6 +34,7 @@
 ///   "client_rss_mib": Double,      // peak resident memory of the load process (VmHWM)
 ///   "client_state_bytes_per_connection": Int,   // the slab slot each connection costs the client
 ///   "time_limit_reached": Bool,    // --time-limit cut the run short
+///   "interrupted": Bool,           // SIGINT/SIGTERM cut the run short
 ///   "ok": Bool,                    // what the exit status says: see `succeeded`
 ///   "error": String                // only when the run could not start (then nothing else is meaningful)
 /// }
@@ -67,6 +68,7 @@ public struct LoadSummary: Sendable, Equatable {
     public var clientRSSBytes = 0
     public var clientStateBytesPerConnection = 0
     public var timeLimitReached = false
+    public var interrupted = false
     public var error: String?
 
     public init(mode: LoadMode, server: String) {
@@ -80,7 +82,7 @@ public struct LoadSummary: Sendable, Equatable {
     /// connection was lost, every verify echo came back; ping mode also wants every ping
     /// answered; churn wants every cycle to complete cleanly (no failure of any kind).
     public var succeeded: Bool {
-        guard error == nil, !timeLimitReached else { return false }
+        guard error == nil, !timeLimitReached, !interrupted else { return false }
         guard connected >= target, unexpectedCloses == 0, (verifyFailed ?? 0) == 0 else { return false }
         if let verifyOK, verifyOK < target { return false }
         switch mode {
@@ -141,6 +143,7 @@ public struct LoadSummary: Sendable, Equatable {
             $0.field("client_rss_mib", Double(clientRSSBytes) / 1_048_576)
             $0.field("client_state_bytes_per_connection", clientStateBytesPerConnection)
             $0.field("time_limit_reached", timeLimitReached)
+            $0.field("interrupted", interrupted)
             $0.field("ok", succeeded)
             if let error { $0.field("error", string: error) }
         }

@@ -83,7 +83,8 @@ struct Load: ParsableCommand {
                     writeStandardError(ProgressLine.redraw(snapshot))
                     drawn = true
                 } : nil,
-                log: { writeStandardError($0 + "\n") })
+                log: { writeStandardError($0 + "\n") },
+                stopOnSignals: true)
         } catch {
             var failed = LoadSummary(mode: options.mode, server: "\(options.host):\(options.port)")
             failed.target = options.target

@@ -67,8 +67,9 @@ enum LoadBinary {
         var seconds: Double
     }
 
-    /// Runs `myriad load <arguments> --json <file>`, killed (by its PID) after `timeout` seconds.
-    static func run(_ arguments: [String], timeout: Double = 60) throws -> Result {
+    /// Runs `myriad load <arguments> --json <file>`, killed (by its PID) after `timeout` seconds;
+    /// sent SIGTERM after `terminateAfter` seconds when given.
+    static func run(_ arguments: [String], timeout: Double = 60, terminateAfter: Double? = nil) throws -> Result {
         let directory = FileManager.default.temporaryDirectory
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let jsonURL = directory.appendingPathComponent("myriad-load-\(tag).json")
@@ -88,7 +89,14 @@ enum LoadBinary {
         let started = Date()
         try process.run()
         let deadline = started.addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
+        var terminated = false
+        while process.isRunning && Date() < deadline {
+            if let terminateAfter, !terminated, Date().timeIntervalSince(started) >= terminateAfter {
+                kill(process.processIdentifier, SIGTERM)
+                terminated = true
+            }
+            usleep(20_000)
+        }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
         }
@@ -228,6 +236,22 @@ extension EndToEndTests {
             #expect(json.int("failures_total") == 300)
             #expect(json["ok"] as? Bool == false)
             #expect(result.seconds < 20)
+        }
+
+        /// SIGTERM in the middle of a hold: the run stops at once and still prints its
+        /// summary, marked interrupted, with a non-zero status.
+        @Test func aSignalEndsTheRunWithASummary() throws {
+            let server = try InProcessServer()
+            defer { server.stop() }
+            let result = try LoadBinary.run(
+                ["hold", "--port", String(server.port), "--connections", "500", "--duration", "60s"],
+                timeout: 30, terminateAfter: 2)
+            #expect(result.status == 1, "stderr: \(result.stderr)")
+            let json = try #require(result.json, "no JSON summary; stderr: \(result.stderr)")
+            #expect(json["interrupted"] as? Bool == true)
+            #expect(json.int("connected") == 500)
+            #expect(json["ok"] as? Bool == false)
+            #expect(result.seconds < 15)
         }
 
         /// A bad flag is a usage error (exit 64 from the argument parser), with no summary.

@@ -144,6 +144,7 @@ import Testing
         #expect(object["client_rss_mib"] as? Double == 64)
         #expect(object["client_state_bytes_per_connection"] as? Int == 144)
         #expect(object["time_limit_reached"] as? Bool == false)
+        #expect(object["interrupted"] as? Bool == false)
         // hold succeeds on connections: the target was reached and none was lost.
         #expect(object["ok"] as? Bool == true)
         #expect(object["error"] == nil)
@@ -156,7 +157,8 @@ import Testing
                     "\"handshake_rate_per_s\"", "\"unexpected_closes\"", "\"clean_closes\"", "\"pings_sent\"",
                     "\"pongs_received\"", "\"server_pings_answered\"", "\"rtt_ms\"", "\"messages_sent\"",
                     "\"messages_received\"", "\"messages_per_s\"", "\"latency_ms\"", "\"verify_echo\"",
-                    "\"client_rss_mib\"", "\"client_state_bytes_per_connection\"", "\"time_limit_reached\"", "\"ok\""]
+                    "\"client_rss_mib\"", "\"client_state_bytes_per_connection\"", "\"time_limit_reached\"",
+                    "\"interrupted\"", "\"ok\""]
         var position = json.startIndex
         for key in keys {
             guard let found = json.range(of: key, range: position..<json.endIndex) else {
@@ -193,6 +195,9 @@ import Testing
         var limited = sample()
         limited.timeLimitReached = true
         #expect(!limited.succeeded)
+        var interrupted = sample()
+        interrupted.interrupted = true
+        #expect(!interrupted.succeeded)
         var ping = sample()
         ping.mode = .ping
         ping.pingsSent = 10
