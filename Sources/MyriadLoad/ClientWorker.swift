@@ -123,7 +123,7 @@ final class ClientWorker {
         ]
         for flags in flagSets {
             do {
-                ring = try Ring(entries: 2048, completionEntries: 32768, flags: flags)
+                ring = try Ring(entries: 2048, completionEntries: 16384, flags: flags)
                 break
             } catch {
                 lastError = error
@@ -147,8 +147,11 @@ final class ClientWorker {
             while count > 64 && Int(count) * Int(size) > 16 << 20 { count >>= 1 }
             bufferCount = count
         } else {
+            // Idle connections receive a few bytes now and then; a burst beyond 512 buffers
+            // between two reaps parks receives (-ENOBUFS) until buffers return. Every buffer
+            // ends up resident (the kernel cycles through them), so this is 1 MiB a thread.
             bufferSize = 2048
-            bufferCount = 1024
+            bufferCount = 512
         }
         do {
             buffers = try BufferRing(ring: ring, groupID: 0, count: bufferCount, sizeBytes: bufferSize)

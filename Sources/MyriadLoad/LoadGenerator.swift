@@ -251,6 +251,10 @@ struct Coordinator {
             result.verifyOK = sum[.verifyOK]
             result.verifyFailed = sum[.verifyFailed]
         }
+        result.enobufsRearms = sum[.enobufs]
+        result.cqOverflows = sum[.cqOverflows]
+        result.droppedFrames = sum[.droppedFrames]
+        result.unexpectedMessages = sum[.unexpectedMessages]
         result.clientRSSBytes = peakResidentBytes()
         result.clientStateBytesPerConnection = MemoryLayout<ClientConnection>.stride
         result.timeLimitReached = timeLimitReached

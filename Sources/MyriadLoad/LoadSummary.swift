@@ -31,6 +31,12 @@
 ///   "messages_per_s": Double,      // echo: messages received per second in the hold window
 ///   "latency_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int}, // echo round trip
 ///   "verify_echo": {"ok": Int, "failed": Int},   // only with --verify-echo
+///   "diagnostics": {               // the client's own backpressure, for explaining odd runs
+///     "enobufs_rearms": Int,       // receives parked because the thread's buffer ring ran dry
+///     "cq_overflows": Int,         // times the kernel held completions back (CQ full)
+///     "dropped_frames": Int,       // frames not queued: the connection's send queue was full
+///     "unexpected_messages": Int   // data messages the client did not ask for
+///   },
 ///   "client_rss_mib": Double,      // peak resident memory of the load process (VmHWM)
 ///   "client_state_bytes_per_connection": Int,   // the slab slot each connection costs the client
 ///   "time_limit_reached": Bool,    // --time-limit cut the run short
@@ -65,6 +71,10 @@ public struct LoadSummary: Sendable, Equatable {
     /// nil unless --verify-echo.
     public var verifyOK: Int?
     public var verifyFailed: Int?
+    public var enobufsRearms = 0
+    public var cqOverflows = 0
+    public var droppedFrames = 0
+    public var unexpectedMessages = 0
     public var clientRSSBytes = 0
     public var clientStateBytesPerConnection = 0
     public var timeLimitReached = false
@@ -139,6 +149,13 @@ public struct LoadSummary: Sendable, Equatable {
                     $0.field("ok", verifyOK)
                     $0.field("failed", verifyFailed)
                 }
+            }
+            $0.key("diagnostics")
+            $0.object {
+                $0.field("enobufs_rearms", enobufsRearms)
+                $0.field("cq_overflows", cqOverflows)
+                $0.field("dropped_frames", droppedFrames)
+                $0.field("unexpected_messages", unexpectedMessages)
             }
             $0.field("client_rss_mib", Double(clientRSSBytes) / 1_048_576)
             $0.field("client_state_bytes_per_connection", clientStateBytesPerConnection)

@@ -141,6 +141,8 @@ import Testing
         #expect(object["latency_ms"] is [String: Any])
         #expect(object["messages_per_s"] as? Double == 0)
         #expect(object["verify_echo"] as? [String: Int] == ["ok": 25000, "failed": 0])
+        #expect(object["diagnostics"] as? [String: Int]
+            == ["enobufs_rearms": 0, "cq_overflows": 0, "dropped_frames": 0, "unexpected_messages": 0])
         #expect(object["client_rss_mib"] as? Double == 64)
         #expect(object["client_state_bytes_per_connection"] as? Int == 144)
         #expect(object["time_limit_reached"] as? Bool == false)
@@ -156,7 +158,7 @@ import Testing
                     "\"hold_s\"", "\"threads\"", "\"sources\"", "\"failures\"", "\"failures_total\"", "\"handshakes\"",
                     "\"handshake_rate_per_s\"", "\"unexpected_closes\"", "\"clean_closes\"", "\"pings_sent\"",
                     "\"pongs_received\"", "\"server_pings_answered\"", "\"rtt_ms\"", "\"messages_sent\"",
-                    "\"messages_received\"", "\"messages_per_s\"", "\"latency_ms\"", "\"verify_echo\"",
+                    "\"messages_received\"", "\"messages_per_s\"", "\"latency_ms\"", "\"verify_echo\"", "\"diagnostics\"",
                     "\"client_rss_mib\"", "\"client_state_bytes_per_connection\"", "\"time_limit_reached\"",
                     "\"interrupted\"", "\"ok\""]
         var position = json.startIndex
