@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT ?= swift
 
-.PHONY: help deps build-release serve test bench conformance conformance-full
+.PHONY: help deps build-release serve test bench conformance conformance-full fuzz fuzz-replay test-sanitize
 
 # `make serve` defaults; any MYRIAD_* in the environment wins (see `myriad serve --help`).
 export MYRIAD_PORT ?= 8080
@@ -13,6 +13,8 @@ help:
 	@echo "make serve         install what is missing, build release, serve (echo) on :8080"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends"
+	@echo "make fuzz          libFuzzer on the handshake parser and frame decoder (FUZZ_SECONDS each)"
+	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
 	@echo "make bench   codec benchmarks against SwiftNIO (bench/README.md)"
 
 # System packages the build and the tests need: liburing-dev (the engine's only C dependency).
@@ -31,11 +33,29 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	scripts/conformance.sh
+	scripts/fuzz.sh --replay
+	scripts/fuzz.sh 30
 
 # Autobahn|TestSuite groups 1-7, 9 and 10 on both backends (about a minute).
 conformance: deps
 	$(SWIFT) build
 	scripts/conformance.sh
+
+# libFuzzer on the handshake parser and the frame decoder (fuzz/): FUZZ_SECONDS per target,
+# new finds minimised into fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	scripts/fuzz.sh --merge $(FUZZ_SECONDS)
+
+fuzz-replay: deps
+	scripts/fuzz.sh --replay
+
+# The whole suite under AddressSanitizer, then ThreadSanitizer (separate build folders).
+test-sanitize: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(SWIFT) test --sanitize=address --scratch-path .build-asan
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 # Every group that applies to a server without permessage-deflate (12.* and 13.* test
 # compression, which Myriad does not negotiate: they report "unimplemented").

@@ -3,6 +3,10 @@
 #ifndef MYRIAD_CLIBURING_SHIM_H
 #define MYRIAD_CLIBURING_SHIM_H
 
+// The kernel's uapi header first: liburing's bundled copy has the same include guard, so it is
+// skipped and every module that sees io_uring types (swift-system's CSystem does too) sees
+// one identical definition instead of two conflicting ones.
+#include <linux/io_uring.h>
 #include <liburing.h>
 #include <errno.h>
 #include <sys/epoll.h>

@@ -4,30 +4,33 @@ import CLibURing
 /// measure the engine's own code paths (not copies). Not API: `@_spi(Benchmarks)`.
 @_spi(Benchmarks)
 public final class SlabBenchmark {
-    private var slab: Slab
-    private var slots: [UInt32]
+    private let slab: Slab
+    private let slots: UnsafeMutablePointer<UInt32>
 
     public init(capacity: Int) throws {
         slab = try Slab(capacity: UInt32(capacity))
-        slots = []
-        slots.reserveCapacity(capacity)
+        slots = .allocate(capacity: capacity)
     }
+
+    deinit { slots.deallocate() }
 
     /// Allocates `count` connections, then releases them all; returns a checksum.
     public func allocateAndRelease(_ count: Int) -> Int {
         var checksum = 0
-        for _ in 0..<count {
-            guard let slot = slab.allocate() else { break }
-            slab[slot].pointee.handle = Int32(truncatingIfNeeded: slot)
-            slab[slot].pointee.state = .open
-            checksum &+= Int(slab[slot].pointee.generation)
-            slots.append(slot)
+        var allocated = 0
+        while allocated < count, let slot = slab.allocate() {
+            let connection = slab[slot]
+            connection.pointee.handle = Int32(truncatingIfNeeded: slot)
+            connection.pointee.state = .open
+            checksum &+= Int(connection.pointee.generation)
+            slots[allocated] = slot
+            allocated += 1
         }
-        for slot in slots {
+        for index in 0..<allocated {
+            let slot = slots[index]
             slab[slot].pointee.state = .closed
             slab.release(slot)
         }
-        slots.removeAll(keepingCapacity: true)
         return checksum
     }
 }

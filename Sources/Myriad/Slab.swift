@@ -28,10 +28,14 @@ struct Slab: ~Copyable {
     let slots: UnsafeMutablePointer<Connection>
     let capacity: UInt32
     private let mappedBytes: Int
-    private var freeHead = Connection.noSlot
+    /// The free-list head, the high-water mark and the occupancy, held by pointer so that
+    /// every method is non-mutating: the slab is a `let` in its worker, with no exclusivity
+    /// check per access.
+    private let counts: UnsafeMutablePointer<(freeHead: UInt32, highWater: UInt32, occupied: UInt32)>
+
     /// Slots below this have been used at least once.
-    private(set) var highWater: UInt32 = 0
-    private(set) var occupied: UInt32 = 0
+    var highWater: UInt32 { counts.pointee.highWater }
+    var occupied: UInt32 { counts.pointee.occupied }
 
     init(capacity: UInt32) throws(SystemError) {
         precondition(capacity > 0 && capacity < Connection.noSlot)
@@ -44,11 +48,14 @@ struct Slab: ~Copyable {
         }
         slots = memory.bindMemory(to: Connection.self, capacity: Int(capacity))
         self.capacity = capacity
+        counts = .allocate(capacity: 1)
+        counts.initialize(to: (Connection.noSlot, 0, 0))
     }
 
     deinit {
         // Connection holds only trivial fields: nothing to deinitialize.
         munmap(UnsafeMutableRawPointer(slots), mappedBytes)
+        counts.deallocate()
     }
 
     var isFull: Bool { occupied == capacity }
@@ -69,30 +76,30 @@ struct Slab: ~Copyable {
     }
 
     /// Takes a free slot and resets it (keeping its generation), or nil when full.
-    mutating func allocate() -> UInt32? {
+    func allocate() -> UInt32? {
         let slot: UInt32
-        if freeHead != Connection.noSlot {
-            slot = freeHead
+        if counts.pointee.freeHead != Connection.noSlot {
+            slot = counts.pointee.freeHead
             let connection = slots + Int(slot)
             assert(connection.pointee.state == .free)
-            freeHead = connection.pointee.listNext
+            counts.pointee.freeHead = connection.pointee.listNext
             let generation = connection.pointee.generation
             connection.pointee = Connection()
             connection.pointee.generation = generation
-        } else if highWater < capacity {
-            slot = highWater
-            highWater += 1
+        } else if counts.pointee.highWater < capacity {
+            slot = counts.pointee.highWater
+            counts.pointee.highWater += 1
             (slots + Int(slot)).initialize(to: Connection())
         } else {
             return nil
         }
-        occupied += 1
+        counts.pointee.occupied += 1
         return slot
     }
 
     /// Returns `slot` to the free list and moves its generation on, so every ID and
     /// in-flight tag of the old connection is recognisably stale.
-    mutating func release(_ slot: UInt32) {
+    func release(_ slot: UInt32) {
         let connection = self[slot]
         precondition(connection.pointee.state != .free, "double release of slot \(slot)")
         precondition(connection.pointee.inFlight == 0, "slot \(slot) released with operations in flight")
@@ -101,9 +108,9 @@ struct Slab: ~Copyable {
                "slot released while holding pooled buffers")
         connection.pointee.generation = (connection.pointee.generation &+ 1) & UserData.generationMask
         connection.pointee.state = .free
-        connection.pointee.listNext = freeHead
-        freeHead = slot
-        occupied -= 1
+        connection.pointee.listNext = counts.pointee.freeHead
+        counts.pointee.freeHead = slot
+        counts.pointee.occupied -= 1
     }
 }
 

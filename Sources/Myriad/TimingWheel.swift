@@ -47,10 +47,21 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     /// 4 x 64 slot sentinels, then the sentinel of the list of entries due now.
     let sentinels: UnsafeMutablePointer<TimerNode>
     let occupancy: UnsafeMutablePointer<UInt64>
+    /// `currentTick` and `count`, held by pointer so that every method is non-mutating: a
+    /// wheel stored in a class is then a `let`, with no exclusivity check per access.
+    let state: UnsafeMutablePointer<(currentTick: UInt64, count: Int)>
+
     /// Every tick <= `currentTick` has been processed.
-    public private(set) var currentTick: UInt64
+    public var currentTick: UInt64 {
+        get { state.pointee.currentTick }
+        nonmutating set { state.pointee.currentTick = newValue }
+    }
+
     /// Entries scheduled, including due ones not yet handed out.
-    public private(set) var count: Int = 0
+    public var count: Int {
+        get { state.pointee.count }
+        nonmutating set { state.pointee.count = newValue }
+    }
 
     var expiringSentinel: UInt32 { capacity &+ UInt32(Self.levelCount * Self.slotCount) }
 
@@ -58,7 +69,8 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
         precondition(capacity < UInt32.max - 512, "capacity leaves no room for sentinel indices")
         self.store = store
         self.capacity = capacity
-        self.currentTick = startTick
+        state = .allocate(capacity: 1)
+        state.initialize(to: (startTick, 0))
         let sentinelCount = Self.levelCount * Self.slotCount + 1
         sentinels = .allocate(capacity: sentinelCount)
         for offset in 0..<sentinelCount {
@@ -74,6 +86,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     deinit {
         sentinels.deallocate()
         occupancy.deallocate()
+        state.deallocate()
     }
 
     @inline(__always)
@@ -93,7 +106,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     /// Schedules `entry` to expire at `deadline` (absolute ticks), replacing any earlier
     /// schedule. A deadline at or before `currentTick` makes the entry due at once: the next
     /// `nextExpired` returns it.
-    public mutating func schedule(_ entry: UInt32, at deadline: UInt64) {
+    public func schedule(_ entry: UInt32, at deadline: UInt64) {
         precondition(entry < capacity, "timer entry out of range")
         if isScheduled(entry) { unlink(entry) } else { count &+= 1 }
         node(entry).pointee.deadline = deadline
@@ -102,7 +115,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
 
     /// Removes `entry` from the wheel; a no-op when it is not scheduled. Safe on an entry that
     /// is due but not yet handed out (it will not be).
-    public mutating func cancel(_ entry: UInt32) {
+    public func cancel(_ entry: UInt32) {
         precondition(entry < capacity, "timer entry out of range")
         guard isScheduled(entry) else { return }
         unlink(entry)
@@ -113,7 +126,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     /// looking for one; nil once everything due by `tick` has been handed out (and then
     /// `currentTick == tick`). Handing out unschedules the entry, so the caller may
     /// reschedule it, or cancel or reschedule any other entry, before asking for the next.
-    public mutating func nextExpired(upTo tick: UInt64) -> UInt32? {
+    public func nextExpired(upTo tick: UInt64) -> UInt32? {
         while true {
             let expiring = expiringSentinel
             let first = node(expiring).pointee.next
@@ -155,7 +168,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     // MARK: - Lists
 
     @inline(__always)
-    mutating func insert(_ entry: UInt32) {
+    func insert(_ entry: UInt32) {
         let deadline = node(entry).pointee.deadline
         guard deadline > currentTick else {
             append(entry, to: expiringSentinel)
@@ -176,7 +189,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     }
 
     @inline(__always)
-    mutating func append(_ entry: UInt32, to sentinel: UInt32) {
+    func append(_ entry: UInt32, to sentinel: UInt32) {
         let head = node(sentinel)
         let last = head.pointee.prev
         let entryNode = node(entry)
@@ -187,7 +200,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     }
 
     @inline(__always)
-    mutating func unlink(_ entry: UInt32) {
+    func unlink(_ entry: UInt32) {
         let entryNode = node(entry)
         let next = entryNode.pointee.next
         let prev = entryNode.pointee.prev
@@ -203,7 +216,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     }
 
     @inline(__always)
-    mutating func clearOccupancy(sentinel: UInt32) {
+    func clearOccupancy(sentinel: UInt32) {
         let offset = Int(sentinel &- capacity)
         guard offset < Self.levelCount * Self.slotCount else { return }  // the due list
         occupancy[offset / Self.slotCount] &= ~(1 << UInt64(offset % Self.slotCount))
@@ -211,7 +224,7 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
 
     /// Cascades every level whose block starts at `tick` (top level first, so entries can
     /// fall more than one level), then makes level 0's slot for `tick` due.
-    mutating func processTick(_ tick: UInt64) {
+    func processTick(_ tick: UInt64) {
         for level in stride(from: Self.levelCount - 1, through: 1, by: -1) {
             let shift = UInt64(level * Self.slotBits)
             guard tick & ((1 << shift) - 1) == 0 else { continue }

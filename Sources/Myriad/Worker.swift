@@ -30,7 +30,10 @@ final class WorkerControl: Sendable {
 final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSink {
     let core: WorkerCore
     let backend: Backend
-    var handler: Handler
+    /// The application's handler, by pointer: called per message, so kept out of a class
+    /// stored `var` (a dynamic exclusivity check per call). Callbacks never nest: `onClose`
+    /// for closes a callback caused is delivered later, from the flush.
+    private let handlerStorage: UnsafeMutablePointer<Handler>
     let control: WorkerControl
     let logger: Logger
     private let startNanoseconds: Int64
@@ -48,10 +51,16 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) {
         self.core = core
         self.backend = backend
-        self.handler = handler
+        handlerStorage = .allocate(capacity: 1)
+        handlerStorage.initialize(to: handler)
         self.control = control
         self.logger = logger
         startNanoseconds = monotonicNanoseconds()
+    }
+
+    deinit {
+        handlerStorage.deinitialize(count: 1)
+        handlerStorage.deallocate()
     }
 
     @inline(__always)
@@ -405,7 +414,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             core.queueRaw(slot, connection, response)
             beginDraining(slot, connection, cause: .http)
         case .upgrade(let request, let headLength):
-            let subprotocol = handler.chooseSubprotocol(offered: request.offeredSubprotocols)
+            let subprotocol = handlerStorage.pointee.chooseSubprotocol(offered: request.offeredSubprotocols)
             let size = HandshakeResponse.switchingProtocolsSize(subprotocolLength: subprotocol?.count ?? 0)
             guard let destination = core.pool.reserve(size, in: &connection.pointee.sendPending) else {
                 abortNow(slot, connection, cause: .outOfMemory)
@@ -423,7 +432,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             connection.pointee.flags.insert(.handlerOpened)
             core.counters.add(.handshakes)
             scheduleKeepAlive(slot, connection)
-            handler.onOpen(handle(slot))
+            handlerStorage.pointee.onOpen(handle(slot))
             if headLength < bytes.count && connection.pointee.state == .open {
                 frameBytes(slot, connection, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
             }
@@ -505,7 +514,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         connection.pointee.lastMessageTick = core.now32
         core.counters.add(.messagesIn)
-        handler.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
+        handlerStorage.pointee.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
     }
 
     // MARK: - Closing
@@ -613,7 +622,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         guard connection.pointee.flags.contains(.handlerOpened) else { return }
         connection.pointee.flags.remove(.handlerOpened)
         let event = CloseEvent(code: code, reason: reason, cause: cause ?? connection.pointee.closeReason)
-        handler.onClose(handle(slot), event: event)
+        handlerStorage.pointee.onClose(handle(slot), event: event)
     }
 
     func woken() {}

@@ -43,15 +43,19 @@ struct WorkerSettings {
 final class WorkerCore {
     let index: Int
     let settings: WorkerSettings
-    var slab: Slab
-    var wheel: TimingWheel<SlabTimerStore>
+    let slab: Slab
+    let wheel: TimingWheel<SlabTimerStore>
     let pool: BufferPool
     let counters = WorkerCounters()
+    /// The clock and the flush list, by pointer: read on every event, so kept out of class
+    /// stored `var`s (each access to one is a dynamic exclusivity check).
+    private let state: UnsafeMutablePointer<(nowTick: UInt64, flushHead: UInt32, flushTail: UInt32)>
+
     /// The current wheel tick (set once per loop iteration from the monotonic clock).
-    var nowTick: UInt64 = 0
-    /// Connections with pending bytes or a state change for the loop to act on.
-    private(set) var flushHead = Connection.noSlot
-    private var flushTail = Connection.noSlot
+    var nowTick: UInt64 {
+        @inline(__always) get { state.pointee.nowTick }
+        @inline(__always) set { state.pointee.nowTick = newValue }
+    }
 
     init(index: Int, settings: WorkerSettings, capacity: UInt32) throws(SystemError) {
         self.index = index
@@ -59,7 +63,11 @@ final class WorkerCore {
         slab = try Slab(capacity: capacity)
         wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: capacity, startTick: 0)
         pool = BufferPool()
+        state = .allocate(capacity: 1)
+        state.initialize(to: (0, Connection.noSlot, Connection.noSlot))
     }
+
+    deinit { state.deallocate() }
 
     /// `nowTick` as stored in connections (wrapping 32-bit ticks).
     @inline(__always)
@@ -81,22 +89,22 @@ final class WorkerCore {
         guard !connection.pointee.flags.contains(.inFlushList) else { return }
         connection.pointee.flags.insert(.inFlushList)
         connection.pointee.listNext = Connection.noSlot
-        if flushTail == Connection.noSlot {
-            flushHead = slot
+        if state.pointee.flushTail == Connection.noSlot {
+            state.pointee.flushHead = slot
         } else {
-            slab[flushTail].pointee.listNext = slot
+            slab[state.pointee.flushTail].pointee.listNext = slot
         }
-        flushTail = slot
+        state.pointee.flushTail = slot
     }
 
     /// Unlinks and returns the first connection of the flush list.
     @inline(__always)
     func popFlush() -> UInt32? {
-        let slot = flushHead
+        let slot = state.pointee.flushHead
         guard slot != Connection.noSlot else { return nil }
         let connection = slab[slot]
-        flushHead = connection.pointee.listNext
-        if flushHead == Connection.noSlot { flushTail = Connection.noSlot }
+        state.pointee.flushHead = connection.pointee.listNext
+        if state.pointee.flushHead == Connection.noSlot { state.pointee.flushTail = Connection.noSlot }
         connection.pointee.listNext = Connection.noSlot
         connection.pointee.flags.remove(.inFlushList)
         return slot

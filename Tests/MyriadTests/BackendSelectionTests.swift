@@ -6,7 +6,8 @@ import Testing
 /// MYRIAD_BACKEND=auto falls back to epoll, with the reason, where io_uring cannot be used;
 /// MYRIAD_BACKEND=io_uring refuses to start there. "There" is a child process whose seccomp
 /// filter makes io_uring_setup fail with EPERM, as Docker's default profile does.
-@Suite(.serialized) struct BackendSelectionTests {
+extension Integration {
+@Suite struct BackendSelectionTests {
     /// Compiles the seccomp launcher (Tests/clients/no_io_uring.c) once.
     static let launcher: String = {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("myriad-no-io-uring-\(getpid())").path
@@ -69,4 +70,5 @@ import Testing
         #expect(result.output.contains("MYRIAD_BACKEND=io_uring, but io_uring cannot be used here: io_uring_setup failed with EPERM"),
                 "\(result.output)")
     }
+}
 }

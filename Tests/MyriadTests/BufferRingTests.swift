@@ -4,7 +4,8 @@ import Testing
 import WebSocketCodec
 @testable import Myriad
 
-@Suite(.serialized) struct BufferRingTests {
+extension Integration {
+@Suite struct BufferRingTests {
     /// A buffer ring of 8 tiny buffers and 1,000 clients sending at once: receives run dry
     /// (-ENOBUFS), are parked and re-armed, and every message still arrives intact and in
     /// order.
@@ -62,4 +63,5 @@ import WebSocketCodec
     func openDescriptorCount() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
+}
 }

@@ -4,7 +4,8 @@ import WebSocketCodec
 @testable import Myriad
 
 /// The engine serving real clients over real sockets, on both backends.
-@Suite(.serialized) struct EngineEchoTests {
+extension Integration {
+@Suite struct EngineEchoTests {
     @Test(arguments: allBackends)
     func pythonWebsocketsClientEchoes(backend: BackendChoice) throws {
         let server = try TestServer(backend: backend)
@@ -99,4 +100,5 @@ import WebSocketCodec
         }
         #expect(server.waitFor { $0.closes(.protocolError) == 2 && $0.closes(.invalidUTF8) == 1 && $0.closes(.messageTooBig) == 1 })
     }
+}
 }

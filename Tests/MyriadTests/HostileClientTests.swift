@@ -38,7 +38,8 @@ struct FloodHandler: WebSocketHandler {
 
 /// Every hostile client leaves the server up, other connections echoing, and the close
 /// counted under its reason.
-@Suite(.serialized) struct HostileClientTests {
+extension Integration {
+@Suite struct HostileClientTests {
     @Test(arguments: allBackends)
     func garbageInsteadOfAHandshake(backend: BackendChoice) throws {
         let server = try TestServer(backend: backend)
@@ -141,4 +142,5 @@ struct FloodHandler: WebSocketHandler {
         #expect(server.waitFor(seconds: 5) { $0.closes(.pongTimeout) == 1 && $0[.open] == 0 })
         try assertStillEchoing(server)
     }
+}
 }

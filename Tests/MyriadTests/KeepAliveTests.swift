@@ -5,7 +5,8 @@ import WebSocketCodec
 
 /// Deadlines driven by the timing wheel, over real sockets and the real clock, with short
 /// intervals: ping 1 s, pong 1 s, tick 50 ms.
-@Suite(.serialized) struct KeepAliveTests {
+extension Integration {
+@Suite struct KeepAliveTests {
     static func configure(_ config: inout Config) {
         config.pingIntervalMilliseconds = 1000
         config.pongTimeoutMilliseconds = 1000
@@ -104,4 +105,5 @@ import WebSocketCodec
         #expect(server.stats()[.pingsSent] == 0)
         #expect(server.stats()[.open] == 1)
     }
+}
 }

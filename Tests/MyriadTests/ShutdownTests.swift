@@ -75,7 +75,8 @@ final class ServerProcess {
     }
 }
 
-@Suite(.serialized) struct ShutdownTests {
+extension Integration {
+@Suite struct ShutdownTests {
     /// SIGTERM: stop accepting, close 1001 to every connection, wait for the replies, exit 0
     /// with a final stats line. Ten thousand connected clients all receive the 1001.
     @Test(arguments: ["io_uring", "epoll"], [Int32(SIGTERM), Int32(SIGINT)])
@@ -119,4 +120,5 @@ final class ServerProcess {
         #expect(Date().timeIntervalSince(started) < 5)
         #expect(silent.waitForClose(timeout: 2))
     }
+}
 }

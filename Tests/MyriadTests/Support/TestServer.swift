@@ -1,3 +1,4 @@
+import Testing
 import Foundation
 import Logging
 @testable import Myriad
@@ -60,3 +61,8 @@ extension TestServer where Handler == EchoHandler {
 
 /// Both backends, for tests that must hold for each.
 let allBackends: [BackendChoice] = [.ioUring, .epoll]
+
+/// Every test that runs servers and real sockets is nested in this suite, so they run one at
+/// a time: several of them hold 10,000 sockets (the process limit is 20,000), and keep-alive
+/// deadlines should not compete with another test's load for the CPU.
+@Suite(.serialized) struct Integration {}

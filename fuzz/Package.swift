@@ -1,0 +1,29 @@
+// swift-tools-version:6.0
+// libFuzzer targets for the codec's parsers: `make fuzz` (or scripts/fuzz.sh) builds them with
+// -sanitize=fuzzer,address and runs them; CI replays the committed corpus and fuzzes 30 s each.
+import PackageDescription
+
+import struct Foundation.URL
+
+/// SwiftPM names a path dependency after its directory (the clone's name).
+let rootPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().lastPathComponent
+
+let fuzzerSettings: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+
+let package = Package(
+    name: "MyriadFuzz",
+    dependencies: [.package(path: "..")],
+    targets: [
+        .executableTarget(
+            name: "FuzzHandshake",
+            dependencies: [.product(name: "WebSocketCodec", package: rootPackage)],
+            swiftSettings: fuzzerSettings
+        ),
+        .executableTarget(
+            name: "FuzzFrames",
+            dependencies: [.product(name: "WebSocketCodec", package: rootPackage)],
+            swiftSettings: fuzzerSettings
+        ),
+    ]
+)

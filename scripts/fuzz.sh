@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (fuzz/: -sanitize=fuzzer,address) and runs each.
+#   scripts/fuzz.sh [SECONDS]          fuzz each target for SECONDS (default 30), starting
+#                                      from the committed corpus; new finds stay in /tmp
+#   scripts/fuzz.sh --replay           replay the committed corpus only (every input once)
+#   scripts/fuzz.sh --merge SECONDS    fuzz, then minimise the finds into fuzz/corpus/
+# Exit status non-zero when a target crashes or breaks an invariant (the input is kept in
+# fuzz/artifacts/).
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+
+mode=fuzz
+if [ "${1:-}" = "--replay" ]; then mode=replay; shift; fi
+if [ "${1:-}" = "--merge" ]; then mode=merge; shift; fi
+seconds="${1:-30}"
+
+swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path .build-fuzz >/dev/null
+bin=.build-fuzz/release
+mkdir -p artifacts
+
+for target in handshake frames; do
+    case $target in
+        handshake) exe=$bin/FuzzHandshake ;;
+        frames) exe=$bin/FuzzFrames ;;
+    esac
+    corpus=corpus/$target
+    case $mode in
+        replay)
+            echo "fuzz: replaying $(ls "$corpus" | wc -l) inputs for $target"
+            "$exe" -runs=0 -artifact_prefix=artifacts/$target- "$corpus"
+            ;;
+        fuzz|merge)
+            work=$(mktemp -d /tmp/myriad-fuzz-$target-XXXXXX)
+            echo "fuzz: $target for ${seconds}s (corpus $corpus, new inputs in $work)"
+            "$exe" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+                -artifact_prefix=artifacts/$target- "$work" "$corpus" 2>&1 | tail -n 12
+            if [ $mode = merge ]; then
+                "$exe" -merge=1 "$corpus" "$work" 2>&1 | tail -n 1
+            fi
+            rm -rf "$work"
+            ;;
+    esac
+done
