@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
         .library(name: "Myriad", targets: ["Myriad"]),
+        .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -31,10 +32,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "MyriadLoad",
+            dependencies: ["Myriad", "WebSocketCodec", "CLibURing"]
+        ),
         .executableTarget(
             name: "myriad",
             dependencies: [
                 "Myriad",
+                "MyriadLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -46,6 +52,13 @@ let package = Package(
         .testTarget(
             name: "MyriadTests",
             dependencies: ["Myriad", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "MyriadLoadTests",
+            dependencies: [
+                "MyriadLoad", "Myriad", "WebSocketCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -59,6 +59,16 @@ static const unsigned MYRIAD_IOSQE_IO_LINK = IOSQE_IO_LINK;
 static const unsigned MYRIAD_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
 static const unsigned MYRIAD_IOSQE_CQE_SKIP_SUCCESS = IOSQE_CQE_SKIP_SUCCESS;
 
+/// getrandom(2) (glibc 2.25+). <sys/random.h> is not part of Swift's Glibc module, so the
+/// function is declared here rather than by including the header (which could clash with the
+/// Glibc module's own copies of the headers it pulls in).
+extern ssize_t getrandom(void *buffer, size_t length, unsigned int flags);
+
+/// Fills `buffer` with `length` bytes from the kernel's CSPRNG; returns the count or -1 (errno).
+static inline long myriad_getrandom(void *buffer, unsigned long length) {
+    return (long)getrandom(buffer, length, 0);
+}
+
 /// accept4 without the peer address (glibc's transparent-union parameter does not import).
 static inline int myriad_accept4(int fd, int flags) {
     return accept4(fd, (struct sockaddr *)0, (socklen_t *)0, flags);

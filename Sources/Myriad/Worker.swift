@@ -45,6 +45,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private(set) var shuttingDown = false
     private var shutdownDeadline: UInt64 = 0
     private var forcedCloseDone = false
+    /// Set before each wait: the clock reading is older than the completions that follow.
+    private var clockStale = false
 
     init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) {
         self.core = core
@@ -90,6 +92,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             flush()
             rearmStarved()
             publish()
+            clockStale = true
             backend.poll(timeoutNanoseconds: waitNanoseconds(), sink: self)
         }
         backend.submit()
@@ -99,6 +102,21 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private func updateClock() {
         let elapsed = monotonicNanoseconds() - startNanoseconds
         core.nowTick = UInt64(elapsed / core.settings.tickNanoseconds)
+    }
+
+    /// Re-reads the clock for the first completion after a wait. The loop reads it before it
+    /// sleeps, and an idle worker sleeps until its next timer, which may be much later (or
+    /// never): a deadline set from the old reading could already be past when it is set.
+    /// Seen with `myriad load` after 12 s of idle: the first connections accepted got
+    /// handshake deadlines in the past and were closed as handshake_timeout; a close frame
+    /// after an idle spell would likewise get a close deadline that fires before the reply
+    /// is flushed.
+    @inline(__always)
+    private func refreshClockIfStale() {
+        if clockStale {
+            clockStale = false
+            updateClock()
+        }
     }
 
     /// How long the loop may sleep: until the wheel's next event, a delayed accept re-arm,
@@ -198,6 +216,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     // MARK: - Accepting
 
     func accepted(handle: Int32) {
+        refreshClockIfStale()
         core.counters.add(.accepts)
         if shuttingDown {
             backend.closeUnowned(handle: handle)
@@ -270,6 +289,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
         precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")
@@ -298,6 +318,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func receiveEnded(_ tag: UserData, result: Int32) {
+        refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
         precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")

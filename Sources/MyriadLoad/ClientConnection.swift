@@ -1,0 +1,112 @@
+import WebSocketCodec
+
+/// Where a client connection is in its life. A slot goes back to `.free` when released.
+///
+///     free -> connecting -> handshaking -> open -> closing -> closed -> free
+///                  \______________\__________\________\_____^   (errors skip ahead)
+enum ClientState: UInt8 {
+    case free
+    /// IORING_OP_CONNECT in flight (connect deadline armed).
+    case connecting
+    /// Upgrade request sent; waiting for the 101 (handshake deadline armed).
+    case handshaking
+    /// Upgraded: frames flow both ways.
+    case open
+    /// A close frame was sent (ours, or our answer to the server's); waiting for the server's
+    /// close frame and then its TCP close (close deadline armed).
+    case closing
+    /// close_direct submitted; waiting for the slot's last completions.
+    case closed
+}
+
+struct ClientFlags: OptionSet {
+    var rawValue: UInt16
+    /// A multishot receive is armed and will complete.
+    static let receiveArmed = ClientFlags(rawValue: 1 << 0)
+    static let sendInFlight = ClientFlags(rawValue: 1 << 1)
+    /// Parked after -ENOBUFS; re-armed at the end of the batch.
+    static let starved = ClientFlags(rawValue: 1 << 2)
+    static let closeSent = ClientFlags(rawValue: 1 << 3)
+    static let closeReceived = ClientFlags(rawValue: 1 << 4)
+    /// We started the close (not an answer to the server's).
+    static let closeInitiated = ClientFlags(rawValue: 1 << 5)
+    /// Our ping is waiting for its pong.
+    static let pingOutstanding = ClientFlags(rawValue: 1 << 6)
+    /// The verify message is waiting for its echo.
+    static let verifyPending = ClientFlags(rawValue: 1 << 7)
+    /// Counted in `open` (upgraded and not yet closed).
+    static let counted = ClientFlags(rawValue: 1 << 8)
+    /// Counted in `establishing` (connecting or handshaking).
+    static let establishing = ClientFlags(rawValue: 1 << 9)
+    /// The connect deadline passed and the connect was cancelled.
+    static let timedOut = ClientFlags(rawValue: 1 << 10)
+    /// A failure was already counted for this connection (count one per connection).
+    static let failed = ClientFlags(rawValue: 1 << 11)
+}
+
+/// One client connection: a plain struct in a per-thread slab, indexed by slot, which is also
+/// its index in the ring's fixed-file table. No class, no array, no closure per connection;
+/// send and assembly memory comes from the thread's `ChunkPool` only while in use.
+struct ClientConnection {
+    /// Server frames are decoded in place in the receive buffers.
+    var decoder = FrameDecoder()
+    var responseParser = UpgradeResponseParser()
+    /// The 16 random bytes behind our Sec-WebSocket-Key (kept to check the accept value).
+    var nonceLow: UInt64 = 0
+    var nonceHigh: UInt64 = 0
+    /// The first 8 payload bytes of the data message being received (echo: its send time;
+    /// verify: its token).
+    var prefix: UInt64 = 0
+    var generation: UInt32 = 0
+    /// Chunk being sent (`ChunkPool.none` when no send is in flight), and how far.
+    var sendChunk: UInt32 = ChunkPool.none
+    var sendLength: UInt32 = 0
+    var sendOffset: UInt32 = 0
+    /// Frames queued while a send is in flight.
+    var pendingChunk: UInt32 = ChunkPool.none
+    var pendingLength: UInt32 = 0
+    /// A response head or a control frame that arrived in pieces.
+    var inboundChunk: UInt32 = ChunkPool.none
+    var inboundLength: UInt32 = 0
+    /// Payload bytes of the data message being received so far (saturating).
+    var messageLength: UInt32 = 0
+    var flags = ClientFlags()
+    /// echo: messages sent and not yet echoed, and messages owed (to send when room allows).
+    var outstanding: UInt16 = 0
+    var owed: UInt16 = 0
+    var state = ClientState.free
+    /// Operations in flight that will complete (connect, receive, send, cancel, close).
+    var inFlight: UInt8 = 0
+    var prefixCount: UInt8 = 0
+}
+
+/// What an SQE asked for, carried back in its CQE.
+enum ClientOperation: UInt8 {
+    case connect = 1
+    case receive = 2
+    case send = 3
+    case cancel = 4
+    case close = 5
+}
+
+/// The client's 64-bit SQE/CQE tag: bits 0-7 operation, 8-31 slot, 32-63 the slot's
+/// generation (a completion whose generation no longer matches is stale and dropped).
+struct ClientTag {
+    var rawValue: UInt64
+
+    @inline(__always)
+    init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    @inline(__always)
+    init(_ operation: ClientOperation, slot: UInt32, generation: UInt32) {
+        assert(slot < 1 << 24)
+        rawValue = UInt64(operation.rawValue) | UInt64(slot) << 8 | UInt64(generation) << 32
+    }
+
+    @inline(__always) var operation: ClientOperation? { ClientOperation(rawValue: UInt8(truncatingIfNeeded: rawValue)) }
+    @inline(__always) var slot: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 8) & 0xFF_FFFF }
+    @inline(__always) var generation: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
+
+    /// Slots a thread may have: the tag's 24 bits.
+    static let maximumSlots = 1 << 24
+}

@@ -1,0 +1,1083 @@
+import CLibURing
+import Glibc
+import Myriad
+import WebSocketCodec
+
+/// What one client thread is told: its share of the run.
+struct ThreadAssignment: Sendable {
+    var index: Int
+    var threadCount: Int
+    /// Slots, and the fixed-file table size.
+    var slots: Int
+    /// Connections (churn: cycles) to establish.
+    var target: Int
+    var concurrency: Int
+    /// Connects per second (0: unlimited).
+    var rate: Double
+    var sources: [UInt32]
+    var destination: UInt32
+}
+
+/// One client thread: one io_uring ring with a sparse fixed-file table (one entry per slot),
+/// one provided buffer ring, one slab of `ClientConnection`s, and the loop that drives them.
+///
+/// A connection's socket is created with socket(), given IP_BIND_ADDRESS_NO_PORT and bound to
+/// its source address (port 0: the kernel picks the port at connect time, per destination),
+/// installed into the fixed-file table at its slot's index, and the ordinary descriptor is
+/// closed at once: the process fd table (RLIMIT_NOFILE) never holds more than one at a time,
+/// and each ring holds up to RLIMIT_NOFILE connections. Everything after that (connect, send,
+/// multishot receive, cancel, close) is an io_uring operation on the fixed file.
+///
+/// Every failure is counted (kind and errno or reason) and ends only its connection.
+final class ClientWorker {
+    static let ipBindAddressNoPort: Int32 = 24
+    /// Connects started per loop iteration at most, so completions keep flowing during a ramp.
+    static let connectBatch = 512
+    /// Verify messages and close frames queued per loop iteration at most (bounds CQ bursts).
+    static let phaseBatch = 1024
+    /// Longest sleep: phase changes are noticed within this.
+    static let maximumWaitNanoseconds: Int64 = 50_000_000
+
+    let assignment: ThreadAssignment
+    let options: LoadOptions
+    let shared: ThreadShared
+    let control: RunControl
+    let ring: Ring
+    let buffers: BufferRing
+    let slab: UnsafeMutablePointer<ClientConnection>
+    let capacity: UInt32
+    private var freeSlots: [UInt32] = []
+    private var highWater: UInt32 = 0
+    let pool: ChunkPool
+    private var random = RandomPool()
+    private var connectDeadlines = DeadlineQueue()
+    private var handshakeDeadlines = DeadlineQueue()
+    private var closeDeadlines = DeadlineQueue()
+    private let destination: UnsafeMutablePointer<sockaddr_in>
+    private let requestTemplate: UnsafeMutableRawBufferPointer
+    private let keyOffset: Int
+    private let decoderConfiguration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 30)
+    private var counters = CounterValues()
+    private var roundTrip = Histogram()
+    private var latency = Histogram()
+    private var starved: [UInt32] = []
+
+    // Timeouts in nanoseconds.
+    private let connectTimeout: Int64
+    private let handshakeTimeout: Int64
+    private let closeTimeout: Int64
+    private let verifyTimeout: Int64
+    private let pingInterval: Int64
+
+    // Ramp.
+    private var remainingToStart: Int
+    private var attemptIndex = 0
+    private var tokens = 0.0
+    private var lastTokenTime: Int64
+
+    // Phases.
+    private var phaseSeen = LoadPhase.ramp
+    private var verifyCursor: UInt32 = 0
+    private var verifyOutstanding = 0
+    private var verifyDeadline: Int64 = 0
+    private var closeCursor: UInt32 = 0
+    private var pingCursor: UInt32 = 0
+    private var pingBudget = 0.0
+    private var lastPingSweep: Int64 = 0
+    /// The clock, read once per loop iteration and once per completion batch.
+    private var now: Int64
+
+    /// Creates the ring and tables on the calling thread (SINGLE_ISSUER binds the ring to it).
+    init(assignment: ThreadAssignment, options: LoadOptions, shared: ThreadShared, control: RunControl) throws(LoadError) {
+        self.assignment = assignment
+        self.options = options
+        self.shared = shared
+        self.control = control
+        capacity = UInt32(assignment.slots)
+        remainingToStart = assignment.target
+        now = monotonicNanoseconds()
+        lastTokenTime = now
+        lastPingSweep = now
+        connectTimeout = Int64(options.connectTimeoutMilliseconds) * 1_000_000
+        handshakeTimeout = Int64(options.handshakeTimeoutMilliseconds) * 1_000_000
+        closeTimeout = Int64(options.closeTimeoutMilliseconds) * 1_000_000
+        verifyTimeout = 10_000_000_000 + Int64(assignment.slots) * 100_000
+        pingInterval = Int64(options.pingIntervalMilliseconds) * 1_000_000
+
+        // Chunks: a request or control frames; in echo mode `depth` whole messages as well.
+        let frameSize = FrameEncoder.frameSize(payloadLength: options.messageSizeBytes, masked: true)
+        let chunkSize = options.mode == .echo ? options.depth * frameSize + 512 : 2048
+        pool = ChunkPool(chunkSize: chunkSize)
+        let requestHost = Array((options.host == "localhost" ? "127.0.0.1" : options.host).utf8) + Array(":\(options.port)".utf8)
+        let requestTarget = Array(options.path.utf8)
+        let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count)
+        guard requestSize <= chunkSize else {
+            throw LoadError("--path is too long: the upgrade request must fit in \(chunkSize) bytes")
+        }
+
+        var ring: Ring?
+        var lastError = SystemError("io_uring_setup", errno: EINVAL)
+        let flagSets: [UInt32] = [
+            UInt32(IORING_SETUP_SINGLE_ISSUER) | UInt32(IORING_SETUP_DEFER_TASKRUN) | UInt32(IORING_SETUP_COOP_TASKRUN),
+            UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0,
+        ]
+        for flags in flagSets {
+            do {
+                ring = try Ring(entries: 2048, completionEntries: 16384, flags: flags)
+                break
+            } catch {
+                lastError = error
+                if error.errno != EINVAL { break }
+            }
+        }
+        guard let ring = ring.take() else { throw LoadError("thread \(assignment.index): \(lastError)") }
+        let registered = io_uring_register_files_sparse(ring.pointer, capacity)
+        guard registered == 0 else {
+            throw LoadError("thread \(assignment.index): io_uring_register_files_sparse(\(capacity)): \(errnoName(-registered))"
+                + (registered == -EMFILE ? " (a fixed-file table may not exceed RLIMIT_NOFILE)" : ""))
+        }
+        _ = io_uring_register_ring_fd(ring.pointer)
+        let bufferSize: UInt32
+        let bufferCount: UInt32
+        if options.mode == .echo {
+            var size: UInt32 = 4096
+            while size < UInt32(min(frameSize, 65536)) { size <<= 1 }
+            bufferSize = size
+            var count: UInt32 = 1024
+            while count > 64 && Int(count) * Int(size) > 16 << 20 { count >>= 1 }
+            bufferCount = count
+        } else {
+            // Idle connections receive a few bytes now and then; a burst beyond 512 buffers
+            // between two reaps parks receives (-ENOBUFS) until buffers return. Every buffer
+            // ends up resident (the kernel cycles through them), so this is 1 MiB a thread.
+            bufferSize = 2048
+            bufferCount = 512
+        }
+        do {
+            buffers = try BufferRing(ring: ring, groupID: 0, count: bufferCount, sizeBytes: bufferSize)
+        } catch {
+            throw LoadError("thread \(assignment.index): \(error)")
+        }
+        self.ring = ring
+
+        slab = .allocate(capacity: assignment.slots)
+        destination = .allocate(capacity: 1)
+        destination.initialize(to: sockaddr_in())
+        destination.pointee.sin_family = sa_family_t(AF_INET)
+        destination.pointee.sin_port = options.port.bigEndian
+        destination.pointee.sin_addr.s_addr = assignment.destination.bigEndian
+
+        // The upgrade request, written once; each connection copies it and writes its own key.
+        let template = UnsafeMutableRawBufferPointer.allocate(byteCount: requestSize, alignment: 1)
+        let placeholder = [UInt8](repeating: 0x41, count: ClientHandshake.keyLength)
+        _ = requestTarget.withUnsafeBytes { t in
+            requestHost.withUnsafeBytes { h in
+                placeholder.withUnsafeBytes { k in ClientHandshake.writeRequest(target: t, host: h, key: k, into: template) }
+            }
+        }
+        requestTemplate = template
+        keyOffset = ClientHandshake.keyOffset(targetLength: requestTarget.count, hostLength: requestHost.count)
+    }
+
+    deinit {
+        buffers.unregister(ring: ring)
+        if highWater > 0 { slab.deinitialize(count: Int(highWater)) }
+        slab.deallocate()
+        destination.deallocate()
+        requestTemplate.deallocate()
+    }
+
+    var histograms: (roundTrip: Histogram, latency: Histogram) { (roundTrip, latency) }
+
+    // MARK: - Loop
+
+    func run() {
+        while true {
+            now = monotonicNanoseconds()
+            let phase = control.current
+            if phase == .stop { break }
+            if phase != phaseSeen { enter(phase) }
+            if phase == .ramp { startConnections() }
+            expireDeadlines()
+            if options.mode == .ping && (phase == .ramp || phase == .hold) { pingSweep() }
+            if phase == .verify { verifyStep() }
+            if phase == .close { closeStep() }
+            rearmStarved()
+            updateDoneFlags()
+            publish()
+            poll(timeoutNanoseconds: waitNanoseconds())
+        }
+        publish()
+        shared.histograms.withLock { $0 = (roundTrip, latency) }
+    }
+
+    private func enter(_ phase: LoadPhase) {
+        phaseSeen = phase
+        switch phase {
+        case .verify:
+            verifyCursor = 0
+            verifyDeadline = now + verifyTimeout
+        case .close:
+            closeCursor = 0
+        default:
+            break
+        }
+    }
+
+    private func publish() {
+        counters[.chunksInUse] = pool.outstanding
+        shared.publish(counters)
+    }
+
+    /// How long the loop may sleep: not at all when it can start connections or queue a
+    /// batch right now; otherwise until the next token, deadline or ping, at most 50 ms.
+    private func waitNanoseconds() -> Int64 {
+        var wait = ClientWorker.maximumWaitNanoseconds
+        if phaseSeen == .ramp && remainingToStart > 0 && counters[.establishing] < assignment.concurrency
+            && (!freeSlots.isEmpty || highWater < capacity)
+        {
+            if assignment.rate <= 0 || tokens >= 1 { return 0 }
+            wait = min(wait, max(100_000, Int64((1 - tokens) / assignment.rate * 1e9)))
+        }
+        if phaseSeen == .verify && verifyCursor < highWater { return 0 }
+        if phaseSeen == .close && closeCursor < highWater { return 0 }
+        for queue in [connectDeadlines, handshakeDeadlines, closeDeadlines] {
+            if let deadline = queue.nextDeadline { wait = min(wait, max(0, deadline - now)) }
+        }
+        if phaseSeen == .verify { wait = min(wait, max(0, verifyDeadline - now)) }
+        if options.mode == .ping && highWater > 0 {
+            // Pings leave in batches at most every 20 ms (a few per thread at a time), not
+            // one wake-up per ping: a million connections on a 25 s interval are 40,000
+            // pings a second, and the client shares the cores with the server.
+            wait = min(wait, max(20_000_000, pingInterval / Int64(highWater)))
+        }
+        return wait
+    }
+
+    private func poll(timeoutNanoseconds: Int64) {
+        if timeoutNanoseconds <= 0 || ring.readyCompletions > 0 {
+            // Submit and run deferred completions without sleeping (with DEFER_TASKRUN a
+            // completion only appears when we enter the kernel asking for events).
+            _ = io_uring_submit_and_get_events(ring.pointer)
+        } else {
+            let result = ring.submitAndWait(waitCount: 1, timeoutNanoseconds: timeoutNanoseconds)
+            if result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY && result != -EAGAIN {
+                // Not expected with a valid ring; counted by the caller's progress, not fatal.
+                usleep(1000)
+            }
+        }
+        now = monotonicNanoseconds()
+        while true {
+            if ring.hasOverflow {
+                counters[.cqOverflows] += 1
+                _ = io_uring_get_events(ring.pointer)
+            }
+            let handled = ring.forEachCompletion { userData, result, flags in
+                self.dispatch(ClientTag(rawValue: userData), result: result, flags: flags)
+            }
+            if handled == 0 { break }
+        }
+    }
+
+    // MARK: - Slots
+
+    @inline(__always)
+    private func connection(_ slot: UInt32) -> UnsafeMutablePointer<ClientConnection> { slab + Int(slot) }
+
+    private func allocateSlot() -> UInt32? {
+        if let slot = freeSlots.popLast() {
+            let generation = slab[Int(slot)].generation
+            slab[Int(slot)] = ClientConnection()
+            slab[Int(slot)].generation = generation
+            counters[.live] += 1
+            return slot
+        }
+        guard highWater < capacity else { return nil }
+        let slot = highWater
+        highWater += 1
+        (slab + Int(slot)).initialize(to: ClientConnection())
+        counters[.live] += 1
+        return slot
+    }
+
+    /// Returns the slot once its socket is closed and no operation refers to it any more.
+    private func releaseIfDone(_ slot: UInt32) {
+        let c = connection(slot)
+        guard c.pointee.state == .closed, c.pointee.inFlight == 0, !c.pointee.flags.contains(.starved) else { return }
+        pool.release(&c.pointee.sendChunk)
+        pool.release(&c.pointee.pendingChunk)
+        pool.release(&c.pointee.inboundChunk)
+        c.pointee.state = .free
+        c.pointee.generation &+= 1
+        freeSlots.append(slot)
+        counters[.live] -= 1
+    }
+
+    @inline(__always)
+    private func tag(_ operation: ClientOperation, _ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) -> UInt64 {
+        ClientTag(operation, slot: slot, generation: c.pointee.generation).rawValue
+    }
+
+    // MARK: - Failures
+
+    /// Counts a failure once per connection (a connection that fails twice, say a reset while
+    /// its close is timing out, is one lost connection).
+    private func fail(_ c: UnsafeMutablePointer<ClientConnection>, _ kind: FailureKind, reason: String) {
+        guard !c.pointee.flags.contains(.failed) else { return }
+        c.pointee.flags.insert(.failed)
+        counters[LoadCounter.failureCounter(kind)] += 1
+        if kind == .read || kind == .unexpectedClose { counters[.unexpectedCloses] += 1 }
+        shared.failures.withLock { $0.record(kind, reason: reason) }
+    }
+
+    private func fail(_ c: UnsafeMutablePointer<ClientConnection>, _ kind: FailureKind, errno: Int32) {
+        fail(c, kind, reason: errnoName(errno))
+    }
+
+    /// The kind a socket error falls under, by the connection's state.
+    private func kindForSocketError(_ c: UnsafeMutablePointer<ClientConnection>) -> FailureKind? {
+        switch c.pointee.state {
+        case .connecting: return .connect
+        case .handshaking: return .handshake
+        case .open: return .read
+        case .closing: return c.pointee.flags.contains(.closeInitiated) ? .close : .read
+        case .closed, .free: return nil
+        }
+    }
+
+    // MARK: - Connecting
+
+    private func startConnections() {
+        if assignment.rate > 0 {
+            let elapsed = Double(now - lastTokenTime) / 1e9
+            tokens = min(tokens + elapsed * assignment.rate, max(1, assignment.rate * 0.05))
+        }
+        lastTokenTime = now
+        var started = 0
+        while remainingToStart > 0 && counters[.establishing] < assignment.concurrency
+            && started < ClientWorker.connectBatch && (assignment.rate <= 0 || tokens >= 1)
+        {
+            guard let slot = allocateSlot() else { break }
+            remainingToStart -= 1
+            started += 1
+            if assignment.rate > 0 { tokens -= 1 }
+            startConnect(slot)
+        }
+    }
+
+    private func startConnect(_ slot: UInt32) {
+        let c = connection(slot)
+        c.pointee.state = .connecting
+        c.pointee.flags = .establishing
+        counters[.establishing] += 1
+        counters[.attempts] += 1
+        let sources = assignment.sources
+        let source = sources[(attemptIndex &* assignment.threadCount &+ assignment.index) % sources.count]
+        attemptIndex += 1
+
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return connectFailedEarly(slot, c, errno: errno) }
+        var one: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        // Without it bind() would pick the port, and a port would be spent per source address
+        // instead of per (source, destination) pair. Kernels before 4.2 lack it: go on.
+        _ = setsockopt(fd, Int32(IPPROTO_IP), ClientWorker.ipBindAddressNoPort, &one, size)
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, size)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = source.bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            let saved = errno
+            close(fd)
+            return connectFailedEarly(slot, c, errno: saved)
+        }
+        var descriptor = fd
+        let installed = io_uring_register_files_update(ring.pointer, slot, &descriptor, 1)
+        close(fd)
+        guard installed == 1 else {
+            return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
+        }
+        let sqe = ring.nextSubmission()
+        destination.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            io_uring_prep_connect(sqe, Int32(bitPattern: slot), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
+        io_uring_sqe_set_data64(sqe, tag(.connect, slot, c))
+        c.pointee.inFlight += 1
+        connectDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + connectTimeout)
+    }
+
+    /// socket(), bind() or the fixed-file install failed: nothing is in the table, the slot
+    /// goes straight back.
+    private func connectFailedEarly(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, errno: Int32) {
+        fail(c, .connect, errno: errno)
+        leaveEstablishing(c)
+        c.pointee.state = .closed
+        releaseIfDone(slot)
+    }
+
+    private func connectDone(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
+        c.pointee.inFlight -= 1
+        guard c.pointee.state == .connecting else {
+            releaseIfDone(slot)
+            return
+        }
+        guard result == 0 else {
+            fail(c, .connect, errno: c.pointee.flags.contains(.timedOut) && result == -ECANCELED ? ETIMEDOUT : -result)
+            closeSocket(slot, c)
+            return
+        }
+        c.pointee.state = .handshaking
+        guard let chunk = pool.acquire() else {
+            fail(c, .handshake, errno: ENOMEM)
+            closeSocket(slot, c)
+            return
+        }
+        let base = pool.base(chunk)
+        base.copyMemory(from: requestTemplate.baseAddress!, byteCount: requestTemplate.count)
+        c.pointee.nonceLow = random.next64()
+        c.pointee.nonceHigh = random.next64()
+        withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
+            ClientHandshake.writeKey(nonce: $0, into: base + keyOffset)
+        }
+        c.pointee.pendingChunk = chunk
+        c.pointee.pendingLength = UInt32(requestTemplate.count)
+        armReceive(slot, c)
+        flushSend(slot, c)
+        handshakeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + handshakeTimeout)
+    }
+
+    private func leaveEstablishing(_ c: UnsafeMutablePointer<ClientConnection>) {
+        if c.pointee.flags.contains(.establishing) {
+            c.pointee.flags.remove(.establishing)
+            counters[.establishing] -= 1
+        }
+    }
+
+    private func leaveOpen(_ c: UnsafeMutablePointer<ClientConnection>) {
+        if c.pointee.flags.contains(.counted) {
+            c.pointee.flags.remove(.counted)
+            counters[.open] -= 1
+        }
+    }
+
+    // MARK: - Deadlines
+
+    private func expireDeadlines() {
+        while let entry = connectDeadlines.popExpired(now: now) {
+            let c = connection(entry.slot)
+            guard Int(entry.slot) < Int(highWater), c.pointee.generation == entry.generation,
+                  c.pointee.state == .connecting, !c.pointee.flags.contains(.timedOut) else { continue }
+            // Cancel the connect: its completion (-ECANCELED) then counts ETIMEDOUT.
+            c.pointee.flags.insert(.timedOut)
+            let sqe = ring.nextSubmission()
+            io_uring_prep_cancel64(sqe, tag(.connect, entry.slot, c), 0)
+            io_uring_sqe_set_data64(sqe, tag(.cancel, entry.slot, c))
+            c.pointee.inFlight += 1
+        }
+        while let entry = handshakeDeadlines.popExpired(now: now) {
+            let c = connection(entry.slot)
+            guard c.pointee.generation == entry.generation, c.pointee.state == .handshaking else { continue }
+            fail(c, .handshake, errno: ETIMEDOUT)
+            closeSocket(entry.slot, c)
+        }
+        while let entry = closeDeadlines.popExpired(now: now) {
+            let c = connection(entry.slot)
+            guard c.pointee.generation == entry.generation, c.pointee.state == .closing else { continue }
+            if !c.pointee.flags.contains(.closeReceived) {
+                // The server never answered the close frame.
+                fail(c, c.pointee.flags.contains(.closeInitiated) ? .close : .read, errno: ETIMEDOUT)
+            }
+            // Close frames were exchanged but TCP is still open: close it ourselves.
+            closeSocket(entry.slot, c)
+        }
+        if phaseSeen == .verify && now >= verifyDeadline && verifyOutstanding > 0 {
+            for slot in 0..<highWater {
+                let c = connection(slot)
+                if c.pointee.flags.contains(.verifyPending) {
+                    c.pointee.flags.remove(.verifyPending)
+                    counters[.verifyFailed] += 1
+                }
+            }
+            verifyOutstanding = 0
+            verifyCursor = highWater
+        }
+    }
+
+    // MARK: - Completions
+
+    @inline(__always)
+    private func dispatch(_ tag: ClientTag, result: Int32, flags: UInt32) {
+        let hasBuffer = flags & UInt32(IORING_CQE_F_BUFFER) != 0
+        let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
+        guard let operation = tag.operation, tag.slot < highWater,
+              connection(tag.slot).pointee.generation == tag.generation
+        else {
+            // Stale or foreign: give the buffer back and drop it.
+            if hasBuffer { buffers.recycle(bufferID) }
+            return
+        }
+        let slot = tag.slot
+        let c = connection(slot)
+        switch operation {
+        case .connect:
+            connectDone(slot, c, result: result)
+        case .receive:
+            let more = flags & UInt32(IORING_CQE_F_MORE) != 0
+            if result > 0 && hasBuffer {
+                received(slot, c, bytes: buffers.bytes(of: bufferID, count: result), more: more)
+                buffers.recycle(bufferID)
+            } else {
+                if hasBuffer { buffers.recycle(bufferID) }
+                if more { return }  // not expected: a multishot CQE without data that continues
+                receiveEnded(slot, c, result: result)
+            }
+        case .send:
+            sent(slot, c, result: result)
+        case .cancel, .close:
+            c.pointee.inFlight -= 1
+            releaseIfDone(slot)
+        }
+    }
+
+    // MARK: - Receiving
+
+    private func armReceive(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        let sqe = ring.nextSubmission()
+        io_uring_prep_recv_multishot(sqe, Int32(bitPattern: slot), nil, 0, 0)
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
+        sqe.pointee.buf_group = buffers.groupID
+        io_uring_sqe_set_data64(sqe, tag(.receive, slot, c))
+        c.pointee.flags.insert(.receiveArmed)
+        c.pointee.inFlight += 1
+    }
+
+    @inline(__always)
+    private func wantsToRead(_ c: UnsafeMutablePointer<ClientConnection>) -> Bool {
+        switch c.pointee.state {
+        case .handshaking, .open, .closing: return true
+        default: return false
+        }
+    }
+
+    private func received(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        if !more {
+            c.pointee.flags.remove(.receiveArmed)
+            c.pointee.inFlight -= 1
+        }
+        switch c.pointee.state {
+        case .handshaking: handshakeBytes(slot, c, bytes)
+        case .open, .closing: frameBytes(slot, c, bytes)
+        default: break
+        }
+        if !more {
+            // A multishot receive ended with data (a CQ overflow ends them): re-arm.
+            if wantsToRead(c) && !c.pointee.flags.contains(.receiveArmed) { armReceive(slot, c) }
+            releaseIfDone(slot)
+        }
+    }
+
+    private func receiveEnded(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
+        c.pointee.flags.remove(.receiveArmed)
+        c.pointee.inFlight -= 1
+        switch -result {
+        case ENOBUFS:
+            // The buffer ring ran dry: backpressure, not EOF. Re-armed at the end of the batch.
+            counters[.enobufs] += 1
+            if wantsToRead(c) && !c.pointee.flags.contains(.starved) {
+                c.pointee.flags.insert(.starved)
+                starved.append(slot)
+            }
+        case ECANCELED:
+            break
+        case 0:
+            // EOF.
+            switch c.pointee.state {
+            case .handshaking: fail(c, .handshake, reason: "EOF")
+            case .open: fail(c, .unexpectedClose, reason: "EOF")
+            case .closing:
+                if !c.pointee.flags.contains(.closeReceived) {
+                    fail(c, c.pointee.flags.contains(.closeInitiated) ? .close : .read, reason: "EOF")
+                }
+            default: break
+            }
+            closeSocket(slot, c)
+        default:
+            if let kind = kindForSocketError(c) {
+                if !(c.pointee.state == .closing && c.pointee.flags.contains(.closeReceived)) {
+                    fail(c, kind, errno: -result)
+                }
+                closeSocket(slot, c)
+            }
+        }
+        releaseIfDone(slot)
+    }
+
+    private func rearmStarved() {
+        guard !starved.isEmpty else { return }
+        let parked = starved
+        starved.removeAll(keepingCapacity: true)
+        for slot in parked {
+            let c = connection(slot)
+            c.pointee.flags.remove(.starved)
+            if wantsToRead(c) && !c.pointee.flags.contains(.receiveArmed) {
+                armReceive(slot, c)
+            } else {
+                releaseIfDone(slot)
+            }
+        }
+    }
+
+    // MARK: - Handshake
+
+    private func handshakeBytes(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        if c.pointee.inboundChunk == ChunkPool.none {
+            // The usual case: the whole response in one receive, parsed where it lies.
+            let step = parseResponse(c, UnsafeRawBufferPointer(bytes))
+            if case .needMore = step {
+                guard let chunk = pool.acquire() else {
+                    fail(c, .handshake, errno: ENOMEM)
+                    return closeSocket(slot, c)
+                }
+                pool.base(chunk).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                c.pointee.inboundChunk = chunk
+                c.pointee.inboundLength = UInt32(bytes.count)
+                return
+            }
+            completeHandshake(slot, c, step, bytes)
+            return
+        }
+        // The response came in pieces: gather them (the parser stops at the chunk's size).
+        let length = Int(c.pointee.inboundLength)
+        let room = pool.chunkSize - length
+        let take = min(room, bytes.count)
+        (pool.base(c.pointee.inboundChunk) + length).copyMemory(from: bytes.baseAddress!, byteCount: take)
+        c.pointee.inboundLength += UInt32(take)
+        var chunk = c.pointee.inboundChunk
+        let gathered = UnsafeMutableRawBufferPointer(start: pool.base(chunk), count: Int(c.pointee.inboundLength))
+        let step = parseResponse(c, UnsafeRawBufferPointer(gathered))
+        if case .needMore = step { return }
+        // Detach the chunk first: frames behind the head may need a chunk of their own.
+        c.pointee.inboundChunk = ChunkPool.none
+        c.pointee.inboundLength = 0
+        completeHandshake(slot, c, step, gathered)
+        if take < bytes.count && (c.pointee.state == .open || c.pointee.state == .closing) {
+            frameBytes(slot, c, UnsafeMutableRawBufferPointer(rebasing: bytes[take...]))
+        }
+        pool.release(&chunk)
+    }
+
+    private func parseResponse(_ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeRawBufferPointer) -> UpgradeResponseStep {
+        withUnsafeTemporaryAllocation(byteCount: ClientHandshake.keyLength, alignment: 1) { key in
+            withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
+                ClientHandshake.writeKey(nonce: $0, into: key.baseAddress!)
+            }
+            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: pool.chunkSize)
+        }
+    }
+
+    private func completeHandshake(
+        _ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ step: UpgradeResponseStep,
+        _ bytes: UnsafeMutableRawBufferPointer
+    ) {
+        switch step {
+        case .needMore:
+            return
+        case .failed(let failure):
+            fail(c, .handshake, reason: failure.name)
+            closeSocket(slot, c)
+        case .accepted(let headLength):
+            leaveEstablishing(c)
+            c.pointee.state = .open
+            c.pointee.flags.insert(.counted)
+            counters[.open] += 1
+            counters[.handshakes] += 1
+            counters[.lastHandshakeNanoseconds] = max(counters[.lastHandshakeNanoseconds], Int(now - control.startNanoseconds))
+            opened(slot, c)
+            if headLength < bytes.count && (c.pointee.state == .open || c.pointee.state == .closing) {
+                frameBytes(slot, c, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
+            }
+        }
+    }
+
+    /// A connection just upgraded: what it does depends on the mode and the phase.
+    private func opened(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        if options.mode == .churn || phaseSeen == .close {
+            startClose(slot, c)
+        } else if options.mode == .echo && (phaseSeen == .ramp || phaseSeen == .hold) {
+            c.pointee.owed = UInt16(options.depth)
+            fillEcho(slot, c)
+        }
+    }
+
+    // MARK: - Frames
+
+    private func frameBytes(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        var offset = 0
+        while true {
+            switch c.pointee.decoder.next(bytes, offset: &offset, configuration: decoderConfiguration) {
+            case .needMore:
+                return
+            case .failure(let code):
+                // The server broke the protocol: fail the connection (RFC 6455 section 7.1.7).
+                if let kind = kindForSocketError(c) { fail(c, kind, reason: "PROTOCOL_\(code.rawValue)") }
+                closeSocket(slot, c)
+                return
+            case .chunk(let chunk):
+                handleChunk(slot, c, chunk)
+                let state = c.pointee.state
+                if state != .open && state != .closing { return }
+            }
+        }
+    }
+
+    private func handleChunk(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ chunk: FrameChunk) {
+        switch chunk.opcode {
+        case .text, .binary:
+            if chunk.isMessageStart {
+                c.pointee.prefix = 0
+                c.pointee.prefixCount = 0
+                c.pointee.messageLength = 0
+            }
+            var index = 0
+            while c.pointee.prefixCount < 8 && index < chunk.bytes.count {
+                c.pointee.prefix |= UInt64(chunk.bytes[index]) << (UInt64(c.pointee.prefixCount) * 8)
+                c.pointee.prefixCount += 1
+                index += 1
+            }
+            let length = UInt64(c.pointee.messageLength) + UInt64(chunk.bytes.count)
+            c.pointee.messageLength = UInt32(min(length, UInt64(UInt32.max)))
+            if chunk.isMessageEnd { messageReceived(slot, c) }
+        case .ping, .pong, .close:
+            var payload = UnsafeRawBufferPointer(chunk.bytes)
+            var assembled = ChunkPool.none
+            if !(chunk.isFrameStart && chunk.isFrameEnd) {
+                // A control frame split across receives (<= 125 bytes): gather it.
+                if chunk.isFrameStart {
+                    pool.release(&c.pointee.inboundChunk)
+                    guard let fresh = pool.acquire() else {
+                        fail(c, kindForSocketError(c) ?? .read, errno: ENOMEM)
+                        return closeSocket(slot, c)
+                    }
+                    c.pointee.inboundChunk = fresh
+                    c.pointee.inboundLength = 0
+                }
+                guard c.pointee.inboundChunk != ChunkPool.none else { return }
+                let length = Int(c.pointee.inboundLength)
+                if chunk.bytes.count > 0 {
+                    (pool.base(c.pointee.inboundChunk) + length).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
+                }
+                c.pointee.inboundLength += UInt32(chunk.bytes.count)
+                guard chunk.isFrameEnd else { return }
+                assembled = c.pointee.inboundChunk
+                c.pointee.inboundChunk = ChunkPool.none
+                payload = UnsafeRawBufferPointer(start: pool.base(assembled), count: Int(c.pointee.inboundLength))
+                c.pointee.inboundLength = 0
+            }
+            switch chunk.opcode {
+            case .ping:
+                if c.pointee.state == .open && !c.pointee.flags.contains(.closeSent) {
+                    if queueFrame(slot, c, opcode: .pong, payload: payload) { counters[.serverPingsAnswered] += 1 }
+                }
+            case .pong:
+                counters[.pongsReceived] += 1
+                c.pointee.flags.remove(.pingOutstanding)
+                if payload.count == 8 {
+                    let sent = Int64(bitPattern: payload.loadUnaligned(as: UInt64.self))
+                    let received = monotonicNanoseconds()
+                    if sent > 0 && sent <= received { roundTrip.record(UInt64(received - sent)) }
+                }
+            default:
+                peerClosed(slot, c, code: chunk.closeCode)
+            }
+            pool.release(&assembled)
+        case .continuation:
+            break  // the decoder reports continuations as their message's opcode
+        }
+    }
+
+    private func messageReceived(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        if c.pointee.flags.contains(.verifyPending) {
+            c.pointee.flags.remove(.verifyPending)
+            verifyOutstanding -= 1
+            if c.pointee.messageLength == 8 && c.pointee.prefixCount == 8 && c.pointee.prefix == verifyToken(slot, c) {
+                counters[.verifyOK] += 1
+            } else {
+                counters[.verifyFailed] += 1
+            }
+            return
+        }
+        if options.mode == .echo && c.pointee.outstanding > 0 {
+            c.pointee.outstanding -= 1
+            counters[.messagesReceived] += 1
+            if phaseSeen == .hold && c.pointee.prefixCount == 8 {
+                let sent = Int64(bitPattern: c.pointee.prefix)
+                let received = monotonicNanoseconds()
+                if sent > 0 && sent <= received { latency.record(UInt64(received - sent)) }
+            }
+            if c.pointee.state == .open && (phaseSeen == .ramp || phaseSeen == .hold) {
+                c.pointee.owed += 1
+                fillEcho(slot, c)
+            }
+            return
+        }
+        counters[.unexpectedMessages] += 1
+    }
+
+    /// The server's close frame: the answer to ours, or its own close that we answer.
+    private func peerClosed(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, code: CloseCode) {
+        guard !c.pointee.flags.contains(.closeReceived) else { return }
+        c.pointee.flags.insert(.closeReceived)
+        if c.pointee.flags.contains(.closeSent) {
+            // Our close handshake is complete; the server closes TCP next (we wait for the
+            // EOF, bounded by the close deadline, so the TIME_WAIT stays on the server side).
+            if c.pointee.flags.contains(.closeInitiated) { counters[.cleanCloses] += 1 }
+            return
+        }
+        // The server closed first while we held the connection: a lost connection.
+        if c.pointee.state == .open { fail(c, .unexpectedClose, reason: "CLOSE_\(code.rawValue)") }
+        failVerifyIfPending(c)
+        leaveOpen(c)
+        var payload: UInt16 = code.maySend(as: .client) ? code.rawValue.bigEndian : 0
+        let length = code.maySend(as: .client) ? 2 : 0
+        withUnsafeBytes(of: &payload) {
+            _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer(rebasing: $0[..<length]))
+        }
+        c.pointee.flags.insert(.closeSent)
+        c.pointee.state = .closing
+        closeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + closeTimeout)
+    }
+
+    private func failVerifyIfPending(_ c: UnsafeMutablePointer<ClientConnection>) {
+        if c.pointee.flags.contains(.verifyPending) {
+            c.pointee.flags.remove(.verifyPending)
+            verifyOutstanding -= 1
+            counters[.verifyFailed] += 1
+        }
+    }
+
+    // MARK: - Sending
+
+    /// Appends a masked frame to the connection's queue and starts a send if none is in
+    /// flight. False when the queue is full (the frame is dropped and counted).
+    @discardableResult
+    private func queueFrame(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, opcode: Opcode,
+                            payload: UnsafeRawBufferPointer) -> Bool {
+        guard c.pointee.state != .closed && c.pointee.state != .free else { return false }
+        let size = FrameEncoder.frameSize(payloadLength: payload.count, masked: true)
+        guard let destination = reserve(c, size) else {
+            counters[.droppedFrames] += 1
+            return false
+        }
+        FrameEncoder.writeFrame(into: destination, opcode: opcode, payload: payload, maskKey: random.next32())
+        c.pointee.pendingLength += UInt32(size)
+        flushSend(slot, c)
+        return true
+    }
+
+    /// Room for `size` more bytes in the pending chunk, or nil.
+    private func reserve(_ c: UnsafeMutablePointer<ClientConnection>, _ size: Int) -> UnsafeMutableRawPointer? {
+        if c.pointee.pendingChunk == ChunkPool.none {
+            guard let chunk = pool.acquire() else { return nil }
+            c.pointee.pendingChunk = chunk
+            c.pointee.pendingLength = 0
+        }
+        guard Int(c.pointee.pendingLength) + size <= pool.chunkSize else { return nil }
+        return pool.base(c.pointee.pendingChunk) + Int(c.pointee.pendingLength)
+    }
+
+    /// echo: queues the messages owed, each carrying its send time in its first 8 bytes.
+    private func fillEcho(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        let payloadLength = options.messageSizeBytes
+        let size = FrameEncoder.frameSize(payloadLength: payloadLength, masked: true)
+        while c.pointee.owed > 0, let destination = reserve(c, size) {
+            let key = random.next32()
+            let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, payloadLength: payloadLength, maskKey: key)
+            let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: payloadLength)
+            payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
+            if payloadLength > 8 {
+                (destination + header + 8).initializeMemory(as: UInt8.self, repeating: 0x61, count: payloadLength - 8)
+            }
+            Masking.apply(key: key, keyOffset: 0, to: payload)
+            c.pointee.pendingLength += UInt32(size)
+            c.pointee.owed -= 1
+            c.pointee.outstanding += 1
+            counters[.messagesSent] += 1
+        }
+        flushSend(slot, c)
+    }
+
+    /// Starts sending the pending chunk when no send is in flight (one per connection, so
+    /// frames leave in order).
+    private func flushSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        guard !c.pointee.flags.contains(.sendInFlight), c.pointee.pendingChunk != ChunkPool.none,
+              c.pointee.pendingLength > 0, c.pointee.state != .closed
+        else { return }
+        c.pointee.sendChunk = c.pointee.pendingChunk
+        c.pointee.sendLength = c.pointee.pendingLength
+        c.pointee.sendOffset = 0
+        c.pointee.pendingChunk = ChunkPool.none
+        c.pointee.pendingLength = 0
+        submitSend(slot, c)
+    }
+
+    private func submitSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        let sqe = ring.nextSubmission()
+        let offset = Int(c.pointee.sendOffset)
+        io_uring_prep_send(sqe, Int32(bitPattern: slot), pool.base(c.pointee.sendChunk) + offset,
+                           Int(c.pointee.sendLength) - offset, Int32(MSG_NOSIGNAL))
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
+        io_uring_sqe_set_data64(sqe, tag(.send, slot, c))
+        c.pointee.flags.insert(.sendInFlight)
+        c.pointee.inFlight += 1
+    }
+
+    private func sent(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
+        c.pointee.inFlight -= 1
+        c.pointee.flags.remove(.sendInFlight)
+        if result < 0 {
+            pool.release(&c.pointee.sendChunk)
+            if result != -ECANCELED, let kind = kindForSocketError(c) {
+                if !(c.pointee.state == .closing && c.pointee.flags.contains(.closeReceived)) { fail(c, kind, errno: -result) }
+                closeSocket(slot, c)
+            }
+            releaseIfDone(slot)
+            return
+        }
+        c.pointee.sendOffset += UInt32(result)
+        if c.pointee.sendOffset < c.pointee.sendLength && c.pointee.state != .closed {
+            submitSend(slot, c)  // a short send: the rest goes next
+            return
+        }
+        pool.release(&c.pointee.sendChunk)
+        if c.pointee.state == .closed {
+            releaseIfDone(slot)
+            return
+        }
+        flushSend(slot, c)
+    }
+
+    // MARK: - Closing
+
+    /// Our close handshake: close frame 1000, then wait for the server's close frame and its
+    /// TCP close (bounded by the close timeout).
+    private func startClose(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        guard c.pointee.state == .open, !c.pointee.flags.contains(.closeSent) else { return }
+        leaveOpen(c)
+        failVerifyIfPending(c)
+        var code = CloseCode.normalClosure.rawValue.bigEndian
+        withUnsafeBytes(of: &code) { _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer($0)) }
+        c.pointee.flags.insert([.closeSent, .closeInitiated])
+        c.pointee.state = .closing
+        closeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + closeTimeout)
+    }
+
+    /// Closes the socket now: cancels what is armed, then close_direct on the fixed file
+    /// (an armed receive would otherwise keep the socket alive). The slot returns once every
+    /// completion is in.
+    private func closeSocket(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        guard c.pointee.state != .closed && c.pointee.state != .free else { return }
+        leaveEstablishing(c)
+        leaveOpen(c)
+        failVerifyIfPending(c)
+        c.pointee.state = .closed
+        pool.release(&c.pointee.pendingChunk)
+        pool.release(&c.pointee.inboundChunk)
+        c.pointee.pendingLength = 0
+        if c.pointee.flags.contains(.receiveArmed) {
+            let sqe = ring.nextSubmission()
+            io_uring_prep_cancel64(sqe, tag(.receive, slot, c), 0)
+            io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
+            c.pointee.inFlight += 1
+        }
+        if c.pointee.flags.contains(.sendInFlight) {
+            let sqe = ring.nextSubmission()
+            io_uring_prep_cancel64(sqe, tag(.send, slot, c), 0)
+            io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
+            c.pointee.inFlight += 1
+        }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_close_direct(sqe, slot)
+        io_uring_sqe_set_data64(sqe, tag(.close, slot, c))
+        c.pointee.inFlight += 1
+    }
+
+    // MARK: - Phases
+
+    private func verifyToken(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) -> UInt64 {
+        (UInt64(slot) | UInt64(c.pointee.generation) << 32) ^ 0x5EC0_DE5E_C0DE_5EC0
+    }
+
+    /// --verify-echo: one 8-byte message (a token naming the slot) on every open connection,
+    /// a batch per loop iteration.
+    private func verifyStep() {
+        var queued = 0
+        while verifyCursor < highWater && queued < ClientWorker.phaseBatch {
+            let slot = verifyCursor
+            verifyCursor += 1
+            let c = connection(slot)
+            guard c.pointee.state == .open, !c.pointee.flags.contains(.closeSent) else { continue }
+            var token = verifyToken(slot, c).littleEndian
+            let sent = withUnsafeBytes(of: &token) { queueFrame(slot, c, opcode: .binary, payload: UnsafeRawBufferPointer($0)) }
+            if sent {
+                c.pointee.flags.insert(.verifyPending)
+                verifyOutstanding += 1
+            } else {
+                counters[.verifyFailed] += 1
+            }
+            queued += 1
+        }
+    }
+
+    /// Closes every open connection, a batch per loop iteration.
+    private func closeStep() {
+        var closed = 0
+        while closeCursor < highWater && closed < ClientWorker.phaseBatch {
+            let slot = closeCursor
+            closeCursor += 1
+            let c = connection(slot)
+            if c.pointee.state == .open {
+                startClose(slot, c)
+                closed += 1
+            }
+        }
+    }
+
+    /// ping mode: walks the slots at a pace that visits each once per interval and pings the
+    /// open ones with no ping outstanding. The payload is the send time (8 bytes), which the
+    /// pong brings back.
+    private func pingSweep() {
+        let span = highWater
+        defer { lastPingSweep = now }
+        guard span > 0 else { return }
+        pingBudget = min(pingBudget + Double(span) * Double(now - lastPingSweep) / Double(pingInterval), Double(span))
+        var visits = Int(pingBudget)
+        pingBudget -= Double(visits)
+        while visits > 0 {
+            visits -= 1
+            let slot = pingCursor % span
+            pingCursor = (slot + 1) % span
+            let c = connection(slot)
+            guard c.pointee.state == .open, !c.pointee.flags.contains(.closeSent),
+                  !c.pointee.flags.contains(.pingOutstanding) else { continue }
+            var stamp = UInt64(bitPattern: monotonicNanoseconds()).littleEndian
+            let sent = withUnsafeBytes(of: &stamp) { queueFrame(slot, c, opcode: .ping, payload: UnsafeRawBufferPointer($0)) }
+            if sent {
+                c.pointee.flags.insert(.pingOutstanding)
+                counters[.pingsSent] += 1
+            }
+        }
+    }
+
+    private func updateDoneFlags() {
+        let rampDone = options.mode == .churn
+            ? remainingToStart == 0 && counters[.live] == 0
+            : remainingToStart == 0 && counters[.establishing] == 0
+        counters[.rampDone] = rampDone ? 1 : 0
+        counters[.verifyDone] = phaseSeen == .verify && verifyCursor >= highWater && verifyOutstanding == 0 ? 1 : 0
+        counters[.closeDone] = phaseSeen == .close && closeCursor >= highWater && counters[.live] == 0 ? 1 : 0
+    }
+}

@@ -1,0 +1,160 @@
+import Glibc
+
+/// What a load run does once connections are up.
+public enum LoadMode: String, CaseIterable, Sendable {
+    /// Connect N, hold them for the duration answering the server's pings, close cleanly.
+    case hold
+    /// `hold`, and every connection also sends a ping every `pingInterval`; pong round trips
+    /// are measured.
+    case ping
+    /// C connections each keep `depth` messages of `size` bytes in flight for the duration;
+    /// messages per second and round-trip latency are measured.
+    case echo
+    /// Connect, upgrade and close cleanly, at `rate` per second for the duration.
+    case churn
+}
+
+/// A rejected option, said so that the user knows what to change.
+public struct LoadError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Everything a load run is told. `myriad load` fills it from flags; tests fill it directly.
+public struct LoadOptions: Sendable {
+    public var mode: LoadMode = .hold
+    /// The server: an IPv4 address (or `localhost`).
+    public var host = "127.0.0.1"
+    public var port: UInt16 = 8080
+    /// The request target of the upgrade request.
+    public var path = "/"
+    /// Connections to open and hold (hold, ping, echo). Churn ignores it: there the number of
+    /// connections open at once is bounded by `concurrency`.
+    public var connections = 1000
+    /// hold/ping: how long to hold after the ramp; echo: how long to measure after the ramp;
+    /// churn: how long to keep cycling (together with `rate` it sets the number of cycles).
+    public var durationMilliseconds = 30_000
+    /// New connections started per second over all threads; 0: as fast as `concurrency` allows.
+    public var rate = 0
+    /// Connections being established (connect + upgrade) at once, over all threads.
+    public var concurrency = 1024
+    /// Hard cap on the whole run; nil: `defaultTimeLimitMilliseconds`.
+    public var timeLimitMilliseconds: Int?
+    /// Client source addresses (host byte order); nil: automatic (see `SourceAddresses`).
+    public var sources: [UInt32]?
+    /// Client threads, each with its own ring; nil: as many as the connections need.
+    public var threads: Int?
+    /// ping mode: interval between two pings on one connection.
+    public var pingIntervalMilliseconds = 25_000
+    /// echo mode: payload bytes per message (at least 8: a send timestamp rides in it).
+    public var messageSizeBytes = 32
+    /// echo mode: messages in flight per connection.
+    public var depth = 1
+    /// hold/ping: after the hold every connection sends one message and must get it back.
+    public var verifyEcho = false
+    public var connectTimeoutMilliseconds = 10_000
+    public var handshakeTimeoutMilliseconds = 10_000
+    /// Time for the server to answer our close frame (and to close TCP after it).
+    public var closeTimeoutMilliseconds = 10_000
+
+    public init() {}
+
+    /// Cycles a churn run makes: rate x duration.
+    public var churnCycles: Int { max(1, Int((Double(rate) * Double(durationMilliseconds) / 1000).rounded())) }
+
+    /// Connections the run must establish: `connections`, or the churn cycles.
+    public var target: Int { mode == .churn ? churnCycles : connections }
+
+    /// Connections open at once at most: what the slabs and fixed-file tables are sized for.
+    public var simultaneousConnections: Int {
+        mode == .churn ? max(1, min(concurrency, churnCycles)) : connections
+    }
+
+    /// Default for `--time-limit`: the duration, plus 2 minutes, plus 1 s per 2,000
+    /// connections (or the churn cycles' own length at the given rate).
+    public var defaultTimeLimitMilliseconds: Int {
+        let perConnections = (simultaneousConnections + 1999) / 2000 * 1000
+        return durationMilliseconds + 120_000 + perConnections
+    }
+
+    public var effectiveTimeLimitMilliseconds: Int { timeLimitMilliseconds ?? defaultTimeLimitMilliseconds }
+
+    /// Checks every option on its own and against the others.
+    public func validate() throws(LoadError) {
+        guard (1...16_000_000).contains(connections) else {
+            throw LoadError("--connections \(connections): expected 1...16000000")
+        }
+        guard durationMilliseconds >= 0 else { throw LoadError("--duration must not be negative") }
+        guard rate >= 0 else { throw LoadError("--rate \(rate): expected 0 (unlimited) or more") }
+        guard concurrency >= 1 else { throw LoadError("--concurrency \(concurrency): expected at least 1") }
+        if mode == .churn {
+            guard rate > 0 else { throw LoadError("churn needs --rate (cycles per second)") }
+            guard durationMilliseconds > 0 else { throw LoadError("churn needs a --duration above 0") }
+        }
+        if let timeLimitMilliseconds, timeLimitMilliseconds <= 0 {
+            throw LoadError("--time-limit must be above 0")
+        }
+        if let threads, !(1...LoadPlan.maximumThreads).contains(threads) {
+            throw LoadError("--threads \(threads): expected 1...\(LoadPlan.maximumThreads)")
+        }
+        if let sources, sources.isEmpty { throw LoadError("--source names no address") }
+        guard pingIntervalMilliseconds >= 1 else { throw LoadError("--ping-interval must be above 0") }
+        if mode == .echo {
+            guard messageSizeBytes >= 8 && messageSizeBytes <= 16 << 20 else {
+                throw LoadError("--size \(messageSizeBytes): expected 8 B...16 MiB (the first 8 bytes carry the send time)")
+            }
+            guard (1...1024).contains(depth) else { throw LoadError("--depth \(depth): expected 1...1024") }
+        }
+        if verifyEcho && mode != .hold && mode != .ping {
+            throw LoadError("--verify-echo applies to hold and ping")
+        }
+        for (name, value) in [("--connect-timeout", connectTimeoutMilliseconds),
+                              ("--handshake-timeout", handshakeTimeoutMilliseconds),
+                              ("--close-timeout", closeTimeoutMilliseconds)] where value <= 0 {
+            throw LoadError("\(name) must be above 0")
+        }
+        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+            throw LoadError("--path \(path): expected an origin-form target such as / or /chat?room=1")
+        }
+        _ = try destinationAddress()
+    }
+
+    /// The server's address in host byte order.
+    public func destinationAddress() throws(LoadError) -> UInt32 {
+        let name = host == "localhost" ? "127.0.0.1" : host
+        guard let address = parseIPv4(name) else {
+            throw LoadError("--host \(host): expected an IPv4 address such as 127.0.0.1")
+        }
+        return address
+    }
+}
+
+// MARK: - Parsing helpers shared by the CLI and the tests
+
+/// An IPv4 dotted quad in host byte order, or nil.
+public func parseIPv4(_ text: String) -> UInt32? {
+    var address = in_addr()
+    guard inet_pton(AF_INET, text, &address) == 1 else { return nil }
+    return UInt32(bigEndian: address.s_addr)
+}
+
+/// `a.b.c.d` for an address in host byte order.
+public func formatIPv4(_ address: UInt32) -> String {
+    "\(address >> 24).\((address >> 16) & 0xFF).\((address >> 8) & 0xFF).\(address & 0xFF)"
+}
+
+/// Milliseconds from `250ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
+public func parseDuration(_ text: String) -> Int? {
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    var digits = Substring(text)
+    var multiplier = 1000.0
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        digits = text.dropLast(suffix.count)
+        multiplier = factor
+        break
+    }
+    guard let number = Double(digits), number.isFinite, number >= 0 else { return nil }
+    let milliseconds = (number * multiplier).rounded()
+    guard milliseconds <= Double(Int32.max) else { return nil }
+    return Int(milliseconds)
+}
