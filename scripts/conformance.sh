@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 CASES="${1:-1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*}"
 BACKENDS="${2:-io_uring epoll}"
 AUTOBAHN="${AUTOBAHN_TOOLS:-$(cd .. && pwd)/shared/tools/autobahn}"
-BINARY="${MYRIAD_BINARY:-.build/debug/myriad}"
+BINARY="${TEST_MYRIAD_BINARY:-.build/debug/myriad}"
 
 [ -x "$AUTOBAHN/run.sh" ] || { echo "conformance: Autobahn tools not found at $AUTOBAHN" >&2; exit 2; }
 [ -x "$BINARY" ] || { echo "conformance: $BINARY not built (run swift build)" >&2; exit 2; }

@@ -7,6 +7,18 @@
 // skipped and every module that sees io_uring types (swift-system's CSystem does too) sees
 // one identical definition instead of two conflicting ones.
 #include <linux/io_uring.h>
+// liburing.h defines _XOPEN_SOURCE before including glibc headers, which changes glibc's
+// struct definitions (fd_set's member is `fds_bits` instead of `__fds_bits`); the Glibc
+// module has the other one and Clang refuses the mismatch. Include those headers first, with
+// the same macros as the Glibc module, so liburing's includes find them already included.
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <signal.h>
+#include <time.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <errno.h>
 #include <sys/epoll.h>

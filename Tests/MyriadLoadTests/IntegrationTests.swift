@@ -56,7 +56,7 @@ enum LoadBinary {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var path: String {
-        ProcessInfo.processInfo.environment["MYRIAD_BINARY"] ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
+        ProcessInfo.processInfo.environment["TEST_MYRIAD_BINARY"] ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
     }
 
     struct Result {

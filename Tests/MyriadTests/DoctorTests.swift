@@ -396,7 +396,7 @@ private func status(_ id: String, _ facts: HostFacts, connections: Int, role: Do
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var binary: String {
-        ProcessInfo.processInfo.environment["MYRIAD_BINARY"] ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
+        ProcessInfo.processInfo.environment["TEST_MYRIAD_BINARY"] ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
     }
 
     static func doctor(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {

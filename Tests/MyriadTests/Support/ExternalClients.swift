@@ -5,9 +5,9 @@ enum ExternalClient {
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The venv `make test` creates with `websockets` from PyPI (or MYRIAD_TEST_PYTHON).
+    /// The venv `make test` creates with `websockets` from PyPI (or TEST_PYTHON).
     static var python: String {
-        ProcessInfo.processInfo.environment["MYRIAD_TEST_PYTHON"]
+        ProcessInfo.processInfo.environment["TEST_PYTHON"]
             ?? packageRoot.appendingPathComponent(".venv/bin/python").path
     }
 
@@ -15,7 +15,7 @@ enum ExternalClient {
 
     /// The `myriad` binary built next to the tests.
     static var myriadBinary: String {
-        ProcessInfo.processInfo.environment["MYRIAD_BINARY"]
+        ProcessInfo.processInfo.environment["TEST_MYRIAD_BINARY"]
             ?? packageRoot.appendingPathComponent(".build/debug/myriad").path
     }
 
