@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT ?= swift
 
-.PHONY: help deps build-release serve test bench conformance conformance-full fuzz fuzz-replay test-sanitize
+.PHONY: help deps build-release serve test bench scale conformance conformance-full fuzz fuzz-replay test-sanitize
 
 # `make serve` defaults; any MYRIAD_* in the environment wins (see `myriad serve --help`).
 export MYRIAD_PORT ?= 8080
@@ -15,7 +15,8 @@ help:
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends"
 	@echo "make fuzz          libFuzzer on the handshake parser and frame decoder (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
-	@echo "make bench   codec benchmarks against SwiftNIO (bench/README.md)"
+	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class (bench/README.md)"
+	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
 # System packages the build and the tests need: liburing-dev (the engine's only C dependency).
 deps:
@@ -66,6 +67,12 @@ conformance-full: deps
 	$(SWIFT) build
 	scripts/conformance.sh '*' 'io_uring epoll'
 
+
+# The million-connection run (any N): bench/scale/scale.sh; appends a row to bench/README.md.
+N ?= 1000000
+scale: deps
+	$(SWIFT) build -c release --product myriad
+	bench/scale/scale.sh $(N)
 
 bench: deps
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The million-connection run: `make scale N=1000000` (any N). One machine, loopback, server and
+# clients together. Prints what it needs, applies only what is safe here (the ephemeral port
+# range and the accept backlogs), starts `myriad serve` with enough workers for N under this
+# machine's fixed-file limit per ring, ramps `myriad load hold` to N, holds 120 s after the ramp
+# with the server pinging every connection every 25 s, then reports and appends a row to
+# bench/README.md's scale table.
+#
+#   bench/scale/scale.sh N [HOLD_SECONDS]
+# Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N="${1:-1000000}"
+HOLD="${2:-120}"
+BIN="${SCALE_BINARY:-.build/release/myriad}"
+PORT="${SCALE_PORT:-18555}"
+OUT=$(mktemp -d /tmp/myriad-scale-XXXXXX)
+[ -x "$BIN" ] || { echo "scale: $BIN missing: build with 'swift build -c release'" >&2; exit 2; }
+
+say() { echo "scale: $*"; }
+hard_limit=$(ulimit -Hn)
+ulimit -n "$hard_limit"
+per_ring=$hard_limit
+# Keep each worker below its table on average: SO_REUSEPORT spreads connections by hash,
+# so workers differ by a few hundred; 95% of a table leaves room for that.
+workers=$(( (N * 100 + per_ring * 95 - 1) / (per_ring * 95) ))
+(( workers < 2 )) && workers=2
+capacity=$(( workers * per_ring ))
+
+say "N=$N: $workers server workers x $per_ring fixed files = $capacity slots (fd limit $hard_limit per process)"
+say "the host check for N (myriad doctor --connections $N):"
+"$BIN" doctor --connections "$N" --workers "$workers" | tail -n 1 || true
+
+# Safe on this machine: more ephemeral ports per source address, deeper accept queues.
+# (fd limits cannot be raised here: no CAP_SYS_RESOURCE, which is why the engine uses rings.)
+apply() {
+    local key=$1 value=$2 path=/proc/sys/${1//.//}
+    local current; current=$(tr -s '\t ' ' ' < "$path")
+    if [ "$current" != "$value" ]; then
+        if sysctl -q -w "$key=$value" 2>/dev/null; then say "sysctl $key: $current -> $value"
+        else say "sysctl $key: could not set (now $current); continuing"; fi
+    fi
+}
+if [ "$(id -u)" -eq 0 ]; then
+    apply net.ipv4.ip_local_port_range "10000 65535"
+    apply net.core.somaxconn 65535
+    apply net.ipv4.tcp_max_syn_backlog 65535
+    apply net.core.netdev_max_backlog 16384
+else
+    say "not root: leaving sysctls as they are (see kernel-tuning/apply.sh)"
+fi
+
+meminfo_slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+latest_stats() { grep '^stats ' "$OUT/serve.log" | tail -n 1; }
+field() { sed -n "s/.*[ {,]$1[=:]\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
+
+slab_before=$(meminfo_slab_kb)
+MYRIAD_HOST=127.0.0.1 MYRIAD_PORT=$PORT MYRIAD_WORKERS=$workers MYRIAD_MAX_CONNECTIONS=$capacity \
+MYRIAD_PING_INTERVAL=25s MYRIAD_PONG_TIMEOUT=10s MYRIAD_STATS_INTERVAL=1s \
+MYRIAD_BUFFER_COUNT=256 MYRIAD_RING_ENTRIES=2048 MYRIAD_BACKLOG=65535 \
+    "$BIN" serve >"$OUT/serve.log" 2>&1 &
+server=$!
+cleanup() { kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null; [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"; true; }
+trap cleanup EXIT
+for _ in $(seq 100); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
+grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; exit 1; }
+sleep 1
+rss_idle=$(rss_kb "$server")
+
+started=$(date +%s.%N)
+"$BIN" load hold --port "$PORT" --connections "$N" --duration "${HOLD}s" \
+    --concurrency 4096 --time-limit "$(( HOLD + 600 ))s" --json "$OUT/load.json" >"$OUT/load.out" 2>"$OUT/load.err" &
+load=$!
+
+# Ramp: until the server holds N (or the client gives up).
+ramp_seconds=""
+while kill -0 "$load" 2>/dev/null; do
+    open=$(field open "$(latest_stats)")
+    if [ "${open:-0}" -ge "$N" ]; then
+        ramp_seconds=$(echo "$(date +%s.%N) - $started" | bc)
+        break
+    fi
+    sleep 0.5
+done
+[ -n "$ramp_seconds" ] || say "the server never held $N connections (last: $(latest_stats))"
+
+# Hold: sample after the ramp settles, and again 100 s later (inside the 120 s hold).
+window=$(( HOLD > 20 ? HOLD - 20 : HOLD / 2 ))
+sleep 5
+a_time=$(date +%s.%N); a_cpu=$(cpu_ticks "$server"); a_rss=$(rss_kb "$server"); a_slab=$(meminfo_slab_kb)
+a_stats=$(latest_stats)
+sleep "$window"
+b_time=$(date +%s.%N); b_cpu=$(cpu_ticks "$server"); b_stats=$(latest_stats)
+load_status=0
+wait "$load" || load_status=$?
+kill -TERM "$server"; wait "$server" || true
+final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
+
+hz=$(getconf CLK_TCK)
+held=$(field open "$a_stats")
+python3 - "$OUT" "$N" "$workers" "$ramp_seconds" "$rss_idle" "$a_rss" "$slab_before" "$a_slab" \
+    "$a_cpu" "$b_cpu" "$a_time" "$b_time" "$hz" "$held" "$a_stats" "$b_stats" "$final" "$HOLD" <<'PY'
+import json, sys, subprocess, datetime, os, re
+(out, n, workers, ramp, rss_idle, rss_held, slab0, slab1, cpu_a, cpu_b, t_a, t_b, hz, held,
+ a_stats, b_stats, final, hold) = sys.argv[1:]
+n = int(n); held = int(held or 0)
+load = {}
+try:
+    load = json.load(open(os.path.join(out, "load.json")))
+except Exception as error:
+    print("scale: no load summary:", error)
+def counter(line, name):
+    m = re.search(r"[ {,]%s[=:](\d+)" % re.escape(name), line)
+    return int(m.group(1)) if m else 0
+cpu_pct = (int(cpu_b) - int(cpu_a)) / int(hz) / (float(t_b) - float(t_a)) * 100
+rss_per = (int(rss_held) - int(rss_idle)) * 1024 / max(held, 1)
+slab_per = (int(slab1) - int(slab0)) * 1024 / max(held, 1)
+pings = counter(b_stats, "pings_sent") - counter(a_stats, "pings_sent")
+pongs = counter(b_stats, "pongs_received") - counter(a_stats, "pongs_received")
+lost_server = sum(counter(final, r) for r in ["peer_eof", "socket_error", "pong_timeout", "protocol_error", "slow_consumer", "out_of_memory"])
+unexpected = load.get("unexpected_closes", "?")
+row = {
+    "date": datetime.date.today().isoformat(),
+    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "N": n, "reached": held, "workers": int(workers),
+    "ramp_s": round(float(ramp), 1) if ramp else None,
+    "server_rss_per_conn_B": round(rss_per), "kernel_slab_per_conn_B": round(slab_per),
+    "server_cpu_pct_holding": round(cpu_pct, 1),
+    "pings_sent": pings, "pongs_received": pongs,
+    "unexpected_closes_client": unexpected, "server_abnormal_closes": lost_server,
+    "client_rss_mib": load.get("client_rss_mib"), "load_failures": load.get("failures_total"),
+}
+print("scale: result", json.dumps(row))
+json.dump(row, open(os.path.join(out, "result.json"), "w"))
+PY
+say "load exit status $load_status; logs in $OUT"
+if [ "${SCALE_WRITE_ROW:-1}" = "1" ]; then
+    python3 bench/scale/write_row.py "$OUT/result.json" "make scale N=$N"
+fi

@@ -1,0 +1,19 @@
+"""Appends a scale run's result as a row of bench/README.md's scale table."""
+import json
+import sys
+
+result = json.load(open(sys.argv[1]))
+command = sys.argv[2]
+path = "bench/README.md"
+text = open(path).read()
+marker = "<!-- scale rows: appended by bench/scale/write_row.py -->"
+r = result
+row = (f"| {r['date']} | {r['commit']} | {r['N']:,} | {r['reached']:,} | {r['workers']} | {r['ramp_s']} s | "
+       f"{r['server_rss_per_conn_B']} B | {r['kernel_slab_per_conn_B']} B | {r['server_cpu_pct_holding']} % | "
+       f"{r['pings_sent']:,} / {r['pongs_received']:,} | {r['unexpected_closes_client']} / {r['server_abnormal_closes']} | "
+       f"{r['client_rss_mib']} MiB | `{command}` |")
+if marker not in text:
+    sys.exit("bench/README.md has no scale table marker")
+text = text.replace(marker, row + "\n" + marker)
+open(path, "w").write(text)
+print("scale: row written to", path)
