@@ -14,7 +14,9 @@ if [ "${1:-}" = "--replay" ]; then mode=replay; shift; fi
 if [ "${1:-}" = "--merge" ]; then mode=merge; shift; fi
 seconds="${1:-30}"
 
-swift build -c release --sanitize=fuzzer --sanitize=address --scratch-path .build-fuzz >/dev/null
+# lld, not the default gold: gold drops the coverage counters' registration when AddressSanitizer
+# is on, and libFuzzer then fuzzes blind ("no interesting inputs... instrumented?").
+swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -use-ld=lld --scratch-path .build-fuzz >/dev/null
 bin=.build-fuzz/release
 mkdir -p artifacts
 
@@ -27,7 +29,8 @@ for target in handshake frames; do
     case $mode in
         replay)
             echo "fuzz: replaying $(ls "$corpus" | wc -l) inputs for $target"
-            "$exe" -runs=0 -artifact_prefix=artifacts/$target- "$corpus"
+            "$exe" -runs=0 -artifact_prefix=artifacts/$target- "$corpus" 2>&1 | grep -E "INITED|ERROR|Fatal" || true
+            "$exe" -runs=0 -artifact_prefix=artifacts/$target- "$corpus" >/dev/null 2>&1
             ;;
         fuzz|merge)
             work=$(mktemp -d /tmp/myriad-fuzz-$target-XXXXXX)

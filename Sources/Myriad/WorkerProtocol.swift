@@ -1,0 +1,189 @@
+import WebSocketCodec
+
+/// The WebSocket protocol on a connection's bytes, as a worker runs it: the opening
+/// handshake (parsed where it lies, or gathered in a pooled buffer when it comes in pieces),
+/// frames decoded and unmasked in place and delivered to the handler (fragments reassembled in
+/// a pooled buffer), pings answered, and the close handshake.
+extension Worker {
+    // MARK: - Handshake
+
+    func handshakeBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        if !connection.pointee.inbound.isAllocated {
+            // The usual case: the whole request in one receive, parsed where it lies.
+            let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+            if case .needMore = step {
+                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) {
+                    abortNow(slot, connection, cause: .outOfMemory)
+                }
+                return
+            }
+            completeHandshake(slot, connection, step, bytes)
+            return
+        }
+        // The request came in pieces: keep them together in a pooled buffer.
+        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) else {
+            abortNow(slot, connection, cause: .outOfMemory)
+            return
+        }
+        var buffer = connection.pointee.inbound
+        connection.pointee.inbound = PooledBuffer()
+        let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(buffer.bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+        if case .needMore = step {
+            connection.pointee.inbound = buffer
+            return
+        }
+        completeHandshake(slot, connection, step, buffer.bytes)
+        core.pool.release(&buffer)
+    }
+
+    func completeHandshake(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ step: HandshakeStep,
+        _ bytes: UnsafeMutableRawBufferPointer
+    ) {
+        switch step {
+        case .needMore:
+            preconditionFailure("completeHandshake with an incomplete request")
+        case .reject(let rejection):
+            core.queueRaw(slot, connection, rejection.response)
+            beginDraining(slot, connection, cause: .handshakeRejected)
+        case .plainRequest(let request, _):
+            let response = request.isHealthCheck ? HandshakeResponse.healthy
+                : request.isGet ? HandshakeResponse.notFound : HandshakeResponse.badRequest
+            core.queueRaw(slot, connection, response)
+            beginDraining(slot, connection, cause: .http)
+        case .upgrade(let request, let headLength):
+            let subprotocol = handlerStorage.pointee.chooseSubprotocol(offered: request.offeredSubprotocols)
+            let size = HandshakeResponse.switchingProtocolsSize(subprotocolLength: subprotocol?.count ?? 0)
+            guard let destination = core.pool.reserve(size, in: &connection.pointee.sendPending) else {
+                abortNow(slot, connection, cause: .outOfMemory)
+                return
+            }
+            let written = HandshakeResponse.writeSwitchingProtocols(
+                for: request, subprotocol: subprotocol,
+                into: UnsafeMutableRawBufferPointer(start: destination, count: size))
+            precondition(written == size)
+            connection.pointee.sendPending.count += UInt32(size)
+            core.counters.add(.bytesOut, size)
+            core.markForFlush(slot, connection)
+            connection.pointee.state = .open
+            connection.pointee.lastMessageTick = core.now32
+            connection.pointee.flags.insert(.handlerOpened)
+            core.counters.add(.handshakes)
+            scheduleKeepAlive(slot, connection)
+            handlerStorage.pointee.onOpen(handle(slot))
+            if headLength < bytes.count && connection.pointee.state == .open {
+                frameBytes(slot, connection, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
+            }
+        }
+    }
+
+    // MARK: - Frames
+
+    func frameBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+        var offset = 0
+        while true {
+            switch connection.pointee.decoder.next(bytes, offset: &offset, configuration: core.settings.decoder) {
+            case .needMore:
+                return
+            case .failure(let code):
+                failConnection(slot, connection, code: code)
+                return
+            case .chunk(let chunk):
+                handleChunk(slot, connection, chunk)
+                let state = connection.pointee.state
+                if state != .open && state != .closing { return }
+            }
+        }
+    }
+
+    @inline(__always)
+    func handleChunk(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ chunk: FrameChunk) {
+        switch chunk.opcode {
+        case .text, .binary:
+            guard connection.pointee.state == .open else { return }  // after our close: dropped
+            if chunk.isMessageStart && chunk.isMessageEnd {
+                deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
+                return
+            }
+            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound) else {
+                abortNow(slot, connection, cause: .outOfMemory)
+                return
+            }
+            if chunk.isMessageEnd {
+                var message = connection.pointee.inbound
+                connection.pointee.inbound = PooledBuffer()
+                deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(message.bytes))
+                core.pool.release(&message)
+            }
+        case .ping, .close:
+            var payload = UnsafeRawBufferPointer(chunk.bytes)
+            var assembled = PooledBuffer()
+            if !(chunk.isFrameStart && chunk.isFrameEnd) {
+                // A control frame split across receives (<= 125 bytes): gather it.
+                guard core.pool.append(payload, to: &connection.pointee.control) else {
+                    abortNow(slot, connection, cause: .outOfMemory)
+                    return
+                }
+                guard chunk.isFrameEnd else { return }
+                assembled = connection.pointee.control
+                connection.pointee.control = PooledBuffer()
+                payload = UnsafeRawBufferPointer(assembled.bytes)
+            }
+            if chunk.opcode == .ping {
+                if connection.pointee.state == .open {
+                    _ = core.queueFrame(slot, connection, opcode: .pong, payload: payload)
+                }
+            } else {
+                let reason = payload.count > 2 ? UnsafeRawBufferPointer(rebasing: payload[2...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+                peerClosed(slot, connection, code: chunk.closeCode, reason: reason)
+            }
+            core.pool.release(&assembled)
+        case .pong:
+            if chunk.isFrameEnd {
+                core.counters.add(.pongsReceived)
+                connection.pointee.flags.remove(.pingOutstanding)
+            }
+        case .continuation:
+            preconditionFailure("the decoder reports a continuation as its message's opcode")
+        }
+    }
+
+    @inline(__always)
+    func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        connection.pointee.lastMessageTick = core.now32
+        core.counters.add(.messagesIn)
+        handlerStorage.pointee.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
+    }
+
+    /// The peer's close frame: echo its code (our reply ends the handshake it started), or
+    /// finish the handshake we started.
+    func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode, reason: UnsafeRawBufferPointer) {
+        connection.pointee.flags.insert(.closeFrameReceived)
+        if connection.pointee.flags.contains(.closeFrameSent) {
+            beginDraining(slot, connection, cause: connection.pointee.closeReason)
+            return
+        }
+        connection.pointee.closeCode = code.rawValue
+        if code == .noStatusReceived {
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        } else {
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
+        }
+        connection.pointee.flags.insert(.closeFrameSent)
+        notifyClose(slot, code: code, reason: reason, cause: .normal)
+        beginDraining(slot, connection, cause: .normal)
+    }
+
+    /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
+    /// code, then close the socket without waiting for the peer's.
+    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode) {
+        let cause = CloseReason(failure: code)
+        if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
+            connection.pointee.flags.insert(.closeFrameSent)
+            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
+        }
+        connection.pointee.closeCode = code.rawValue
+        notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0), cause: cause)
+        beginDraining(slot, connection, cause: cause)
+    }
+}

@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""io_uring against epoll inside the same engine: the same connection logic, the same load,
+the same run. Also the engine's memory per idle connection and its handshake and keep-alive
+costs. Drives the release `myriad serve` with the release `myriad load` on loopback.
+
+    bench/engine/compare.py [--runs 3] [--only echo,handshakes,keepalive,memory,syscalls]
+
+The server is pinned to core 0 with one worker, the load generator to core 1 with one
+thread, so the server's CPU is measured on its own core (from /proc/PID/stat) and neither
+side steals the other's. Each pair runs `--runs` times, alternating backends; tables give the
+median and the spread (min-max). Writes bench/engine/results.md and prints it.
+
+Every figure is a ratio within one run or a cost per unit:
+  - handshakes/s to 19,000 connections (client-measured) and server CPU-µs per handshake;
+  - echo messages/s, p50/p99 latency (client), server CPU-µs and system calls per message
+    (the engine's own counters: blocking waits plus every other syscall), at 100 and 10,000
+    connections, depth 1 and 16, 32 B and 4 KiB;
+  - keep-alive: server CPU-µs per ping round trip at 19,000 connections, 1 s ping interval;
+  - user-space RSS and kernel Slab per idle connection.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
+HZ = os.sysconf("SC_CLK_TCK")
+BACKENDS = ["io_uring", "epoll"]
+
+
+def cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def rss_bytes(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def slab_bytes():
+    for line in open("/proc/meminfo"):
+        if line.startswith("Slab:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Server:
+    def __init__(self, backend, env=None, port=18777):
+        self.port = port
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="myriad-bench-serve-", suffix=".log", delete=False)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MYRIAD_")}
+        environment.update({
+            "MYRIAD_BACKEND": backend, "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": str(port),
+            "MYRIAD_WORKERS": "1", "MYRIAD_STATS_INTERVAL": "100ms", "MYRIAD_LOG_LEVEL": "warning",
+            "MYRIAD_BACKLOG": "65535",
+        })
+        environment.update(env or {})
+        self.process = subprocess.Popen(["taskset", "-c", "0", BIN, "serve"], stdout=self.log,
+                                        stderr=subprocess.STDOUT, env=environment)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.stats():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("server did not start: " + open(self.log.name).read())
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def stats(self):
+        """The latest stats line as {counter: value}, close reasons as close.REASON."""
+        lines = [line for line in open(self.log.name) if line.startswith("stats ")]
+        if not lines:
+            return {}
+        line = lines[-1]
+        values = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+        closes = re.search(r"closes=\{([^}]*)\}", line)
+        if closes:
+            for pair in closes.group(1).split(","):
+                name, count = pair.split(":")
+                values["close." + name] = int(count)
+        return values
+
+    def wait_stats(self, condition, seconds=60):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            values = self.stats()
+            if values and condition(values):
+                return values
+            time.sleep(0.05)
+        return None
+
+    def sample(self):
+        time.sleep(0.15)  # one stats interval, so the line is fresh
+        return {"t": time.time(), "cpu": cpu_ticks(self.pid), "rss": rss_bytes(self.pid),
+                "slab": slab_bytes(), "stats": self.stats()}
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.unlink(self.log.name)
+
+
+def start_load(server, mode, *arguments):
+    out = tempfile.NamedTemporaryFile("w+", prefix="myriad-bench-load-", suffix=".json", delete=False)
+    process = subprocess.Popen(
+        ["taskset", "-c", "1", BIN, "load", mode, "--port", str(server.port), "--threads", "1", *arguments,
+         "--json", out.name],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MYRIAD_")})
+    return process, out.name
+
+
+def finish_load(process, path, seconds=300):
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    try:
+        summary = json.load(open(path))
+    except Exception:
+        summary = {}
+    os.unlink(path)
+    return summary
+
+
+def delta(a, b, name):
+    return b["stats"].get(name, 0) - a["stats"].get(name, 0)
+
+
+def cpu_us(a, b):
+    return (b["cpu"] - a["cpu"]) / HZ * 1e6
+
+
+# --- experiments --------------------------------------------------------------------------
+
+def handshakes(backend, connections=19_000):
+    server = Server(backend)
+    try:
+        before = server.sample()
+        load, path = start_load(server, "hold", "--connections", str(connections), "--duration", "1s",
+                                "--concurrency", "2048")
+        server.wait_stats(lambda s: s.get("handshakes", 0) >= connections)
+        after = server.sample()
+        summary = finish_load(load, path)
+        return {"handshakes_per_s": summary.get("handshake_rate_per_s", 0),
+                "cpu_us_per_handshake": cpu_us(before, after) / max(1, delta(before, after, "handshakes")),
+                "ok": summary.get("connected") == connections}
+    finally:
+        server.stop()
+
+
+def echo(backend, connections, depth, size, seconds=5):
+    server = Server(backend, {"MYRIAD_PING_INTERVAL": "0"})
+    try:
+        load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
+                                "--size", str(size), "--duration", f"{seconds}s", "--concurrency", "2048")
+        server.wait_stats(lambda s: s.get("handshakes", 0) >= connections and s.get("messages_in", 0) > 0)
+        time.sleep(0.5)
+        a = server.sample()
+        time.sleep(seconds - 2)
+        b = server.sample()
+        summary = finish_load(load, path)
+        messages = delta(a, b, "messages_in")
+        syscalls = delta(a, b, "waits") + delta(a, b, "other_syscalls")
+        latency = summary.get("latency_ms") or {}
+        return {"messages_per_s": summary.get("messages_per_s", 0),
+                "server_messages_per_s": messages / (b["t"] - a["t"]),
+                "p50_ms": latency.get("p50", 0), "p99_ms": latency.get("p99", 0),
+                "cpu_us_per_message": cpu_us(a, b) / max(1, messages),
+                "syscalls_per_message": syscalls / max(1, messages),
+                "ok": summary.get("failures_total", 1) == 0}
+    finally:
+        server.stop()
+
+
+def keepalive(backend, connections=19_000, seconds=15):
+    server = Server(backend, {"MYRIAD_PING_INTERVAL": "1s", "MYRIAD_PONG_TIMEOUT": "5s"})
+    try:
+        load, path = start_load(server, "hold", "--connections", str(connections), "--duration", f"{seconds + 6}s",
+                                "--concurrency", "2048")
+        server.wait_stats(lambda s: s.get("open", 0) >= connections)
+        time.sleep(3)
+        a = server.sample()
+        time.sleep(seconds)
+        b = server.sample()
+        summary = finish_load(load, path)
+        pongs = delta(a, b, "pongs_received")
+        return {"cpu_us_per_round_trip": cpu_us(a, b) / max(1, pongs),
+                "round_trips_per_s": pongs / (b["t"] - a["t"]),
+                "cpu_pct": cpu_us(a, b) / 1e6 / (b["t"] - a["t"]) * 100,
+                "ok": summary.get("unexpected_closes", 1) == 0 and b["stats"].get("close.pong_timeout", 0) == 0}
+    finally:
+        server.stop()
+
+
+def memory(backend, connections):
+    server = Server(backend, {"MYRIAD_PING_INTERVAL": "0", "MYRIAD_WORKERS": "2"})
+    try:
+        time.sleep(0.5)
+        idle = server.sample()
+        load, path = start_load(server, "hold", "--connections", str(connections), "--duration", "8s",
+                                "--concurrency", "2048", *(["--threads", "3"] if connections > 19_000 else []))
+        server.wait_stats(lambda s: s.get("open", 0) >= connections)
+        time.sleep(3)
+        held = server.sample()
+        finish_load(load, path)
+        count = held["stats"].get("open", 0)
+        return {"rss_per_connection": (held["rss"] - idle["rss"]) / max(1, count),
+                "slab_per_connection": (held["slab"] - idle["slab"]) / max(1, count),
+                "ok": count == connections}
+    finally:
+        server.stop()
+
+
+def strace_syscalls(backend, connections=100, depth=8, seconds=3):
+    """Syscalls per echoed message counted by strace -c (attached for `seconds`)."""
+    server = Server(backend, {"MYRIAD_PING_INTERVAL": "0"})
+    try:
+        load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
+                                "--duration", f"{seconds + 4}s")
+        server.wait_stats(lambda s: s.get("messages_in", 0) > 0)
+        time.sleep(0.5)
+        a = server.sample()
+        trace = subprocess.run(["timeout", "-s", "INT", str(seconds), "strace", "-c", "-f", "-p", str(server.pid)],
+                               capture_output=True, text=True)
+        b = server.sample()
+        finish_load(load, path)
+        total = 0
+        for line in trace.stderr.splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[-1] == "total":
+                total = int(fields[3])
+        messages = delta(a, b, "messages_in")
+        return {"strace_syscalls_per_message": total / max(1, messages), "ok": total > 0}
+    finally:
+        server.stop()
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+def summarize(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    low, high = min(values), max(values)
+
+    def fmt(x):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        if abs(x) >= 10:
+            return f"{x:.1f}"
+        return f"{x:.2f}"
+    return f"{fmt(median)} ({fmt(low)}-{fmt(high)})"
+
+
+def pairs(function, runs, *arguments):
+    results = {backend: [] for backend in BACKENDS}
+    for run in range(runs):
+        order = BACKENDS if run % 2 == 0 else list(reversed(BACKENDS))
+        for backend in order:
+            result = function(backend, *arguments)
+            results[backend].append(result)
+            print(f"  {function.__name__}{arguments} {backend} run {run + 1}: "
+                  + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
+                  flush=True)
+    return results
+
+
+def ratio(results, key, invert=False):
+    a = statistics.median(r[key] for r in results["io_uring"])
+    b = statistics.median(r[key] for r in results["epoll"])
+    if a == 0 or b == 0:
+        return "-"
+    return f"{(b / a if invert else a / b):.2f}x"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="handshakes,echo,keepalive,memory,syscalls")
+    options = parser.parse_args()
+    only = set(options.only.split(","))
+    runs = options.runs
+    out = []
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    out.append(f"Measured {time.strftime('%Y-%m-%d')} at commit {commit} with `bench/engine/compare.py --runs {runs}`; "
+               f"median (min-max) of {runs} runs per backend, alternating. Server: 1 worker on core 0; "
+               "load generator: 1 thread on core 1.\n")
+
+    if "handshakes" in only:
+        print("handshakes", flush=True)
+        r = pairs(handshakes, runs)
+        out.append("### Handshakes to 19,000 connections\n")
+        out.append("| backend | handshakes/s (client) | server CPU-µs per handshake |\n| --- | --- | --- |")
+        for backend in BACKENDS:
+            out.append(f"| {backend} | {summarize([x['handshakes_per_s'] for x in r[backend]])} | "
+                       f"{summarize([x['cpu_us_per_handshake'] for x in r[backend]])} |")
+        out.append(f"| **io_uring/epoll** | {ratio(r, 'handshakes_per_s')} | {ratio(r, 'cpu_us_per_handshake')} |\n")
+
+    if "echo" in only:
+        print("echo", flush=True)
+        out.append("### Echo\n")
+        out.append("| connections | depth | size | backend | messages/s (client) | p50 ms | p99 ms | server CPU-µs / message | syscalls / message |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for connections in (100, 10_000):
+            for depth in (1, 16):
+                for size in (32, 4096):
+                    r = pairs(echo, runs, connections, depth, size)
+                    for backend in BACKENDS:
+                        rows = r[backend]
+                        out.append(f"| {connections:,} | {depth} | {size} B | {backend} | "
+                                   f"{summarize([x['messages_per_s'] for x in rows])} | "
+                                   f"{summarize([x['p50_ms'] for x in rows])} | {summarize([x['p99_ms'] for x in rows])} | "
+                                   f"{summarize([x['cpu_us_per_message'] for x in rows])} | "
+                                   f"{summarize([x['syscalls_per_message'] for x in rows])} |")
+                    out.append(f"| | | | **io_uring/epoll** | {ratio(r, 'messages_per_s')} | {ratio(r, 'p50_ms')} | "
+                               f"{ratio(r, 'p99_ms')} | {ratio(r, 'cpu_us_per_message')} | {ratio(r, 'syscalls_per_message')} |")
+        out.append("")
+
+    if "syscalls" in only:
+        print("syscalls (strace)", flush=True)
+        r = pairs(strace_syscalls, 1)
+        out.append("### System calls per message, counted by strace\n")
+        out.append("`strace -c -f` attached to the server for 3 s of echo (100 connections, depth 8, 32 B); "
+                   "strace slows the server, so only the count per message is meaningful.\n")
+        out.append("| backend | syscalls / message |\n| --- | --- |")
+        for backend in BACKENDS:
+            out.append(f"| {backend} | {summarize([x['strace_syscalls_per_message'] for x in r[backend]])} |")
+        out.append(f"| **io_uring/epoll** | {ratio(r, 'strace_syscalls_per_message')} |\n")
+
+    if "keepalive" in only:
+        print("keepalive", flush=True)
+        r = pairs(keepalive, runs)
+        out.append("### Keep-alive: 19,000 connections, server ping every 1 s\n")
+        out.append("| backend | server CPU-µs per ping round trip | round trips/s | server CPU % |\n| --- | --- | --- | --- |")
+        for backend in BACKENDS:
+            out.append(f"| {backend} | {summarize([x['cpu_us_per_round_trip'] for x in r[backend]])} | "
+                       f"{summarize([x['round_trips_per_s'] for x in r[backend]])} | {summarize([x['cpu_pct'] for x in r[backend]])} |")
+        out.append(f"| **io_uring/epoll** | {ratio(r, 'cpu_us_per_round_trip')} | | |\n")
+
+    if "memory" in only:
+        print("memory", flush=True)
+        out.append("### Memory per idle connection\n")
+        out.append("Server RSS and kernel `Slab:` (/proc/meminfo, both ends of each loopback connection) "
+                   "before and after N idle connections, divided by N.\n")
+        out.append("| connections | backend | user-space RSS / connection | kernel Slab / connection (both ends) |\n| --- | --- | --- | --- |")
+        for connections in (10_000, 50_000):
+            backends = BACKENDS if connections <= 19_000 else ["io_uring"]
+            for backend in backends:
+                rows = [memory(backend, connections) for _ in range(runs)]
+                print(f"  memory {connections} {backend}: {rows}", flush=True)
+                out.append(f"| {connections:,} | {backend} | {summarize([x['rss_per_connection'] for x in rows])} B | "
+                           f"{summarize([x['slab_per_connection'] for x in rows])} B |")
+        out.append("\n(epoll cannot hold 50,000 in one process: its ceiling is the fd limit.)\n")
+
+    text = "\n".join(out)
+    open(os.path.join(ROOT, "bench/engine/results.md"), "w").write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
