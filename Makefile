@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT ?= swift
 
-.PHONY: help deps build-release serve test bench scale conformance conformance-full fuzz fuzz-replay test-sanitize
+.PHONY: help deps build-release serve test bench bench-engine scale conformance conformance-full fuzz fuzz-replay test-sanitize
 
 # `make serve` defaults; any MYRIAD_* in the environment wins (see `myriad serve --help`).
 export MYRIAD_PORT ?= 8080
@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz          libFuzzer on the handshake parser and frame decoder (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
 	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class (bench/README.md)"
+	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
 # System packages the build and the tests need: liburing-dev (the engine's only C dependency).
@@ -76,3 +77,8 @@ scale: deps
 
 bench: deps
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
+
+# io_uring against epoll in the same engine, same load, same run (3 alternating runs each),
+# plus memory per idle connection, handshake and keep-alive costs: bench/engine/results.md.
+bench-engine: build-release
+	bench/engine/compare.py --runs 3

@@ -35,7 +35,11 @@ public protocol TimerNodeStore {
 ///
 /// Time only moves forward, by `nextExpired(upTo:)`; the wheel never reads a clock, so tests
 /// drive it by hand.
-public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
+///
+/// A class, one per worker, rather than a `~Copyable` struct: Swift 6.3 does not run the
+/// `deinit` of a generic noncopyable struct destroyed from another file in a non-WMO (debug)
+/// build, which leaked every wheel under AddressSanitizer.
+public final class TimingWheel<Store: TimerNodeStore> {
     public static var levelCount: Int { 4 }
     public static var slotBits: Int { 6 }
     public static var slotCount: Int { 1 << slotBits }
@@ -47,20 +51,20 @@ public struct TimingWheel<Store: TimerNodeStore>: ~Copyable {
     /// 4 x 64 slot sentinels, then the sentinel of the list of entries due now.
     let sentinels: UnsafeMutablePointer<TimerNode>
     let occupancy: UnsafeMutablePointer<UInt64>
-    /// `currentTick` and `count`, held by pointer so that every method is non-mutating: a
-    /// wheel stored in a class is then a `let`, with no exclusivity check per access.
+    /// `currentTick` and `count`, held by pointer: a class's stored `var` costs a dynamic
+    /// exclusivity check per access, and these are touched on every operation.
     let state: UnsafeMutablePointer<(currentTick: UInt64, count: Int)>
 
     /// Every tick <= `currentTick` has been processed.
     public var currentTick: UInt64 {
         get { state.pointee.currentTick }
-        nonmutating set { state.pointee.currentTick = newValue }
+        set { state.pointee.currentTick = newValue }
     }
 
     /// Entries scheduled, including due ones not yet handed out.
     public var count: Int {
         get { state.pointee.count }
-        nonmutating set { state.pointee.count = newValue }
+        set { state.pointee.count = newValue }
     }
 
     var expiringSentinel: UInt32 { capacity &+ UInt32(Self.levelCount * Self.slotCount) }
