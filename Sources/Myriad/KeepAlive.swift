@@ -2,7 +2,8 @@
 ///
 /// Every connection has exactly one wheel entry, set to its earliest deadline: handshake,
 /// next ping, pong due, idle, or close. Traffic never touches the wheel; it only stamps
-/// `lastInboundTick` / `lastMessageTick`. When the entry fires, the connection's stamps
+/// `lastInboundTick` / `lastMessageTick` (the one exception is the pong answering our ping,
+/// which moves the entry from the pong deadline to the next ping: once per round trip). When the entry fires, the connection's stamps
 /// decide what happens, and the entry re-arms itself for the next deadline. Pings follow
 /// each connection's own silence, so they are spread over the interval by the connections'
 /// own start times, and every ping due in one tick leaves with one submit.

@@ -141,7 +141,13 @@ extension Worker {
         case .pong:
             if chunk.isFrameEnd {
                 core.counters.add(.pongsReceived)
-                connection.pointee.flags.remove(.pingOutstanding)
+                if connection.pointee.flags.contains(.pingOutstanding) {
+                    // The one place traffic touches the wheel, once per ping round trip: the
+                    // entry points at the pong deadline, and the next ping is due one
+                    // interval after this pong (earlier, when PONG_TIMEOUT > PING_INTERVAL).
+                    connection.pointee.flags.remove(.pingOutstanding)
+                    if connection.pointee.state == .open { scheduleKeepAlive(slot, connection) }
+                }
             }
         case .continuation:
             preconditionFailure("the decoder reports a continuation as its message's opcode")

@@ -31,6 +31,22 @@ extension Integration {
         #expect(stats.closes(.pongTimeout) == 0)
     }
 
+    /// The next ping is due one interval after the pong, even when the pong timeout is longer
+    /// than the interval.
+    @Test func pingsFollowTheIntervalWhenThePongTimeoutIsLonger() throws {
+        let server = try TestServer(backend: .ioUring) { config in
+            Self.configure(&config)
+            config.pingIntervalMilliseconds = 500
+            config.pongTimeoutMilliseconds = 3000
+        }
+        let result = try ExternalClient.run(
+            ExternalClient.python,
+            [ExternalClient.clientsDirectory.appendingPathComponent("keepalive_client.py").path, String(server.port), "4"])
+        #expect(result.status == 0, "\(result.output)")
+        // Four seconds at one ping per half second of silence: 7 or 8 (one per pong timeout would be 2).
+        #expect(server.stats()[.pingsSent] >= 6, "\(server.stats().fields)")
+    }
+
     @Test(arguments: allBackends)
     func clientThatStopsReadingIsClosedAfterIntervalPlusTimeout(backend: BackendChoice) throws {
         let server = try TestServer(backend: backend, configure: Self.configure)

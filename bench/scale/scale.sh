@@ -60,7 +60,7 @@ field() { sed -n "s/.*[ {,]$1[=:]\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
 slab_before=$(meminfo_slab_kb)
 MYRIAD_HOST=127.0.0.1 MYRIAD_PORT=$PORT MYRIAD_WORKERS=$workers MYRIAD_MAX_CONNECTIONS=$capacity \
 MYRIAD_PING_INTERVAL=25s MYRIAD_PONG_TIMEOUT=10s MYRIAD_STATS_INTERVAL=1s \
-MYRIAD_BUFFER_COUNT=256 MYRIAD_RING_ENTRIES=2048 MYRIAD_BACKLOG=65535 \
+MYRIAD_BUFFER_COUNT=256 MYRIAD_BUFFER_SIZE=1024 MYRIAD_RING_ENTRIES=2048 MYRIAD_BACKLOG=65535 \
     "$BIN" serve >"$OUT/serve.log" 2>&1 &
 server=$!
 cleanup() { kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null; [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"; true; }

@@ -8,9 +8,16 @@ import Glibc
 /// buffers are mapped here and registered with `io_uring_register_buf_ring`. Both mappings
 /// are `MAP_NORESERVE`: pages become resident when the kernel first writes them.
 ///
-/// Invariant: a buffer is either in the ring (the kernel may pick it) or held by exactly
-/// one completion being processed, and is put back with `recycle` before the next
-/// completion is handled, so a worker never holds more than one.
+/// Two ways to give buffers back. `recycle` posts a buffer to the kernel at once (the load
+/// generator's way). The engine posts on demand instead (`release`, `consumed`, `topUp`):
+/// only `postTarget` buffers sit in the ring, taken from a LIFO stack of free buffers, so the
+/// same few warm buffers serve an idle or lightly loaded worker and RSS follows the peak burst,
+/// not `count` (the ring is FIFO: posting everything would cycle through, and fault in, every
+/// buffer). When a burst empties the ring (`-ENOBUFS`), `grow` doubles the target up to `count`.
+///
+/// Invariant: a buffer is in the ring (the kernel may pick it), on the free stack, or held by
+/// exactly one completion being processed, and is given back before the next completion is
+/// handled, so a worker never holds more than one.
 package struct BufferRing: ~Copyable {
     package let groupID: UInt16
     package let count: UInt32
@@ -18,8 +25,23 @@ package struct BufferRing: ~Copyable {
     package let descriptors: UnsafeMutablePointer<io_uring_buf_ring>
     package let memory: UnsafeMutableRawPointer
     package let mask: Int32
+    /// Free buffers not posted to the kernel (top = most recently used).
+    private let freeStack: UnsafeMutablePointer<UInt16>
+    /// Posting state, by pointer so the ring can be a `let`: free stack depth, buffers in the
+    /// ring, buffers wanted in the ring.
+    private let posting: UnsafeMutablePointer<(free: Int32, posted: Int32, target: Int32)>
 
-    package init(ring: borrowing Ring, groupID: UInt16, count: UInt32, sizeBytes: UInt32) throws(SystemError) {
+    /// Buffers currently posted to the kernel.
+    package var postedCount: Int { Int(posting.pointee.posted) }
+    /// How many buffers the engine keeps posted (grows on -ENOBUFS).
+    package var postTarget: Int { Int(posting.pointee.target) }
+
+    /// Registers `count` buffers of `sizeBytes`. With `initiallyPosted` nil every buffer is
+    /// posted now (and given back with `recycle`); otherwise that many are, and the rest wait on
+    /// the free stack for `topUp`.
+    package init(
+        ring: borrowing Ring, groupID: UInt16, count: UInt32, sizeBytes: UInt32, initiallyPosted: UInt32? = nil
+    ) throws(SystemError) {
         precondition(count > 0 && count <= 32768 && count & (count - 1) == 0, "buffer count must be a power of two <= 32768")
         precondition(sizeBytes > 0)
         let descriptorBytes = Int(count) * MemoryLayout<io_uring_buf>.stride
@@ -50,15 +72,27 @@ package struct BufferRing: ~Copyable {
         self.descriptors = descriptors.assumingMemoryBound(to: io_uring_buf_ring.self)
         self.memory = memory
         self.mask = io_uring_buf_ring_mask(count)
+        freeStack = .allocate(capacity: Int(count))
+        posting = .allocate(capacity: 1)
         io_uring_buf_ring_init(self.descriptors)
-        for bufferID in 0..<count {
-            io_uring_buf_ring_add(self.descriptors, address(of: UInt16(bufferID)), sizeBytes,
-                                  UInt16(bufferID), mask, Int32(bufferID))
+        if let initiallyPosted {
+            // Buffer 0 on top: the first buffers used are the first in memory.
+            for index in 0..<Int(count) { freeStack[index] = UInt16(Int(count) - 1 - index) }
+            posting.initialize(to: (Int32(count), 0, Int32(min(max(initiallyPosted, 1), count))))
+            topUp()
+        } else {
+            for bufferID in 0..<count {
+                io_uring_buf_ring_add(self.descriptors, address(of: UInt16(bufferID)), sizeBytes,
+                                      UInt16(bufferID), mask, Int32(bufferID))
+            }
+            io_uring_buf_ring_advance(self.descriptors, Int32(count))
+            posting.initialize(to: (0, Int32(count), Int32(count)))
         }
-        io_uring_buf_ring_advance(self.descriptors, Int32(count))
     }
 
     deinit {
+        freeStack.deallocate()
+        posting.deallocate()
         munmap(UnsafeMutableRawPointer(descriptors), Int(count) * MemoryLayout<io_uring_buf>.stride)
         munmap(memory, Int(count) * Int(sizeBytes))
     }
@@ -81,6 +115,41 @@ package struct BufferRing: ~Copyable {
     package func recycle(_ bufferID: UInt16) {
         io_uring_buf_ring_add(descriptors, address(of: bufferID), sizeBytes, bufferID, mask, 0)
         io_uring_buf_ring_advance(descriptors, 1)
+    }
+
+    /// The kernel took a posted buffer (a receive completion carried IORING_CQE_F_BUFFER).
+    @inline(__always)
+    package func consumed() {
+        assert(posting.pointee.posted > 0)
+        posting.pointee.posted -= 1
+    }
+
+    /// Puts a buffer the worker is done with on the free stack (posted again by `topUp`).
+    @inline(__always)
+    package func release(_ bufferID: UInt16) {
+        assert(posting.pointee.free < Int32(count))
+        freeStack[Int(posting.pointee.free)] = bufferID
+        posting.pointee.free += 1
+    }
+
+    /// Posts free buffers, most recently used first, until `postTarget` are in the ring.
+    package func topUp() {
+        var added: Int32 = 0
+        while posting.pointee.posted + added < posting.pointee.target && posting.pointee.free > 0 {
+            posting.pointee.free -= 1
+            let bufferID = freeStack[Int(posting.pointee.free)]
+            io_uring_buf_ring_add(descriptors, address(of: bufferID), sizeBytes, bufferID, mask, added)
+            added += 1
+        }
+        if added > 0 {
+            io_uring_buf_ring_advance(descriptors, added)
+            posting.pointee.posted += added
+        }
+    }
+
+    /// The ring ran dry under a burst: keep twice as many buffers posted (up to `count`).
+    package func grow() {
+        posting.pointee.target = min(Int32(count), posting.pointee.target * 2)
     }
 
     package func unregister(ring: borrowing Ring) {

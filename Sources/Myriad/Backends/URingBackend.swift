@@ -27,6 +27,8 @@ final class URingBackend: IOBackend {
     private var listenerOpen = true
 
     static let bufferGroup: UInt16 = 0
+    /// Receive buffers posted at start; doubled whenever a burst empties the ring.
+    static let initiallyPostedBuffers: UInt32 = 64
 
     /// Creates the ring on the calling thread (the worker's: SINGLE_ISSUER binds it there).
     init(config: Config, capabilities: URingCapabilities, listener: Int32, waker: Waker, fixedFiles: UInt32) throws(SystemError) {
@@ -39,7 +41,7 @@ final class URingBackend: IOBackend {
         // A registered ring fd saves a file lookup per enter; optional (5.18+).
         _ = io_uring_register_ring_fd(ring.pointer)
         buffers = try BufferRing(ring: ring, groupID: Self.bufferGroup, count: config.bufferCount,
-                                 sizeBytes: config.bufferSizeBytes)
+                                 sizeBytes: config.bufferSizeBytes, initiallyPosted: Self.initiallyPostedBuffers)
         self.waker = waker
         wakeBuffer = .allocate(capacity: 1)
         self.listener = listener
@@ -139,6 +141,7 @@ final class URingBackend: IOBackend {
             }
             if handled == 0 { break }
         }
+        buffers.topUp()
     }
 
     @inline(__always)
@@ -146,15 +149,17 @@ final class URingBackend: IOBackend {
         let more = flags & UInt32(IORING_CQE_F_MORE) != 0
         switch tag.operation {
         case .receive:
+            if flags & UInt32(IORING_CQE_F_BUFFER) != 0 { buffers.consumed() }
             if result > 0 {
                 precondition(flags & UInt32(IORING_CQE_F_BUFFER) != 0, "receive without a provided buffer")
                 let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
                 sink.received(tag, bytes: buffers.bytes(of: bufferID, count: result), more: more)
-                buffers.recycle(bufferID)
+                buffers.release(bufferID)
             } else {
                 if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
-                    buffers.recycle(UInt16(truncatingIfNeeded: flags >> 16))
+                    buffers.release(UInt16(truncatingIfNeeded: flags >> 16))
                 }
+                if result == -ENOBUFS { buffers.grow() }
                 sink.receiveEnded(tag, result: result)
             }
         case .send:
