@@ -68,6 +68,25 @@ enum HTTPHead {
         return nil
     }
 
+    /// Calls `body` with each field (trimmed name and value) of a complete head's field
+    /// section, in order; returns false, having stopped, at the first malformed line.
+    @inline(__always)
+    static func forEachField(
+        in fieldBytes: UnsafeRawBufferPointer,
+        _ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void
+    ) -> Bool {
+        var position = 0
+        while let end = findCRLF(fieldBytes, from: position), end > position {
+            let line = UnsafeRawBufferPointer(rebasing: fieldBytes[position..<end])
+            position = end + 2
+            guard let (name, value) = splitField(line) else { return false }
+            body(name, value)
+        }
+        // The first empty line is the head's end (that is how the head was found).
+        assert(position == fieldBytes.count - 2, "a validated head ends with the blank line")
+        return true
+    }
+
     /// Splits one header line (without its CRLF) into a trimmed name and value, or nil if the
     /// line is malformed: empty or non-token name, whitespace before the colon (RFC 9112
     /// section 5.1 requires rejecting it), no colon, control bytes in the value, or an

@@ -119,11 +119,7 @@ public struct HandshakeParser: Sendable {
         var keyCount = 0
         var versionCount = 0
         var versionIs13 = true
-        var position = 0
-        while let end = HTTPHead.findCRLF(fieldBytes, from: position), end > position {
-            let rawLine = UnsafeRawBufferPointer(rebasing: fieldBytes[position..<end])
-            position = end + 2
-            guard let (name, value) = HTTPHead.splitField(rawLine) else { return .reject(.badRequest) }
+        let wellFormed = HTTPHead.forEachField(in: fieldBytes) { name, value in
             switch name.count {
             case 4 where HTTPHead.equalsLowercase(name, "host"):
                 hostCount += 1
@@ -139,7 +135,7 @@ public struct HandshakeParser: Sendable {
                 break
             }
         }
-        assert(position == fieldBytes.count - 2, "validated head must end with the blank line")
+        guard wellFormed else { return .reject(.badRequest) }
 
         let isUpgradeAttempt = sawUpgrade || keyCount > 0 || versionCount > 0
         guard isUpgradeAttempt else {

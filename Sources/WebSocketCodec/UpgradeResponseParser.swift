@@ -172,11 +172,7 @@ public struct UpgradeResponseParser: Sendable {
         var accept = UnsafeRawBufferPointer(start: nil, count: 0)
         var sawExtensions = false
         var sawProtocol = false
-        var position = 0
-        while let end = HTTPHead.findCRLF(fieldBytes, from: position), end > position {
-            let line = UnsafeRawBufferPointer(rebasing: fieldBytes[position..<end])
-            position = end + 2
-            guard let (name, value) = HTTPHead.splitField(line) else { return .failed(.malformed) }
+        let wellFormed = HTTPHead.forEachField(in: fieldBytes) { name, value in
             switch name.count {
             case 20 where HTTPHead.equalsLowercase(name, "sec-websocket-accept"):
                 acceptCount += 1
@@ -189,9 +185,7 @@ public struct UpgradeResponseParser: Sendable {
                 break
             }
         }
-        // The first empty line is the head's end (that is how the head was found); a bare LF
-        // inside a line is a control byte, which splitField rejects.
-        assert(position == fieldBytes.count - 2, "validated head must end with the blank line")
+        guard wellFormed else { return .failed(.malformed) }
         guard status == 101 else { return .failed(.status(status)) }
         let fields = HeaderFields(fieldBytes: fieldBytes)
         guard TokenList(fields: fields, lowercaseName: "upgrade").contains("websocket") else {
