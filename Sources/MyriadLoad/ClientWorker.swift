@@ -81,6 +81,11 @@ final class ClientWorker {
     private var verifyOutstanding = 0
     private var verifyDeadline: Int64 = 0
     private var closeCursor: UInt32 = 0
+    /// Close handshakes we started that have not ended: the close phase keeps at most
+    /// `assignment.concurrency` of them, like the ramp, so the server sees a paced stream of
+    /// close frames instead of a million at once (which it answers slower than the close
+    /// timeout, and meanwhile times out pongs stuck behind them).
+    private var closesOutstanding = 0
     private var pingCursor: UInt32 = 0
     private var pingBudget = 0.0
     private var lastPingSweep: Int64 = 0
@@ -240,7 +245,7 @@ final class ClientWorker {
             wait = min(wait, max(100_000, Int64((1 - tokens) / assignment.rate * 1e9)))
         }
         if phaseSeen == .verify && verifyCursor < highWater { return 0 }
-        if phaseSeen == .close && closeCursor < highWater { return 0 }
+        if phaseSeen == .close && closeCursor < highWater && closesOutstanding < assignment.concurrency { return 0 }
         for queue in [connectDeadlines, handshakeDeadlines, closeDeadlines] {
             if let deadline = queue.nextDeadline { wait = min(wait, max(0, deadline - now)) }
         }
@@ -972,6 +977,7 @@ final class ClientWorker {
         withUnsafeBytes(of: &code) { _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer($0)) }
         c.pointee.flags.insert([.closeSent, .closeInitiated])
         c.pointee.state = .closing
+        closesOutstanding += 1
         closeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + closeTimeout)
     }
 
@@ -983,6 +989,7 @@ final class ClientWorker {
         leaveEstablishing(c)
         leaveOpen(c)
         failVerifyIfPending(c)
+        if c.pointee.flags.contains(.closeInitiated) { closesOutstanding -= 1 }
         c.pointee.state = .closed
         pool.release(&c.pointee.pendingChunk)
         pool.release(&c.pointee.inboundChunk)
@@ -1035,7 +1042,7 @@ final class ClientWorker {
     /// Closes every open connection, a batch per loop iteration.
     private func closeStep() {
         var closed = 0
-        while closeCursor < highWater && closed < ClientWorker.phaseBatch {
+        while closeCursor < highWater && closed < ClientWorker.phaseBatch && closesOutstanding < assignment.concurrency {
             let slot = closeCursor
             closeCursor += 1
             let c = connection(slot)
