@@ -8,7 +8,7 @@ costs. Drives the release `myriad serve` with the release `myriad load` on loopb
 The server is pinned to core 0 with one worker, the load generator to core 1 with one
 thread, so the server's CPU is measured on its own core (from /proc/PID/stat) and neither
 side steals the other's. Each pair runs `--runs` times, alternating backends; tables give the
-median and the spread (min-max). Writes bench/engine/results.md and prints it.
+median and the spread (min-max). Prints the tables and writes them into bench/README.md.
 
 Every figure is a ratio within one run or a cost per unit:
   - handshakes/s to 19,000 connections (client-measured) and server CPU-µs per handshake;
@@ -378,8 +378,27 @@ def main():
                    "spread over N. epoll cannot hold 50,000 in one process: its ceiling is the fd limit.\n")
 
     text = "\n".join(out)
-    open(os.path.join(ROOT, "bench/engine/results.md"), "w").write(text + "\n")
     print(text)
+    if only == set(parser.get_default("only").split(",")):
+        write_results(text)
+    else:
+        print("a partial run (--only): bench/README.md left as it is")
+
+
+BEGIN = "<!-- engine results: written by bench/engine/compare.py -->"
+END = "<!-- engine results: end -->"
+
+
+def write_results(text):
+    """Replaces the generated tables in bench/README.md (between the markers) with this run's."""
+    path = os.path.join(ROOT, "bench/README.md")
+    readme = open(path).read()
+    if BEGIN not in readme or END not in readme:
+        sys.exit("bench/README.md has no engine results markers")
+    head, rest = readme.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    open(path, "w").write(head + BEGIN + "\n" + text + "\n" + END + tail)
+    print("results written to bench/README.md")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 latest_stats() { grep '^stats ' "$OUT/serve.log" | tail -n 1; }
 field() { sed -n "s/.*[ {,]$1[=:]\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
 
+tcp_counters() { nstat -asz 2>/dev/null | awk '/TcpRetransSegs|ListenOverflows|ListenDrops|TCPTimeouts|TCPAbortOnMemory|TCPSynRetrans/ {printf "%s=%s ", $1, $2}'; }
+echo "before: $(tcp_counters)" >"$OUT/tcp.log"
 slab_before=$(meminfo_slab_kb)
 MYRIAD_HOST=127.0.0.1 MYRIAD_PORT=$PORT MYRIAD_WORKERS=$workers MYRIAD_MAX_CONNECTIONS=$capacity \
 MYRIAD_PING_INTERVAL=25s MYRIAD_PONG_TIMEOUT=10s MYRIAD_STATS_INTERVAL=1s \
@@ -85,6 +87,7 @@ while kill -0 "$load" 2>/dev/null; do
     fi
     sleep 0.5
 done
+echo "ramp end: $(tcp_counters)" >>"$OUT/tcp.log"
 [ -n "$ramp_seconds" ] || say "the server never held $N connections (last: $(latest_stats))"
 
 # Hold: sample after the ramp settles, and again 100 s later (inside the 120 s hold).
@@ -98,6 +101,7 @@ load_status=0
 wait "$load" || load_status=$?
 kill -TERM "$server"; wait "$server" || true
 final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
+echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
 
 hz=$(getconf CLK_TCK)
 held=$(field open "$a_stats")
@@ -120,18 +124,23 @@ rss_per = (int(rss_held) - int(rss_idle)) * 1024 / max(held, 1)
 slab_per = (int(slab1) - int(slab0)) * 1024 / max(held, 1)
 pings = counter(b_stats, "pings_sent") - counter(a_stats, "pings_sent")
 pongs = counter(b_stats, "pongs_received") - counter(a_stats, "pongs_received")
-lost_server = sum(counter(final, r) for r in ["peer_eof", "socket_error", "pong_timeout", "protocol_error", "slow_consumer", "out_of_memory"])
+# Abnormal server closes from the start to the end of the hold window (the teardown that
+# follows is reported separately, from the client's side).
+abnormal = ["peer_eof", "socket_error", "pong_timeout", "protocol_error", "slow_consumer", "out_of_memory", "idle_timeout"]
+lost_server = sum(counter(b_stats, r) for r in abnormal)
 unexpected = load.get("unexpected_closes", "?")
+cpu_us_per_round_trip = (int(cpu_b) - int(cpu_a)) / int(hz) * 1e6 / max(counter(b_stats, "pongs_received") - counter(a_stats, "pongs_received"), 1)
 row = {
     "date": datetime.date.today().isoformat(),
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "N": n, "reached": held, "workers": int(workers),
     "ramp_s": round(float(ramp), 1) if ramp else None,
-    "server_rss_per_conn_B": round(rss_per), "kernel_slab_per_conn_B": round(slab_per),
-    "server_cpu_pct_holding": round(cpu_pct, 1),
+    "server_rss_per_conn_B": round(rss_per), "server_rss_mib": round(int(rss_held) / 1024), "kernel_slab_per_conn_B": round(slab_per),
+    "server_cpu_pct_holding": round(cpu_pct, 1), "server_cpu_us_per_ping": round(cpu_us_per_round_trip, 1),
     "pings_sent": pings, "pongs_received": pongs,
     "unexpected_closes_client": unexpected, "server_abnormal_closes": lost_server,
     "client_rss_mib": load.get("client_rss_mib"), "load_failures": load.get("failures_total"),
+    "teardown_clean_closes": load.get("clean_closes"), "teardown_server_abnormal": sum(counter(final, r) for r in abnormal) - lost_server,
 }
 print("scale: result", json.dumps(row))
 json.dump(row, open(os.path.join(out, "result.json"), "w"))

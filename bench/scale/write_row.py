@@ -9,8 +9,10 @@ text = open(path).read()
 marker = "<!-- scale rows: appended by bench/scale/write_row.py -->"
 r = result
 row = (f"| {r['date']} | {r['commit']} | {r['N']:,} | {r['reached']:,} | {r['workers']} | {r['ramp_s']} s | "
-       f"{r['server_rss_per_conn_B']} B | {r['kernel_slab_per_conn_B']} B | {r['server_cpu_pct_holding']} % | "
+       f"{r['server_rss_per_conn_B']} B ({r['server_rss_mib']} MiB) | {r['kernel_slab_per_conn_B']} B | "
+       f"{r['server_cpu_pct_holding']} % ({r['server_cpu_us_per_ping']} µs / ping) | "
        f"{r['pings_sent']:,} / {r['pongs_received']:,} | {r['unexpected_closes_client']} / {r['server_abnormal_closes']} | "
+       f"{r['load_failures']:,} | {r['teardown_clean_closes']:,} / {r['teardown_server_abnormal']:,} | "
        f"{r['client_rss_mib']} MiB | `{command}` |")
 if marker not in text:
     sys.exit("bench/README.md has no scale table marker")
