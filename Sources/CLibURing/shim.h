@@ -63,36 +63,6 @@ static inline int myriad_taskrun_pending(const struct io_uring *ring) {
     return (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN) ? 1 : 0;
 }
 
-#ifndef IORING_FEAT_MIN_TIMEOUT
-#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
-#endif
-
-/// Submits what is queued and waits for `wait_nr` completions, but returns once
-/// `min_wait_usec` has passed with at least one completion ready; with none by then it
-/// waits for the first, up to `ts` (kernel 6.12+, IORING_FEAT_MIN_TIMEOUT; liburing 2.3 has
-/// no wrapper, and its headers call the field `pad`). `ts` must be set: without an overall
-/// timeout the kernel ends the wait at `min_wait_usec`. Returns submitted count or -errno.
-static inline int myriad_submit_and_wait_min(struct io_uring *ring, unsigned wait_nr,
-                                             struct __kernel_timespec *ts, unsigned min_wait_usec) {
-    struct io_uring_sq *sq = &ring->sq;
-    unsigned tail = sq->sqe_tail;
-    if (sq->sqe_head != tail) {
-        sq->sqe_head = tail;
-        io_uring_smp_store_release(sq->ktail, tail);
-    }
-    unsigned to_submit = tail - io_uring_smp_load_acquire(sq->khead);
-    struct io_uring_getevents_arg arg = {0};
-    arg.pad = min_wait_usec;
-    arg.ts = (__u64)(uintptr_t)ts;
-    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-    int fd = ring->ring_fd;
-    if (ring->int_flags & 1) {  // liburing's INT_FLAG_REG_RING: the ring fd is registered
-        flags |= IORING_ENTER_REGISTERED_RING;
-        fd = ring->enter_ring_fd;
-    }
-    return io_uring_enter2(fd, to_submit, wait_nr, flags, (sigset_t *)&arg, sizeof arg);
-}
-
 static inline int myriad_errno(void) { return errno; }
 
 // SQE flags: liburing defines them as shifts of enum values, which Swift cannot import.

@@ -41,8 +41,6 @@ public struct Config: Sendable {
     public var maxHeaderBytes = 8192
     public var listenBacklog = 4096
     public var timerTickMilliseconds = 50
-    /// 0: handle completions as they come. See MYRIAD_BATCH_WAIT.
-    public var batchWaitMilliseconds = 0
     public var handshakeTimeoutMilliseconds = 10_000
     public var pingIntervalMilliseconds = 25_000
     public var pongTimeoutMilliseconds = 10_000
@@ -185,10 +183,6 @@ extension Config {
         Knob(variable: "MYRIAD_TIMER_TICK", flag: "timer-tick", defaultValue: "50ms", range: "1ms-1s",
              help: "Resolution of every deadline (the timing wheel's tick).") { config, value throws(ConfigError) in
             config.timerTickMilliseconds = try duration("MYRIAD_TIMER_TICK", value, 1...1000)
-        },
-        Knob(variable: "MYRIAD_BATCH_WAIT", flag: "batch-wait", defaultValue: "0 (off)", range: "0 or 1ms-100ms",
-             help: "io_uring, kernel 6.12+: while completions trickle in, a worker waits up to this long to handle up to 64 at once; fewer wake-ups for up to this much added latency (a worker idle for longer still wakes at the first event).") { config, value throws(ConfigError) in
-            config.batchWaitMilliseconds = try duration("MYRIAD_BATCH_WAIT", value, 1...100, allowZero: true)
         },
         Knob(variable: "MYRIAD_HANDSHAKE_TIMEOUT", flag: "handshake-timeout", defaultValue: "10s", range: "10ms-1h",
              help: "Time to complete the upgrade request before the connection is closed (slowloris defence).") { config, value throws(ConfigError) in

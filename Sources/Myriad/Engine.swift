@@ -139,9 +139,6 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         case .success(let capabilities):
             backendName = URingBackend.name
             logger.info("backend: io_uring (\(capabilities))")
-            if config.batchWaitMilliseconds > 0 && capabilities.features & UInt32(IORING_FEAT_MIN_TIMEOUT) == 0 {
-                logger.warning("MYRIAD_BATCH_WAIT ignored: this kernel's io_uring has no min-wait (6.12+); each wait ends at the first completion")
-            }
             return .uring(capabilities)
         case .failure(let unavailable):
             if config.backend == .ioUring {

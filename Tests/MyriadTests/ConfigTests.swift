@@ -222,11 +222,6 @@ import Testing
         #expect(accepted(["MYRIAD_SHUTDOWN_TIMEOUT": "1h"])?.shutdownTimeoutMilliseconds == 3_600_000)
         for value in ["61m", "-1"] { rejected("MYRIAD_SHUTDOWN_TIMEOUT", value, range: "0ms...1h") }
 
-        #expect(accepted(["MYRIAD_BATCH_WAIT": "0"])?.batchWaitMilliseconds == 0)
-        #expect(accepted(["MYRIAD_BATCH_WAIT": "5ms"])?.batchWaitMilliseconds == 5)
-        #expect(accepted(["MYRIAD_BATCH_WAIT": "100ms"])?.batchWaitMilliseconds == 100)
-        for value in ["101ms", "1s", "0.5ms"] { rejected("MYRIAD_BATCH_WAIT", value, range: "0 or a duration in 1ms...100ms") }
-
         #expect(accepted(["MYRIAD_STATS_INTERVAL": "0"])?.statsIntervalMilliseconds == 0)
         #expect(accepted(["MYRIAD_STATS_INTERVAL": "100ms"])?.statsIntervalMilliseconds == 100)
         for value in ["10ms", "2h"] { rejected("MYRIAD_STATS_INTERVAL", value, range: "0 or a duration in 100ms...1h") }

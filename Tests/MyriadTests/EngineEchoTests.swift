@@ -1,4 +1,3 @@
-import CLibURing
 import Foundation
 import Testing
 import WebSocketCodec
@@ -100,41 +99,6 @@ extension Integration {
             #expect(client.waitForClose(timeout: 5), "server must close the socket after failing the connection")
         }
         #expect(server.waitFor { $0.closes(.protocolError) == 2 && $0.closes(.invalidUTF8) == 1 && $0.closes(.messageTooBig) == 1 })
-    }
-
-    /// MYRIAD_BATCH_WAIT: waits that gather completions must still hand over every one, in
-    /// order, both in a trickle (one message at a time, where the min-wait ends the wait)
-    /// and in bursts (where 64 completions end it).
-    @Test func batchedWaitsDeliverEveryMessageInOrder() throws {
-        guard case .success(let capabilities) = URingBackend.probe(disabled: []) else {
-            Issue.record("io_uring unavailable on the test machine")
-            return
-        }
-        if let kernel = KernelVersion.current, kernel >= KernelVersion(major: 6, minor: 12) {
-            #expect(capabilities.features & UInt32(IORING_FEAT_MIN_TIMEOUT) != 0, "kernel \(kernel) has min-wait")
-        }
-        let server = try TestServer(backend: .ioUring) { $0.batchWaitMilliseconds = 20 }
-        let clients = try (0..<4).map { _ in try RawClient(port: server.port) }
-        for client in clients { _ = try client.upgrade() }
-        for round in 0..<50 {
-            for (index, client) in clients.enumerated() {
-                try client.sendText("trickle \(index) \(round)")
-                let echoed = try client.readMessage()
-                #expect(echoed?.payload == Array("trickle \(index) \(round)".utf8))
-            }
-        }
-        for (index, client) in clients.enumerated() {
-            for message in 0..<100 { try client.sendText("burst \(index) \(message)") }
-        }
-        for (index, client) in clients.enumerated() {
-            for message in 0..<100 {
-                let echoed = try client.readMessage()
-                #expect(echoed?.payload == Array("burst \(index) \(message)".utf8))
-            }
-        }
-        let python = try ExternalClient.pythonEcho(port: server.port)
-        #expect(python.status == 0 && python.output.contains("failures: 0"), "\(python.output)")
-        #expect(server.stats()[.handshakes] == 5)
     }
 }
 }

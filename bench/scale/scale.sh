@@ -7,8 +7,7 @@
 # bench/README.md's scale table.
 #
 #   bench/scale/scale.sh N [HOLD_SECONDS]
-# Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad);
-# SCALE_BATCH_WAIT (default 5ms: MYRIAD_BATCH_WAIT, fewer wake-ups for 53 workers on 2 cores).
+# Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -64,7 +63,6 @@ slab_before=$(meminfo_slab_kb)
 MYRIAD_HOST=127.0.0.1 MYRIAD_PORT=$PORT MYRIAD_WORKERS=$workers MYRIAD_MAX_CONNECTIONS=$capacity \
 MYRIAD_PING_INTERVAL=25s MYRIAD_PONG_TIMEOUT=10s MYRIAD_STATS_INTERVAL=1s \
 MYRIAD_BUFFER_COUNT=256 MYRIAD_BUFFER_SIZE=1024 MYRIAD_RING_ENTRIES=2048 MYRIAD_BACKLOG=65535 \
-MYRIAD_BATCH_WAIT="${SCALE_BATCH_WAIT:-5ms}" \
     "$BIN" serve >"$OUT/serve.log" 2>&1 &
 server=$!
 cleanup() { kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null; [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"; true; }

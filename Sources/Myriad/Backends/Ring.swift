@@ -73,17 +73,6 @@ package struct Ring: ~Copyable {
         return io_uring_submit_and_wait(pointer, waitCount)
     }
 
-    /// Submits queued SQEs and waits for `waitCount` completions, returning as soon as
-    /// `minimumWaitMicroseconds` have passed with at least one ready, or at the timeout with
-    /// none. Needs `IORING_FEAT_MIN_TIMEOUT` (kernel 6.12+).
-    @inline(__always)
-    package func submitAndWait(waitCount: UInt32, timeoutNanoseconds: Int64, minimumWaitMicroseconds: UInt32) -> Int32 {
-        assert(features & UInt32(IORING_FEAT_MIN_TIMEOUT) != 0, "min-wait needs kernel 6.12+")
-        var timeout = __kernel_timespec(
-            tv_sec: timeoutNanoseconds / 1_000_000_000, tv_nsec: timeoutNanoseconds % 1_000_000_000)
-        return myriad_submit_and_wait_min(pointer, waitCount, &timeout, minimumWaitMicroseconds)
-    }
-
     /// Completions ready to be read.
     @inline(__always)
     package var readyCompletions: UInt32 { myriad_cq_ready(pointer) }
@@ -126,7 +115,6 @@ package struct URingCapabilities: Sendable, CustomStringConvertible {
         if setupFlags & UInt32(IORING_SETUP_TASKRUN_FLAG) != 0 { parts.append("TASKRUN_FLAG") }
         let flags = parts.isEmpty ? "none" : parts.joined(separator: "|")
         return "setup=\(flags) recv=\(multishotReceive ? "multishot" : "single-shot (re-armed)") "
-            + "nodrop=\(features & UInt32(IORING_FEAT_NODROP) != 0) "
-            + "min_wait=\(features & UInt32(IORING_FEAT_MIN_TIMEOUT) != 0)"
+            + "nodrop=\(features & UInt32(IORING_FEAT_NODROP) != 0)"
     }
 }

@@ -19,14 +19,6 @@ final class URingBackend: IOBackend {
     let buffers: BufferRing
     let listener: Int32
     let multishotReceive: Bool
-    /// MYRIAD_BATCH_WAIT in µs when the kernel has min-wait, else 0 (each wait ends at the
-    /// first completion).
-    private let batchWaitMicroseconds: UInt32
-    /// Completions a batched wait gathers before it ends early.
-    static let batchWaitCompletions: UInt32 = 64
-    /// A batched wait needs an overall timeout (without one the kernel ends it at the
-    /// min-wait); a worker with no timer due wakes this often, to no effect.
-    static let idleWaitNanoseconds: Int64 = 10_000_000_000
     let waker: Waker
     private(set) var waitCount = 0
     private(set) var syscallCount = 0
@@ -54,8 +46,6 @@ final class URingBackend: IOBackend {
         wakeBuffer = .allocate(capacity: 1)
         self.listener = listener
         multishotReceive = capabilities.multishotReceive
-        batchWaitMicroseconds = capabilities.features & UInt32(IORING_FEAT_MIN_TIMEOUT) != 0
-            ? UInt32(config.batchWaitMilliseconds * 1000) : 0
         armWake()
     }
 
@@ -133,16 +123,7 @@ final class URingBackend: IOBackend {
 
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
         let wanted: UInt32 = ring.readyCompletions > 0 ? 0 : 1
-        let result: Int32
-        if wanted == 1 && batchWaitMicroseconds > 0 {
-            // Gather a batch while completions trickle in: one wake-up per batch instead of
-            // one per pong (at a million connections, 53 workers woke 12,700 times a second).
-            result = ring.submitAndWait(waitCount: Self.batchWaitCompletions,
-                                        timeoutNanoseconds: max(1, timeoutNanoseconds ?? Self.idleWaitNanoseconds),
-                                        minimumWaitMicroseconds: batchWaitMicroseconds)
-        } else {
-            result = ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
-        }
+        let result = ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
         waitCount += 1
         if result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY && result != -EAGAIN {
             fatalError("io_uring_enter failed: \(SystemError.name(of: -result))")
@@ -238,7 +219,7 @@ extension URingBackend {
             } else if errno == EPERM {
                 reason += " (blocked by a seccomp profile, as in Docker's default, or by policy)"
             } else if errno == ENOSYS {
-                reason += " (kernel \(kernel.map(String.init(describing:)) ?? "of unknown version") built without io_uring)"
+                reason += " (kernel \(kernel) built without io_uring)"
             }
             return .failure(URingUnavailable(reason: reason))
         }
