@@ -71,6 +71,8 @@ final class ClientWorker {
 
     // Ramp.
     private var remainingToStart: Int
+    /// Whether this thread has told the others it started its whole ramp.
+    private var rampStartedReported = false
     private var attemptIndex = 0
     private var tokens = 0.0
     private var lastTokenTime: Int64
@@ -238,7 +240,7 @@ final class ClientWorker {
     /// batch right now; otherwise until the next token, deadline or ping, at most 50 ms.
     private func waitNanoseconds() -> Int64 {
         var wait = ClientWorker.maximumWaitNanoseconds
-        if phaseSeen == .ramp && remainingToStart > 0 && counters[.establishing] < assignment.concurrency
+        if phaseSeen == .ramp && remainingToStart > 0 && counters[.establishing] < rampConcurrency
             && (!freeSlots.isEmpty || highWater < capacity)
         {
             if assignment.rate <= 0 || tokens >= 1 { return 0 }
@@ -352,6 +354,15 @@ final class ClientWorker {
 
     // MARK: - Connecting
 
+    /// This thread's share of `--concurrency`: an equal split while every thread ramps; as
+    /// threads finish starting theirs, the ones still ramping share the whole budget. With a
+    /// fixed split the last threads crawled: at a million connections on 50 threads the last
+    /// 5% took 25 s, each straggler at 82 handshakes in flight.
+    private var rampConcurrency: Int {
+        let ramping = max(1, control.rampingThreads.load(ordering: .relaxed))
+        return max(assignment.concurrency, control.totalConcurrency / ramping)
+    }
+
     private func startConnections() {
         if assignment.rate > 0 {
             let elapsed = Double(now - lastTokenTime) / 1e9
@@ -359,7 +370,8 @@ final class ClientWorker {
         }
         lastTokenTime = now
         var started = 0
-        while remainingToStart > 0 && counters[.establishing] < assignment.concurrency
+        let concurrency = rampConcurrency
+        while remainingToStart > 0 && counters[.establishing] < concurrency
             && started < ClientWorker.connectBatch && (assignment.rate <= 0 || tokens >= 1)
         {
             guard let slot = allocateSlot() else { break }
@@ -367,6 +379,10 @@ final class ClientWorker {
             started += 1
             if assignment.rate > 0 { tokens -= 1 }
             startConnect(slot)
+        }
+        if remainingToStart == 0 && !rampStartedReported {
+            rampStartedReported = true
+            control.rampingThreads.subtract(1, ordering: .relaxed)
         }
     }
 

@@ -42,7 +42,8 @@ public enum LoadGenerator {
         pthread_sigmask(SIG_BLOCK, &stopSignals, &previousMask)
         defer { pthread_sigmask(SIG_SETMASK, &previousMask, nil) }
         let start = monotonicNanoseconds()
-        let control = RunControl(startNanoseconds: start)
+        let control = RunControl(startNanoseconds: start, threads: plan.threads,
+                                 concurrency: max(options.concurrency, plan.threads))
         let shared = (0..<plan.threads).map { _ in ThreadShared() }
         var threads: [pthread_t] = []
         for index in 0..<plan.threads {

@@ -112,8 +112,16 @@ final class ThreadShared: @unchecked Sendable {
 final class RunControl: Sendable {
     let phase = Atomic<Int>(LoadPhase.ramp.rawValue)
     let startNanoseconds: Int64
+    /// Threads that have not yet started every connection of their ramp.
+    let rampingThreads: Atomic<Int>
+    /// `--concurrency`: connections establishing at once, over all threads.
+    let totalConcurrency: Int
 
-    init(startNanoseconds: Int64) { self.startNanoseconds = startNanoseconds }
+    init(startNanoseconds: Int64, threads: Int, concurrency: Int) {
+        self.startNanoseconds = startNanoseconds
+        rampingThreads = Atomic(threads)
+        totalConcurrency = concurrency
+    }
 
     var current: LoadPhase { LoadPhase(rawValue: phase.load(ordering: .acquiring)) ?? .stop }
 
