@@ -219,7 +219,7 @@ extension URingBackend {
             } else if errno == EPERM {
                 reason += " (blocked by a seccomp profile, as in Docker's default, or by policy)"
             } else if errno == ENOSYS {
-                reason += " (kernel \(kernel) built without io_uring)"
+                reason += " (kernel \(kernel.map(String.init(describing:)) ?? "of unknown version") built without io_uring)"
             }
             return .failure(URingUnavailable(reason: reason))
         }
