@@ -81,6 +81,6 @@ bench: deps
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 
 # io_uring against epoll in the same engine, same load, same run (3 alternating runs each),
-# plus memory per idle connection, handshake and keep-alive costs: bench/engine/results.md.
+# plus memory per idle connection, handshake and keep-alive costs: written into bench/README.md.
 bench-engine: build-release
 	bench/engine/compare.py --runs 3

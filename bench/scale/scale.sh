@@ -57,7 +57,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 latest_stats() { grep '^stats ' "$OUT/serve.log" | tail -n 1; }
 field() { sed -n "s/.*[ {,]$1[=:]\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
 
-tcp_counters() { nstat -asz 2>/dev/null | awk '/TcpRetransSegs|ListenOverflows|ListenDrops|TCPTimeouts|TCPAbortOnMemory|TCPSynRetrans/ {printf "%s=%s ", $1, $2}'; }
+tcp_counters() {
+    nstat -asz 2>/dev/null | awk '/TcpRetransSegs|ListenOverflows|ListenDrops|TCPTimeouts|TCPAbortOnMemory|TCPMemoryPressures / {printf "%s=%s ", $1, $2}'
+    # softnet_stat column 2: packets dropped because a CPU's input backlog (netdev_max_backlog) was full.
+    local dropped=0 processed column_dropped rest
+    while read -r processed column_dropped rest; do dropped=$(( dropped + 16#$column_dropped )); done </proc/net/softnet_stat
+    printf 'softnet_dropped=%d' "$dropped"
+}
 echo "before: $(tcp_counters)" >"$OUT/tcp.log"
 slab_before=$(meminfo_slab_kb)
 MYRIAD_HOST=127.0.0.1 MYRIAD_PORT=$PORT MYRIAD_WORKERS=$workers MYRIAD_MAX_CONNECTIONS=$capacity \
