@@ -17,11 +17,13 @@ public struct PortRange: Sendable, Equatable {
     /// in TIME_WAIT and for other programs. Above it, expect EADDRNOTAVAIL.
     public var usablePerAddress: Int { max(1, count * 9 / 10) }
 
-    /// Ports the automatic plan puts on one source address: half the range. connect()'s port
-    /// search (`__inet_hash_connect`) slows sharply as a source address fills up: measured
-    /// here, 25,000 connections on one address (88% of 28,232 ports) took 16.9 s to ramp,
-    /// on two addresses (44%) 4.6 s, on ten 3.5-4.7 s. Addresses in 127.0.0.0/8 cost nothing.
-    public var plannedPerAddress: Int { max(1, count / 2) }
+    /// Ports the automatic plan puts on one source address: a third of the range. connect()'s
+    /// port search (`__inet_hash_connect`) tries even ports first (odd ones are left for
+    /// bind()) and slows sharply once they run out: measured here, 25,000 connections on one
+    /// address (88% of 28,232 ports) took 16.9 s to ramp, on two (44%) 4.6 s; a million on 37
+    /// addresses (half of 10000-65535 each, so nearly every even port) spent 23 of its 74 s
+    /// ramp on the last 5%. Addresses in 127.0.0.0/8 cost nothing.
+    public var plannedPerAddress: Int { max(1, count / 3) }
 
     /// Parses the sysctl's text, two numbers separated by whitespace (`32768\t60999`).
     public static func parse(_ text: String) -> PortRange? {

@@ -43,7 +43,7 @@ import Testing
         let range = PortRange(low: 32768, high: 60999)
         #expect(range.count == 28232)
         #expect(range.usablePerAddress == 25408)  // ~90%: the capacity, above which EADDRNOTAVAIL is expected
-        #expect(range.plannedPerAddress == 14116)  // half: what the automatic plan puts on one address
+        #expect(range.plannedPerAddress == 9410)  // a third: what the automatic plan puts on one address
         let current = PortRange.current()
         #expect(current.count > 0)
     }
@@ -51,12 +51,12 @@ import Testing
     @Test func automaticCountComesFromThePortRange() {
         let linuxDefault = PortRange(low: 32768, high: 60999)
         #expect(SourceAddresses.neededCount(connections: 1, ports: linuxDefault) == 1)
-        #expect(SourceAddresses.neededCount(connections: 14116, ports: linuxDefault) == 1)
-        #expect(SourceAddresses.neededCount(connections: 14117, ports: linuxDefault) == 2)
-        #expect(SourceAddresses.neededCount(connections: 25000, ports: linuxDefault) == 2)
-        #expect(SourceAddresses.neededCount(connections: 1_000_000, ports: linuxDefault) == 71)
+        #expect(SourceAddresses.neededCount(connections: 9410, ports: linuxDefault) == 1)
+        #expect(SourceAddresses.neededCount(connections: 9411, ports: linuxDefault) == 2)
+        #expect(SourceAddresses.neededCount(connections: 25000, ports: linuxDefault) == 3)
+        #expect(SourceAddresses.neededCount(connections: 1_000_000, ports: linuxDefault) == 107)
         let widened = PortRange(low: 1024, high: 65535)
-        #expect(SourceAddresses.neededCount(connections: 1_000_000, ports: widened) == 32)
+        #expect(SourceAddresses.neededCount(connections: 1_000_000, ports: widened) == 47)
     }
 }
 
@@ -80,12 +80,12 @@ import Testing
         #expect(test.threads == 2)
         #expect(test.slotsPerThread == [12500, 12500])
         #expect(test.targetPerThread == [12500, 12500])
-        #expect(test.sources.count == 2)
+        #expect(test.sources.count == 3)
         #expect(test.warnings.isEmpty)
         let million = try LoadPlan.make(options: options(1_000_000), ports: ports, fileLimit: 20000)
         #expect(million.threads == 50)
         #expect(million.slotsPerThread.allSatisfy { $0 == 20000 })
-        #expect(million.sources.count == 71)
+        #expect(million.sources.count == 107)
         #expect(million.concurrencyPerThread.reduce(0, +) == 1024)
     }
 
