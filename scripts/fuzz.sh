@@ -16,8 +16,24 @@ seconds="${1:-30}"
 
 # lld, not the default gold: gold drops the coverage counters' registration when AddressSanitizer
 # is on, and libFuzzer then fuzzes blind ("no interesting inputs... instrumented?").
-swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -use-ld=lld --scratch-path .build-fuzz >/dev/null
+# -Xswiftc -sanitize=fuzzer,address: SwiftPM hands the Swift driver --sanitize as two flags,
+# -sanitize=fuzzer -sanitize=address, and the 6.3 driver keeps only the last, so the Swift code
+# (the codec) lost its coverage instrumentation and only swift-crypto's C code was covered.
+swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
+    -Xswiftc -use-ld=lld --scratch-path .build-fuzz >/dev/null
 bin=.build-fuzz/release
+
+# Refuse to fuzz blind: replaying the committed corpus must reach the codec's code. Blind
+# builds reach 29 edges (SHA-1 in swift-crypto's C code) or none; instrumented ones 350-450.
+minimum_edges=200
+for exe in $bin/FuzzHandshake $bin/FuzzFrames; do
+    corpus=corpus/$( [ "$exe" = $bin/FuzzHandshake ] && echo handshake || echo frames )
+    edges=$("$exe" -runs=0 "$corpus" 2>&1 | sed -n 's/.*INITED cov: \([0-9]*\).*/\1/p')
+    if [ "${edges:-0}" -lt $minimum_edges ]; then
+        echo "fuzz: $exe covers ${edges:-0} edges replaying $corpus (at least $minimum_edges expected): not instrumented" >&2
+        exit 1
+    fi
+done
 mkdir -p artifacts
 
 for target in handshake frames; do
