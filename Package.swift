@@ -45,18 +45,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the engine's and the load generator's tests share: an in-process server.
+        .target(
+            name: "MyriadTestSupport",
+            dependencies: ["Myriad", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/Support"
+        ),
         .testTarget(
             name: "WebSocketCodecTests",
             dependencies: ["WebSocketCodec"]
         ),
         .testTarget(
             name: "MyriadTests",
-            dependencies: ["Myriad", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Myriad", "MyriadTestSupport", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "MyriadLoadTests",
             dependencies: [
-                "MyriadLoad", "Myriad", "WebSocketCodec",
+                "MyriadLoad", "Myriad", "MyriadTestSupport", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import MyriadTestSupport
 import Glibc
 import Testing
 @testable import Myriad
@@ -13,7 +14,7 @@ extension EndToEndTests {
         @Test(.timeLimit(.minutes(3)))
         func twoWorkersHoldThirtyThousandConnectionsPastTheFdLimit() throws {
             let limit = FileLimit.current()
-            let server = try InProcessServer(workers: 2)
+            let server = try TestServer(workers: 2)
             defer { server.stop() }
             let result = try LoadBinary.run([
                 "hold", "--port", String(server.port), "--connections", "30000", "--duration", "3s",
@@ -36,7 +37,7 @@ extension EndToEndTests {
         /// again, and the server's memory does not keep growing from round to round.
         @Test(.timeLimit(.minutes(4)))
         func churnLeavesNothingBehind() throws {
-            let server = try InProcessServer(workers: 2)
+            let server = try TestServer(workers: 2)
             defer { server.stop() }
             var residentAfterRound: [Int] = []
             var cycles = 0

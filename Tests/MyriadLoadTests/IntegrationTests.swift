@@ -1,54 +1,10 @@
 import Foundation
+import MyriadTestSupport
 import Glibc
 import Logging
 import Testing
 @testable import Myriad
 @testable import MyriadLoad
-
-/// The real engine (EchoHandler) on 127.0.0.1 with a free port, in this process.
-final class InProcessServer: @unchecked Sendable {
-    let engine: Engine<EchoHandler>
-    private var stopped = false
-
-    init(workers: Int = 2, configure: (inout Config) -> Void = { _ in }) throws {
-        var config = Config()
-        config.host = "127.0.0.1"
-        config.port = 0
-        config.workers = workers
-        config.backend = .ioUring
-        config.logLevel = .warning
-        configure(&config)
-        try config.validate()
-        var logger = Logger(label: "load-test-server") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = config.logLevel
-        engine = Engine(config: config, logger: logger) { _ in EchoHandler() }
-        try engine.start()
-    }
-
-    var port: UInt16 { engine.port }
-
-    func stats() -> StatsSnapshot { engine.stats() }
-
-    /// Polls the published counters until `condition` holds or `seconds` pass.
-    @discardableResult
-    func waitFor(seconds: Double = 10, _ condition: (StatsSnapshot) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition(stats()) { return true }
-            usleep(20_000)
-        }
-        return condition(stats())
-    }
-
-    func stop() {
-        guard !stopped else { return }
-        stopped = true
-        engine.shutdown()
-        engine.wait()
-    }
-
-    deinit { stop() }
-}
 
 /// The `myriad` binary `make test` builds before running the tests.
 enum LoadBinary {
@@ -111,22 +67,6 @@ enum LoadBinary {
     }
 }
 
-/// A TCP port on 127.0.0.1 with nothing listening (bound, never listened on, released).
-func closedPort() -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return UInt16(bigEndian: address.sin_port)
-}
 
 /// A listening socket on 127.0.0.1 that answers nothing by itself.
 func listeningSocket(backlog: Int32) -> (fd: Int32, port: UInt16) {
@@ -184,7 +124,7 @@ extension EndToEndTests {
         /// the hard fd limit is 20,000) held, every one echoing at the end, all closed cleanly.
         @Test(.timeLimit(.minutes(2)))
         func holdsTwentyFiveThousandConnectionsThatAllEcho() throws {
-            let server = try InProcessServer(workers: 2)
+            let server = try TestServer(workers: 2)
             defer { server.stop() }
             let result = try LoadBinary.run([
                 "hold", "--port", String(server.port), "--connections", "25000", "--duration", "2s",
@@ -223,7 +163,7 @@ extension EndToEndTests {
         /// Nothing listening: every connect fails with ECONNREFUSED, counted, and the run ends
         /// with a non-zero status and a summary, not a crash.
         @Test func countsRefusedConnectsAndExitsNonZero() throws {
-            let port = closedPort()
+            let port = unusedLoopbackPort()
             let result = try LoadBinary.run(["hold", "--port", String(port), "--connections", "300", "--duration", "1s"],
                                             timeout: 30)
             #expect(result.status == 1, "stderr: \(result.stderr)")
@@ -241,7 +181,7 @@ extension EndToEndTests {
         /// SIGTERM in the middle of a hold: the run stops at once and still prints its
         /// summary, marked interrupted, with a non-zero status.
         @Test func aSignalEndsTheRunWithASummary() throws {
-            let server = try InProcessServer()
+            let server = try TestServer()
             defer { server.stop() }
             let result = try LoadBinary.run(
                 ["hold", "--port", String(server.port), "--connections", "500", "--duration", "60s"],
@@ -276,7 +216,7 @@ extension EndToEndTests {
         }
 
         @Test func pingModeMeasuresRoundTripsAndEveryPingIsAnswered() throws {
-            let server = try InProcessServer()
+            let server = try TestServer()
             defer { server.stop() }
             let summary = try LoadGenerator.run(options(.ping, port: server.port) {
                 $0.connections = 500
@@ -293,7 +233,7 @@ extension EndToEndTests {
         }
 
         @Test func serverPingsAreAnsweredSoNothingTimesOut() throws {
-            let server = try InProcessServer {
+            let server = try TestServer {
                 $0.pingIntervalMilliseconds = 200
                 $0.pongTimeoutMilliseconds = 500
             }
@@ -309,7 +249,7 @@ extension EndToEndTests {
         }
 
         @Test func echoModeMeasuresMessagesAndLatency() throws {
-            let server = try InProcessServer()
+            let server = try TestServer()
             defer { server.stop() }
             let summary = try LoadGenerator.run(options(.echo, port: server.port) {
                 $0.connections = 50
@@ -327,7 +267,7 @@ extension EndToEndTests {
         }
 
         @Test func churnConnectsUpgradesAndClosesCleanlyAtTheRate() throws {
-            let server = try InProcessServer()
+            let server = try TestServer()
             defer { server.stop() }
             let summary = try LoadGenerator.run(options(.churn, port: server.port) {
                 $0.rate = 400
@@ -386,7 +326,7 @@ extension EndToEndTests {
         /// The server closing first (its shutdown sends 1001) is an unexpected close, counted
         /// by code, and the run reports failure.
         @Test func serverGoingAwayIsCountedAsUnexpectedCloses() throws {
-            let server = try InProcessServer()
+            let server = try TestServer()
             let port = server.port
             let stopper = Thread {
                 usleep(1_500_000)
@@ -408,7 +348,7 @@ extension EndToEndTests {
         /// pre-sleep clock for the first connections it accepted, gave them deadlines already
         /// past, and closed them as handshake timeouts.
         @Test func anIdleServerAcceptsItsNextConnections() throws {
-            let server = try InProcessServer { $0.handshakeTimeoutMilliseconds = 1000 }
+            let server = try TestServer { $0.handshakeTimeoutMilliseconds = 1000 }
             defer { server.stop() }
             usleep(1_500_000)
             let summary = try LoadGenerator.run(options(.hold, port: server.port) {

@@ -1,4 +1,5 @@
 import Foundation
+import MyriadTestSupport
 import Glibc
 import Testing
 @testable import Myriad
@@ -32,7 +33,7 @@ extension Integration {
     }
 
     @Test func autoFallsBackToEpollWithTheReason() throws {
-        let port = try freePort()
+        let port = unusedLoopbackPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.launcher)
         process.arguments = [ExternalClient.myriadBinary, "serve"]

@@ -1,4 +1,5 @@
 import Foundation
+import MyriadTestSupport
 import Glibc
 import Testing
 import WebSocketCodec

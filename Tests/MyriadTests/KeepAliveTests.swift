@@ -1,4 +1,5 @@
 import Foundation
+import MyriadTestSupport
 import Testing
 import WebSocketCodec
 @testable import Myriad

@@ -1,25 +1,9 @@
 import Foundation
+import MyriadTestSupport
 import Glibc
 import Testing
 import WebSocketCodec
 @testable import Myriad
-
-/// A free TCP port on 127.0.0.1 (bound and released; the server binds it right after).
-func freePort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return UInt16(bigEndian: address.sin_port)
-}
 
 /// The real `myriad serve` binary as a child process.
 final class ServerProcess {
@@ -28,7 +12,7 @@ final class ServerProcess {
     let outputURL: URL
 
     init(environment: [String: String]) throws {
-        port = try freePort()
+        port = unusedLoopbackPort()
         process.executableURL = URL(fileURLWithPath: ExternalClient.myriadBinary)
         process.arguments = ["serve"]
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MYRIAD_") }
