@@ -23,18 +23,25 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// Client only: the server did not negotiate an extension the client required.
     public static let mandatoryExtension = CloseCode(rawValue: 1010)
     public static let internalError = CloseCode(rawValue: 1011)
+    /// IANA registry: the server is restarting.
+    public static let serviceRestart = CloseCode(rawValue: 1012)
+    /// IANA registry: a temporary condition (the server is overloaded); reconnect later.
+    public static let tryAgainLater = CloseCode(rawValue: 1013)
+    /// IANA registry: a gateway or proxy got an invalid response upstream.
+    public static let badGateway = CloseCode(rawValue: 1014)
     /// Local status only: the TLS handshake failed.
     public static let tlsHandshakeFailure = CloseCode(rawValue: 1015)
 
     /// Whether a close frame received from the peer may carry this code.
     ///
-    /// 1000-1003 and 1007-1011 are defined for the wire; 3000-3999 are registered with IANA
-    /// and 4000-4999 are private use. Everything else (0-999, 1004-1006, 1012-2999 as not
-    /// yet defined by the RFC, 1015, 5000+) is a protocol error on receipt.
+    /// 1000-1003 and 1007-1011 are defined by RFC 6455 for the wire, 1012-1014 were added to
+    /// IANA's registry since (browsers and most servers send 1013), 3000-3999 are registered
+    /// with IANA and 4000-4999 are private use. Everything else (0-999, 1004-1006, 1015-2999,
+    /// 5000+) is a protocol error on receipt.
     @inlinable
     public var isValidOnReceipt: Bool {
         switch rawValue {
-        case 1000...1003, 1007...1011, 3000...4999: return true
+        case 1000...1003, 1007...1014, 3000...4999: return true
         default: return false
         }
     }

@@ -82,14 +82,27 @@ public enum FrameEncoder {
         return headerSize + payload.count
     }
 
-    /// Size of a close payload with `reasonLength` reason bytes (0 for a code-less close).
+    /// How many bytes of `reason` a close frame carries: at most 123, cut back to a UTF-8
+    /// code point boundary so a multi-byte character is never split.
     @inlinable
-    public static func closePayloadSize(code: CloseCode?, reasonLength: Int) -> Int {
-        code == nil ? 0 : 2 + min(reasonLength, maxCloseReasonBytes)
+    public static func closeReasonLength(_ reason: UnsafeRawBufferPointer) -> Int {
+        var length = min(reason.count, maxCloseReasonBytes)
+        if length < reason.count {
+            while length > 0 && reason[length] & 0xC0 == 0x80 { length -= 1 }
+        }
+        return length
     }
 
-    /// Writes a close frame's payload (code, then a reason cut to 123 bytes on a UTF-8 code
-    /// point boundary) and returns its size. `code` must be sendable (not 1005/1006/1015).
+    /// Size of the close payload `writeClosePayload` writes for `code` and `reason` (0 for a
+    /// code-less close): the code and the reason as `closeReasonLength` cuts it.
+    @inlinable
+    public static func closePayloadSize(code: CloseCode?, reason: UnsafeRawBufferPointer) -> Int {
+        code == nil ? 0 : 2 + closeReasonLength(reason)
+    }
+
+    /// Writes a close frame's payload (code, then the reason cut as `closeReasonLength` says)
+    /// and returns its size, which is `closePayloadSize(code:reason:)`. `code` must be sendable
+    /// (not 1005/1006/1015).
     @inlinable
     @discardableResult
     public static func writeClosePayload(
@@ -97,11 +110,7 @@ public enum FrameEncoder {
     ) -> Int {
         precondition(!code.isLocalOnly, "close code \(code) must never be sent")
         destination.storeBytes(of: code.rawValue.bigEndian, as: UInt16.self)
-        var length = min(reason.count, maxCloseReasonBytes)
-        // Never cut a multi-byte character in half: back up over continuation bytes.
-        if length < reason.count {
-            while length > 0 && reason[length] & 0xC0 == 0x80 { length -= 1 }
-        }
+        let length = closeReasonLength(reason)
         if length > 0, let base = reason.baseAddress {
             (destination + 2).copyMemory(from: base, byteCount: length)
         }

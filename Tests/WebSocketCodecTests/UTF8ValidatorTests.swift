@@ -161,10 +161,11 @@ import Testing
 }
 
 @Suite struct CloseCodeTests {
-    @Test func setsMatchTheRFC() {
+    /// RFC 6455 section 7.4 plus IANA's registry, which added 1012-1014 after the RFC.
+    @Test func setsMatchTheRFCAndTheRegistry() {
         for raw in UInt16(0)...UInt16(6000) {
             let code = CloseCode(rawValue: raw)
-            let definedOnWire = (1000...1003).contains(raw) || (1007...1011).contains(raw) || (3000...4999).contains(raw)
+            let definedOnWire = (1000...1003).contains(raw) || (1007...1014).contains(raw) || (3000...4999).contains(raw)
             #expect(code.isValidOnReceipt == definedOnWire)
             #expect(code.maySend(as: .client) == definedOnWire)
             #expect(code.maySend(as: .server) == (definedOnWire && raw != 1010))
