@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 // Newer than liburing 2.3's headers: defined here so the engine can probe for them.
 #ifndef IORING_SETUP_SINGLE_ISSUER
@@ -64,6 +66,13 @@ static inline int myriad_taskrun_pending(const struct io_uring *ring) {
 }
 
 static inline int myriad_errno(void) { return errno; }
+
+/// IORING_REGISTER_ENABLE_RINGS: starts a ring created with IORING_SETUP_R_DISABLED.
+/// liburing 2.3 declares io_uring_enable_rings but does not export it.
+static inline int myriad_enable_rings(struct io_uring *ring) {
+    long result = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, (void *)0, 0);
+    return result < 0 ? -errno : 0;
+}
 
 // SQE flags: liburing defines them as shifts of enum values, which Swift cannot import.
 static const unsigned MYRIAD_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;

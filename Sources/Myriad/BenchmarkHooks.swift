@@ -38,7 +38,7 @@ public final class SlabBenchmark {
 /// The same per-connection fields as a `final class` per connection: what the slab replaces.
 @_spi(Benchmarks)
 public final class ConnectionObject {
-    public var generation: UInt32 = 0
+    public var generation: UInt64 = 0
     public var handle: Int32 = -1
     public var state: UInt8 = 0
     public var inFlight: UInt16 = 0

@@ -8,6 +8,8 @@ struct PooledBuffer {
     /// Bytes in use, from `base`.
     var count: UInt32 = 0
     var sizeClass: UInt8 = 0
+    /// Which part of the worker's memory budget the buffer counts against.
+    var budget: PoolBudget = .exempt
 
     var isAllocated: Bool { base != nil }
     var capacity: Int { base == nil ? 0 : BufferPool.size(ofClass: sizeClass) }
@@ -16,15 +18,45 @@ struct PooledBuffer {
     }
 }
 
-/// Per-worker pool of power-of-two buffers from 256 B to 64 MiB.
+/// What a buffer is for, as the worker's memory budget (MYRIAD_BUFFER_BUDGET) sees it.
+enum PoolBudget: UInt8 {
+    /// Bytes a peer sends us that we hold: partial upgrade requests and messages being
+    /// reassembled. Limited to half the budget, so peers that hold unfinished messages cannot
+    /// starve the sends.
+    case inbound
+    /// Data frames queued for sending.
+    case outbound
+    /// Small, bounded per connection, and needed to end a connection properly: pongs, close
+    /// frames, HTTP responses, control payloads split across receives. Never refused.
+    case exempt
+}
+
+/// Why the pool returned nothing.
+enum PoolFailure: Equatable {
+    case none
+    /// The request is larger than the largest size class.
+    case tooLarge
+    /// The worker's MYRIAD_BUFFER_BUDGET (or its inbound half) would be exceeded.
+    case overBudget
+    /// malloc failed.
+    case outOfMemory
+}
+
+/// Per-worker pool of power-of-two buffers from 256 B to 128 MiB (the largest message, 64
+/// MiB, plus its frame header).
 ///
 /// Buffers come from malloc the first time a size is needed and go back to a free list
 /// afterwards, so a steady state (the same message sizes over and over) allocates nothing.
 /// Each size class keeps at most `retainedBytesPerClass` of free buffers (and at least
 /// two); the rest return to malloc, so a burst of large messages does not pin memory.
+///
+/// Memory that peers control is bounded by `budgetBytes`: buffers lent for `.inbound` and
+/// `.outbound` use together at most that many bytes (size-class bytes), `.inbound` at most
+/// half of it. A request that would pass either limit is refused (`lastFailure` says why) and
+/// the worker closes the connection that asked, with 1013.
 final class BufferPool {
     static let smallestShift = 8
-    static let classCount = 19
+    static let classCount = 20
     static var largestSize: Int { size(ofClass: UInt8(classCount - 1)) }
 
     @inline(__always)
@@ -47,8 +79,15 @@ final class BufferPool {
     private(set) var outstandingBytes = 0
     /// Calls to malloc so far: flat in steady state.
     private(set) var mallocCount = 0
+    /// Bytes lent out per budget (indexed by `PoolBudget.rawValue`).
+    private(set) var budgetedBytes: (inbound: Int, outbound: Int) = (0, 0)
+    /// The most `.inbound` and `.outbound` buffers may hold together (size-class bytes).
+    let budgetBytes: Int
+    /// Why the last `acquire`, `reserve` or `append` that failed did.
+    private(set) var lastFailure = PoolFailure.none
 
-    init(retainedBytesPerClass: Int = 8 << 20) {
+    init(retainedBytesPerClass: Int = 8 << 20, budgetBytes: Int = .max) {
+        self.budgetBytes = budgetBytes
         free = .allocate(capacity: Self.classCount)
         freeCounts = .allocate(capacity: Self.classCount)
         freeLimits = .allocate(capacity: Self.classCount)
@@ -71,30 +110,62 @@ final class BufferPool {
     }
 
     /// An empty buffer of at least `minimumBytes`, or nil when that is more than the
-    /// largest class or malloc fails.
-    func acquire(minimumBytes: Int) -> PooledBuffer? {
-        guard let sizeClass = Self.sizeClass(for: minimumBytes) else { return nil }
+    /// largest class, over the budget, or malloc fails (`lastFailure` says which).
+    func acquire(minimumBytes: Int, budget: PoolBudget = .exempt) -> PooledBuffer? {
+        acquire(minimumBytes: minimumBytes, budget: budget, replacing: 0)
+    }
+
+    /// `acquire`, for a buffer that will replace one of `replacingBytes` in the same budget.
+    private func acquire(minimumBytes: Int, budget: PoolBudget, replacing replacingBytes: Int) -> PooledBuffer? {
+        guard let sizeClass = Self.sizeClass(for: minimumBytes) else {
+            lastFailure = .tooLarge
+            return nil
+        }
         let index = Int(sizeClass)
+        let size = Self.size(ofClass: sizeClass)
+        if budget != .exempt {
+            let growth = size - replacingBytes
+            let total = budgetedBytes.inbound + budgetedBytes.outbound + growth
+            let overInbound = budget == .inbound && budgetedBytes.inbound + growth > budgetBytes / 2
+            if total > budgetBytes || overInbound {
+                lastFailure = .overBudget
+                return nil
+            }
+        }
         let base: UnsafeMutableRawPointer
         if freeCounts[index] > 0 {
             freeCounts[index] -= 1
             base = free[index][freeCounts[index]]
         } else {
-            guard let fresh = malloc(Self.size(ofClass: sizeClass)) else { return nil }
+            guard let fresh = malloc(size) else {
+                lastFailure = .outOfMemory
+                return nil
+            }
             mallocCount += 1
             base = fresh
         }
         outstandingCount += 1
-        outstandingBytes += Self.size(ofClass: sizeClass)
-        return PooledBuffer(base: base, count: 0, sizeClass: sizeClass)
+        outstandingBytes += size
+        switch budget {
+        case .inbound: budgetedBytes.inbound += size
+        case .outbound: budgetedBytes.outbound += size
+        case .exempt: break
+        }
+        return PooledBuffer(base: base, count: 0, sizeClass: sizeClass, budget: budget)
     }
 
     /// Returns `buffer` to the pool and empties it. A no-op for an empty handle.
     func release(_ buffer: inout PooledBuffer) {
         guard let base = buffer.base else { return }
         let index = Int(buffer.sizeClass)
+        let size = Self.size(ofClass: buffer.sizeClass)
         outstandingCount -= 1
-        outstandingBytes -= Self.size(ofClass: buffer.sizeClass)
+        outstandingBytes -= size
+        switch buffer.budget {
+        case .inbound: budgetedBytes.inbound -= size
+        case .outbound: budgetedBytes.outbound -= size
+        case .exempt: break
+        }
         if freeCounts[index] < freeLimits[index] {
             free[index][freeCounts[index]] = base
             freeCounts[index] += 1
@@ -106,10 +177,10 @@ final class BufferPool {
 
     /// Appends `bytes` to `buffer`, acquiring or growing it as needed (contents are kept).
     /// Returns false, leaving `buffer` as it was, when the result would exceed the largest
-    /// class or memory is short.
-    func append(_ bytes: UnsafeRawBufferPointer, to buffer: inout PooledBuffer) -> Bool {
+    /// class, the budget, or memory. A buffer keeps the budget it was first acquired with.
+    func append(_ bytes: UnsafeRawBufferPointer, to buffer: inout PooledBuffer, budget: PoolBudget = .exempt) -> Bool {
         if bytes.isEmpty { return true }
-        guard let destination = reserve(bytes.count, in: &buffer) else { return false }
+        guard let destination = reserve(bytes.count, in: &buffer, budget: budget) else { return false }
         if let source = bytes.baseAddress, bytes.count > 0 {
             destination.copyMemory(from: source, byteCount: bytes.count)
         }
@@ -119,11 +190,12 @@ final class BufferPool {
 
     /// Makes room for `byteCount` more bytes after `buffer.count` and returns where they go
     /// (the caller writes them and adds to `count`), or nil as `append` fails.
-    func reserve(_ byteCount: Int, in buffer: inout PooledBuffer) -> UnsafeMutableRawPointer? {
+    func reserve(_ byteCount: Int, in buffer: inout PooledBuffer, budget: PoolBudget = .exempt) -> UnsafeMutableRawPointer? {
         let needed = Int(buffer.count) + byteCount
         // An empty handle needs a buffer even for zero bytes: the result points into it.
         if needed > buffer.capacity || buffer.base == nil {
-            guard var bigger = acquire(minimumBytes: needed) else { return nil }
+            let category = buffer.base == nil ? budget : buffer.budget
+            guard var bigger = acquire(minimumBytes: needed, budget: category, replacing: buffer.capacity) else { return nil }
             if let old = buffer.base, buffer.count > 0 {
                 bigger.base!.copyMemory(from: old, byteCount: Int(buffer.count))
             }

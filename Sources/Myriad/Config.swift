@@ -38,6 +38,8 @@ public struct Config: Sendable {
     public var bufferCount: UInt32 = 1024
     public var maxMessageSizeBytes = 1 << 20
     public var maxQueuedBytes = 4 << 20
+    /// nil: a quarter of the host's memory (or of the cgroup's limit) over the workers.
+    public var bufferBudgetBytes: Int? = nil
     public var maxHeaderBytes = 8192
     public var listenBacklog = 4096
     public var timerTickMilliseconds = 50
@@ -84,16 +86,33 @@ public struct Config: Sendable {
             throw ConfigError(variable: "MYRIAD_MAX_CONNECTIONS", value: String(maxConnections),
                               expected: "at least MYRIAD_WORKERS (\(workers)): every worker needs a slot")
         }
+        if let bufferBudgetBytes, bufferBudgetBytes < Config.minimumBufferBudget(maxMessageSizeBytes: maxMessageSizeBytes) {
+            throw ConfigError(variable: "MYRIAD_BUFFER_BUDGET", value: formatBytes(bufferBudgetBytes),
+                              expected: "at least \(formatBytes(Config.minimumBufferBudget(maxMessageSizeBytes: maxMessageSizeBytes))): "
+                                  + "twice MYRIAD_MAX_MESSAGE_SIZE (\(formatBytes(maxMessageSizeBytes))) rounded up to a power of two, "
+                                  + "so that one largest message fits in the half the budget gives to partial messages")
+        }
         if timerTickMilliseconds > handshakeTimeoutMilliseconds {
             throw ConfigError(variable: "MYRIAD_TIMER_TICK", value: "\(timerTickMilliseconds)ms",
                               expected: "at most MYRIAD_HANDSHAKE_TIMEOUT (\(handshakeTimeoutMilliseconds)ms)")
         }
     }
 
-    /// Connections per worker: the slab and fixed-file table size of each.
-    public func connectionsPerWorker(default total: Int) -> Int {
-        let total = maxConnections ?? total
-        return (total + workers - 1) / workers
+}
+
+extension Config {
+    /// The smallest MYRIAD_BUFFER_BUDGET that lets one largest message be reassembled (the
+    /// pool lends powers of two; partial messages may use half the budget).
+    public static func minimumBufferBudget(maxMessageSizeBytes: Int) -> Int {
+        2 * (1 << (Int.bitWidth - (max(maxMessageSizeBytes, 256) - 1).leadingZeroBitCount))
+    }
+
+    /// Each worker's MYRIAD_BUFFER_BUDGET: the configured value, or a quarter of
+    /// `memoryBytes` (the host's, or its cgroup's limit) over the workers, and never less
+    /// than the minimum.
+    public func bufferBudgetPerWorker(memoryBytes: Int) -> Int {
+        if let bufferBudgetBytes { return bufferBudgetBytes }
+        return max(memoryBytes / 4 / workers, Config.minimumBufferBudget(maxMessageSizeBytes: maxMessageSizeBytes))
     }
 }
 
@@ -171,6 +190,11 @@ extension Config {
         Knob(variable: "MYRIAD_MAX_QUEUED_BYTES", flag: "max-queued-bytes", defaultValue: "4 MiB", range: "1 KiB-64 MiB",
              help: "Bytes queued for one connection before it is closed as a slow consumer.") { config, value throws(ConfigError) in
             config.maxQueuedBytes = try size("MYRIAD_MAX_QUEUED_BYTES", value, 1024...(64 << 20))
+        },
+        Knob(variable: "MYRIAD_BUFFER_BUDGET", flag: "buffer-budget",
+             defaultValue: "memory / 4 / workers", range: "1 MiB-1 TiB, >= 2 x max message size",
+             help: "Per worker: bytes of partial messages and queued sends together (partial messages at most half); past it the connection asking for more is closed with 1013 (memory_budget).") { config, value throws(ConfigError) in
+            config.bufferBudgetBytes = try size("MYRIAD_BUFFER_BUDGET", value, (1 << 20)...(1 << 40))
         },
         Knob(variable: "MYRIAD_MAX_HEADER_SIZE", flag: "max-header-size", defaultValue: "8 KiB", range: "256 B-64 KiB",
              help: "Largest upgrade request head; larger ones get 431.") { config, value throws(ConfigError) in
@@ -256,8 +280,8 @@ extension Config {
 
     /// Bytes, with an optional K/KiB/M/MiB/G/GiB suffix (binary multiples).
     static func size(_ variable: String, _ value: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10),
-                                      ("M", 1 << 20), ("G", 1 << 30), ("B", 1)]
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                                      ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40), ("B", 1)]
         var digits = value
         var multiplier = 1
         for (suffix, factor) in units where value.hasSuffix(suffix) {
@@ -306,6 +330,7 @@ extension Config {
 }
 
 func formatBytes(_ bytes: Int) -> String {
+    if bytes >= 1 << 40 && bytes % (1 << 40) == 0 { return "\(bytes >> 40) TiB" }
     if bytes >= 1 << 30 && bytes % (1 << 30) == 0 { return "\(bytes >> 30) GiB" }
     if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
     if bytes >= 1 << 10 && bytes % (1 << 10) == 0 { return "\(bytes >> 10) KiB" }

@@ -77,6 +77,8 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
     case shutdown
     /// The pool could not provide memory for a message or a send queue (1011).
     case outOfMemory
+    /// The worker's MYRIAD_BUFFER_BUDGET could not lend what the connection asked for (1013).
+    case memoryBudget
 
     /// The name used in stats lines and in the README.
     public var name: String {
@@ -98,6 +100,7 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
         case .application: return "application"
         case .shutdown: return "shutdown"
         case .outOfMemory: return "out_of_memory"
+        case .memoryBudget: return "memory_budget"
         }
     }
 
@@ -117,8 +120,9 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
 /// else in user space (its receive memory is the worker's buffer ring). The pooled buffers
 /// are empty unless a message is mid-reassembly or bytes are waiting to be sent.
 struct Connection {
-    /// Bumped when the slot is released; tags every operation in flight (`UserData`).
-    var generation: UInt32 = 0
+    /// Bumped when the slot is released; part of the `ConnectionID`, and its low 32 bits tag
+    /// every operation in flight (`UserData`).
+    var generation: UInt64 = 0
     /// Fixed-file index (io_uring) or file descriptor (epoll).
     var handle: Int32 = -1
     var state: ConnectionState = .free

@@ -93,7 +93,7 @@ public enum ConnectionCost {
 extension Doctor {
     /// Ordinary fds a Myriad process keeps besides connections (stdio, logs, and per
     /// worker a listener, a ring or epoll fd, an eventfd): the engine's epoll reserve.
-    public static func processReserve(workers: Int) -> Int { 64 + 4 * workers }
+    public static func processReserve(workers: Int) -> Int { CapacityPlan.epollReserve(workers: workers) }
 
     /// Connections "arriving at once" are capped here: 65535 is the largest accept queue
     /// worth asking for (kernel-tuning sets somaxconn and tcp_max_syn_backlog to it).

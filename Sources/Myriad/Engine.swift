@@ -22,7 +22,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
     /// "io_uring" or "epoll".
     public private(set) var backendName = ""
-    /// Connections each worker can hold.
+    /// Connections the largest worker can hold (shares differ by at most one).
     public private(set) var connectionsPerWorker = 0
     private var controls: [WorkerControl] = []
     private var threads: [pthread_t] = []
@@ -37,30 +37,15 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         let limit = FileLimit.raiseSoftToHard()
         let backend = try chooseBackend()
         let workers = config.workers
-        let perWorker: Int
+        let plan: CapacityPlan
         switch backend {
         case .uring:
-            let perRing = min(limit.soft, maximumFixedFilesPerRing)
-            perWorker = config.connectionsPerWorker(default: workers * perRing)
-            guard perWorker <= perRing else {
-                let total = config.maxConnections ?? 0
-                throw EngineError(
-                    "MYRIAD_MAX_CONNECTIONS=\(total) over \(workers) worker(s) needs \(perWorker) fixed files per ring, "
-                        + "but a ring's fixed-file table is limited to RLIMIT_NOFILE = \(perRing): "
-                        + "set MYRIAD_WORKERS to at least \((total + perRing - 1) / perRing) or raise the fd limit")
-            }
+            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: min(limit.soft, maximumFixedFilesPerRing),
+                                          maxConnections: config.maxConnections)
         case .epoll:
-            let reserve = 64 + 4 * workers
-            let available = max(workers, limit.soft - reserve)
-            perWorker = config.connectionsPerWorker(default: available)
-            guard perWorker * workers <= available else {
-                throw EngineError(
-                    "MYRIAD_MAX_CONNECTIONS=\(config.maxConnections ?? 0) is more than the epoll backend can hold: "
-                        + "every connection is a file descriptor and RLIMIT_NOFILE is \(limit.soft) "
-                        + "(use the io_uring backend, or raise the fd limit)")
-            }
+            plan = try CapacityPlan.epoll(workers: workers, softFileLimit: limit.soft, maxConnections: config.maxConnections)
         }
-        connectionsPerWorker = perWorker
+        connectionsPerWorker = plan.perWorker.max() ?? 0
 
         var listeners: [Int32] = []
         do {
@@ -88,13 +73,14 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             let config = self.config
             let logger = self.logger
             let makeHandler = self.makeHandler
+            let capacity = UInt32(plan.perWorker[index])
             let thread = spawnThread(name: "myriad-w\(index)") {
                 do {
-                    let core = try WorkerCore(index: index, settings: settings, capacity: UInt32(perWorker))
+                    let core = try WorkerCore(index: index, settings: settings, capacity: capacity)
                     switch backend {
                     case .uring(let capabilities):
                         let io = try URingBackend(config: config, capabilities: capabilities, listener: listener,
-                                                  waker: control.waker, fixedFiles: UInt32(perWorker))
+                                                  waker: control.waker, fixedFiles: capacity)
                         let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
@@ -121,7 +107,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             wait()
             throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
         }
-        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(perWorker) connections per worker, \(connectionSlotBytes) bytes per connection slot")
+        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker), \(connectionSlotBytes) bytes per connection slot")
     }
 
     private enum BackendPlan {

@@ -59,6 +59,9 @@ public enum SendResult: Sendable, Equatable {
     /// The connection's queue would pass MYRIAD_MAX_QUEUED_BYTES: it is being closed as a
     /// slow consumer and nothing was queued.
     case slowConsumer
+    /// The worker's MYRIAD_BUFFER_BUDGET is used up: the connection is being closed with
+    /// 1013 (try again later) and nothing was queued.
+    case memoryBudget
 }
 
 /// A handle to one connection of the current worker: cheap to copy and store (it is an ID

@@ -41,3 +41,13 @@ public func residentBytes() -> Int {
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+/// Bytes of memory this process may use: MemTotal, or the cgroup v2 limit (`memory.max`)
+/// when that is lower, as in a container.
+public func memoryLimitBytes() -> Int {
+    var limit = HostFacts.parseMeminfo(HostFacts.readProcFile("/proc/meminfo") ?? "").totalBytes ?? (1 << 30)
+    if let text = HostFacts.readProcFile("/sys/fs/cgroup/memory.max"), let cgroup = HostFacts.parseInteger(text) {
+        limit = min(limit, cgroup)
+    }
+    return limit
+}

@@ -15,8 +15,14 @@ extension Worker {
             abortNow(slot, connection, cause: .handshakeTimeout)
         case .open:
             keepAlive(slot, connection)
-        case .closing, .draining:
-            // The peer did not answer our close frame, or did not read our last bytes.
+        case .closing:
+            // We sent a close frame and the peer never answered it: that is the cause now,
+            // whatever made us start the close.
+            connection.pointee.closeReason = .closeTimeout
+            closeSocket(slot, connection)
+        case .draining:
+            // The peer did not read our last bytes (a close reply, an HTTP response) in time;
+            // the close keeps the cause it already has.
             closeSocket(slot, connection)
         case .closed, .free:
             assertionFailure("timer fired for a connection in state \(connection.pointee.state)")

@@ -1,17 +1,26 @@
 import Glibc
 
-/// Identifies a connection for as long as it lives: its slab slot and the slot's
-/// generation. Once the connection is gone the generation moves on and the ID goes stale.
+/// Names one connection for the life of the process: the worker that owns it, its slab slot
+/// and the slot's generation at the time.
+///
+/// The generation is 64 bits and moves on every time the slot is released, so it never wraps
+/// in practice (2^64 reuses of one slot): an ID kept after its connection closed stays dead
+/// even when the slot has served millions of connections since. IDs are plain values, `Sendable`
+/// and `Hashable`: store them, send them to other threads, use them as dictionary keys.
 public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    /// The worker thread that owns the connection (`WorkerContext.workerIndex`).
+    public var worker: UInt16
     public var slot: UInt32
-    public var generation: UInt32
+    public var generation: UInt64
 
-    public init(slot: UInt32, generation: UInt32) {
+    public init(worker: UInt16 = 0, slot: UInt32, generation: UInt64) {
+        self.worker = worker
         self.slot = slot
         self.generation = generation
     }
 
-    public var description: String { "\(slot).\(generation)" }
+    /// `worker.slot.generation`, e.g. `1.4711.3`.
+    public var description: String { "\(worker).\(slot).\(generation)" }
 }
 
 /// A worker's fixed-capacity arena of `Connection` structs.
@@ -23,7 +32,7 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
 /// of connections, not the capacity.
 ///
 /// Invariants: `occupied + free-list length + (capacity - highWater) == capacity`; a slot
-/// is in the free list iff its state is `.free`; generations only grow (mod 2^24).
+/// is in the free list iff its state is `.free`; generations only grow (64 bits: never wrap).
 struct Slab: ~Copyable {
     let slots: UnsafeMutablePointer<Connection>
     let capacity: UInt32
@@ -38,7 +47,7 @@ struct Slab: ~Copyable {
     var occupied: UInt32 { counts.pointee.occupied }
 
     init(capacity: UInt32) throws(SystemError) {
-        precondition(capacity > 0 && capacity < Connection.noSlot)
+        precondition(capacity > 0 && capacity - 1 <= UserData.maxSlot, "a slab holds at most 2^24 slots (UserData carries 24 bits)")
         let bytes = Int(capacity) * MemoryLayout<Connection>.stride
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         mappedBytes = (bytes + page - 1) / page * page
@@ -106,7 +115,7 @@ struct Slab: ~Copyable {
         assert(!connection.pointee.inbound.isAllocated && !connection.pointee.sendFlight.isAllocated
                && !connection.pointee.sendPending.isAllocated && !connection.pointee.control.isAllocated,
                "slot released while holding pooled buffers")
-        connection.pointee.generation = (connection.pointee.generation &+ 1) & UserData.generationMask
+        connection.pointee.generation &+= 1
         connection.pointee.state = .free
         connection.pointee.listNext = counts.pointee.freeHead
         counts.pointee.freeHead = slot

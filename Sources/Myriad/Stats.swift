@@ -39,6 +39,16 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case otherSyscalls
     /// Bytes the worker's buffer pool has lent out (a gauge).
     case pooledBytes
+    /// Calls into the kernel's I/O interface that failed unexpectedly and were survived:
+    /// io_uring_enter errors other than timeouts and signals, epoll_ctl failures. Logged.
+    case kernelErrors
+    /// Completions the kernel reported lost (io_uring_enter -EBADR, memory pressure).
+    case cqDropped
+    /// Operations whose completion never came and were accounted for by the cancel that
+    /// found them gone (what `cqDropped` cost).
+    case lostCompletions
+    /// SQEs that waited in user space because the kernel would not take a full SQ.
+    case sqSpills
     // One counter per close reason follows `closesBase`.
     case closesBase
 
@@ -65,6 +75,10 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .waits: return "waits"
         case .otherSyscalls: return "other_syscalls"
         case .pooledBytes: return "pooled_bytes"
+        case .kernelErrors: return "kernel_errors"
+        case .cqDropped: return "cq_dropped"
+        case .lostCompletions: return "lost_completions"
+        case .sqSpills: return "sq_spills"
         case .closesBase: return "closes"
         }
     }

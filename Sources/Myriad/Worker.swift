@@ -47,6 +47,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private var forcedCloseDone = false
     /// Set before each wait: the clock reading is older than the completions that follow.
     private var clockStale = false
+    private var lastKernelErrorLogNanoseconds: Int64 = .min / 2
+    private var kernelErrorsLogged = 0
 
     init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) {
         self.core = core
@@ -73,13 +75,13 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
     @inline(__always)
     func handle(_ slot: UInt32) -> WebSocketConnection {
-        WebSocketConnection(id: ConnectionID(slot: slot, generation: slab[Int(slot)].generation), worker: core)
+        WebSocketConnection(id: core.id(of: slot), worker: core)
     }
 
     // MARK: - Loop
 
     func run() {
-        backend.armAccept()
+        armAccept()
         while true {
             updateClock()
             while let slot = core.wheel.nextExpired(upTo: core.nowTick) { timerFired(slot) }
@@ -87,7 +89,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             if shuttingDown && shutdownStep() { break }
             if let tick = acceptRearmTick, core.nowTick >= tick {
                 acceptRearmTick = nil
-                backend.armAccept()
+                armAccept()
             }
             flush()
             rearmStarved()
@@ -137,7 +139,22 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.counters.set(.waits, backend.waitCount)
         core.counters.set(.otherSyscalls, backend.syscallCount)
         core.counters.set(.cqOverflows, backend.overflowCount)
+        core.counters.set(.cqDropped, backend.droppedCompletionCount)
+        core.counters.set(.sqSpills, backend.spilledSubmissionCount)
+        core.counters.set(.kernelErrors, backend.kernelErrorCount)
+        if backend.kernelErrorCount != kernelErrorsLogged { reportKernelErrors() }
         control.board.publish(core.counters)
+    }
+
+    /// Logs kernel errors the backend survived: the first at once, then at most one line a
+    /// second with how many came since.
+    private func reportKernelErrors() {
+        let now = monotonicNanoseconds()
+        guard now - lastKernelErrorLogNanoseconds >= 1_000_000_000 else { return }
+        let total = backend.kernelErrorCount
+        lastKernelErrorLogNanoseconds = now
+        logger.error("worker \(core.index): \(total - kernelErrorsLogged) kernel error(s) survived; latest: \(backend.lastKernelError ?? "unknown")")
+        kernelErrorsLogged = total
     }
 
     // MARK: - Flushing
@@ -190,7 +207,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     func sent(_ tag: UserData, result: Int32) {
         let slot = tag.slot
         let connection = core.slab[slot]
-        precondition(connection.pointee.generation == tag.generation, "send completion for a released slot")
+        precondition(tag.matches(generation: connection.pointee.generation), "send completion for a released slot")
         connection.pointee.inFlight -= 1
         connection.pointee.flags.remove(.sendInFlight)
         if result < 0 {
@@ -258,10 +275,16 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         }
         guard !shuttingDown else { return }
         if retryNow {
-            backend.armAccept()
+            armAccept()
         } else {
             acceptRearmTick = core.nowTick + 1
         }
+    }
+
+    /// Arms the accept; when the backend cannot (epoll_ctl refused the listener), tries again
+    /// a tick later. The failure is counted and logged by the backend's error report.
+    private func armAccept() {
+        if !backend.armAccept() { acceptRearmTick = core.nowTick + 1 }
     }
 
     private func noteAcceptFailure(_ why: String) {
@@ -292,7 +315,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
-        precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")
+        precondition(tag.matches(generation: connection.pointee.generation), "receive completion for a released slot")
         if !more {
             connection.pointee.flags.remove(.receiveArmed)
             connection.pointee.inFlight -= 1
@@ -321,7 +344,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
-        precondition(connection.pointee.generation == tag.generation, "receive completion for a released slot")
+        precondition(tag.matches(generation: connection.pointee.generation), "receive completion for a released slot")
         connection.pointee.flags.remove(.receiveArmed)
         connection.pointee.inFlight -= 1
         switch -result {
@@ -410,17 +433,34 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         }
         if connection.pointee.flags.contains(.sendInFlight) {
             connection.pointee.inFlight += 1
-            backend.cancel(tag(.send, slot, connection), handle: handle, tag: tag(.cancel, slot, connection))
+            backend.cancel(tag(.send, slot, connection), handle: handle, tag: tag(.cancelSend, slot, connection))
         }
         connection.pointee.inFlight += 1
         backend.close(handle: handle, tag: tag(.close, slot, connection))
     }
 
     func operationDone(_ tag: UserData, result: Int32) {
-        let connection = core.slab[tag.slot]
-        precondition(connection.pointee.generation == tag.generation, "completion for a released slot")
+        let slot = tag.slot
+        let connection = core.slab[slot]
+        precondition(tag.matches(generation: connection.pointee.generation), "completion for a released slot")
         connection.pointee.inFlight -= 1
-        releaseIfDone(tag.slot)
+        if result == -ENOENT {
+            // The cancel found nothing to cancel, so its target had ended; completions arrive
+            // in order, so the target's last one is already handled, unless the kernel lost
+            // it (-EBADR under memory pressure). Then account for it here, or the slot would
+            // wait for it forever.
+            if tag.operation == .cancel && connection.pointee.flags.contains(.receiveArmed) {
+                connection.pointee.flags.remove(.receiveArmed)
+                connection.pointee.inFlight -= 1
+                core.counters.add(.lostCompletions)
+            } else if tag.operation == .cancelSend && connection.pointee.flags.contains(.sendInFlight) {
+                connection.pointee.flags.remove(.sendInFlight)
+                connection.pointee.inFlight -= 1
+                core.pool.release(&connection.pointee.sendFlight)
+                core.counters.add(.lostCompletions)
+            }
+        }
+        releaseIfDone(slot)
     }
 
     /// Returns the slot to the slab once the socket is closed and nothing refers to it.

@@ -13,9 +13,11 @@ struct WorkerSettings {
     let shutdownTicks: UInt32
     let maxQueuedBytes: Int
     let maxHeaderBytes: Int
+    /// MYRIAD_BUFFER_BUDGET for this worker's pool.
+    let bufferBudgetBytes: Int
     let decoder: FrameDecoderConfiguration
 
-    init(_ config: Config) {
+    init(_ config: Config, memoryBytes: Int = memoryLimitBytes()) {
         let tick = config.timerTickMilliseconds
         func ticks(_ milliseconds: Int) -> UInt32 {
             milliseconds == 0 ? 0 : UInt32(max(1, (milliseconds + tick - 1) / tick))
@@ -29,6 +31,7 @@ struct WorkerSettings {
         shutdownTicks = ticks(config.shutdownTimeoutMilliseconds)
         maxQueuedBytes = config.maxQueuedBytes
         maxHeaderBytes = config.maxHeaderBytes
+        bufferBudgetBytes = config.bufferBudgetPerWorker(memoryBytes: memoryBytes)
         decoder = FrameDecoderConfiguration(role: .server, maxMessageSizeBytes: UInt64(config.maxMessageSizeBytes))
     }
 }
@@ -62,7 +65,7 @@ final class WorkerCore {
         self.settings = settings
         slab = try Slab(capacity: capacity)
         wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: capacity, startTick: 0)
-        pool = BufferPool()
+        pool = BufferPool(budgetBytes: settings.bufferBudgetBytes)
         state = .allocate(capacity: 1)
         state.initialize(to: (0, Connection.noSlot, Connection.noSlot))
     }
@@ -79,6 +82,19 @@ final class WorkerCore {
     func absoluteTick(_ stamp: UInt32, plus ticks: UInt32) -> UInt64 {
         let offset = Int64(Int32(bitPattern: stamp &- now32)) + Int64(ticks)
         return UInt64(max(Int64(nowTick) + offset, Int64(nowTick)))
+    }
+
+    /// The ID of the connection in `slot` now.
+    @inline(__always)
+    func id(of slot: UInt32) -> ConnectionID {
+        ConnectionID(worker: UInt16(truncatingIfNeeded: index), slot: slot, generation: slab[slot].pointee.generation)
+    }
+
+    /// The connection `id` names, if it is this worker's and still in its slot.
+    @inline(__always)
+    func live(_ id: ConnectionID) -> UnsafeMutablePointer<Connection>? {
+        guard Int(id.worker) == index else { return nil }
+        return slab.live(id)
     }
 
     // MARK: - Flush list
@@ -114,7 +130,7 @@ final class WorkerCore {
 
     /// Queues a message for `id` if it is open.
     func send(to id: ConnectionID, opcode: Opcode, payload: UnsafeRawBufferPointer) -> SendResult {
-        guard let connection = slab.live(id), connection.pointee.state == .open else { return .closed }
+        guard let connection = live(id), connection.pointee.state == .open else { return .closed }
         let result = queueFrame(id.slot, connection, opcode: opcode, payload: payload)
         if result == .queued {
             connection.pointee.lastMessageTick = now32
@@ -123,26 +139,38 @@ final class WorkerCore {
         return result
     }
 
-    /// Appends one frame to the connection's pending buffer. Past MYRIAD_MAX_QUEUED_BYTES the
-    /// connection is marked for closing as a slow consumer and nothing is queued.
+    /// Appends one frame to the connection's pending buffer.
+    ///
+    /// MYRIAD_MAX_QUEUED_BYTES bounds the backlog, not the size of a message: a frame that
+    /// finds nothing waiting is always queued (so a message larger than the limit can still
+    /// be sent, or echoed), while one that would take waiting bytes past the limit marks the
+    /// connection for closing as a slow consumer and queues nothing. Data frames count against
+    /// the worker's MYRIAD_BUFFER_BUDGET; past it the connection is closed with 1013.
     @inline(__always)
     func queueFrame(
         _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, opcode: Opcode,
         payload: UnsafeRawBufferPointer, closeCode: CloseCode? = nil
     ) -> SendResult {
-        let payloadCount = closeCode == nil ? payload.count : FrameEncoder.closePayloadSize(code: closeCode, reasonLength: payload.count)
+        let payloadCount = closeCode == nil ? payload.count : FrameEncoder.closePayloadSize(code: closeCode, reason: payload)
         let frameSize = FrameEncoder.frameSize(payloadLength: payloadCount, masked: false)
-        if connection.pointee.queuedBytes + frameSize > settings.maxQueuedBytes {
+        let queued = connection.pointee.queuedBytes
+        if queued > 0 && queued + frameSize > settings.maxQueuedBytes {
             requestAbort(slot, connection, cause: .slowConsumer)
             return .slowConsumer
         }
-        guard let destination = pool.reserve(frameSize, in: &connection.pointee.sendPending) else {
+        let budget: PoolBudget = opcode.isControl ? .exempt : .outbound
+        guard let destination = pool.reserve(frameSize, in: &connection.pointee.sendPending, budget: budget) else {
+            if pool.lastFailure == .overBudget {
+                closeOverBudget(slot, connection)
+                return .memoryBudget
+            }
             requestAbort(slot, connection, cause: .outOfMemory)
             return .closed
         }
         let headerSize = FrameEncoder.writeHeader(into: destination, opcode: opcode, payloadLength: payloadCount)
         if let closeCode {
-            FrameEncoder.writeClosePayload(into: destination + headerSize, code: closeCode, reason: payload)
+            let written = FrameEncoder.writeClosePayload(into: destination + headerSize, code: closeCode, reason: payload)
+            precondition(written == payloadCount, "close payload size and the bytes written disagree")
         } else if let base = payload.baseAddress, payload.count > 0 {
             (destination + headerSize).copyMemory(from: base, byteCount: payload.count)
         }
@@ -150,6 +178,16 @@ final class WorkerCore {
         counters.add(.bytesOut, frameSize)
         markForFlush(slot, connection)
         return .queued
+    }
+
+    /// The worker's MYRIAD_BUFFER_BUDGET cannot lend `connection` what it asked for: close it
+    /// with 1013 (try again later), counted as memory_budget. The close frame is exempt from
+    /// the budget, so the close handshake still happens.
+    func closeOverBudget(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        var reason = "memory budget"
+        reason.withUTF8 {
+            startClose(slot, connection, code: .tryAgainLater, reason: UnsafeRawBufferPointer($0), cause: .memoryBudget)
+        }
     }
 
     /// Queues bytes that are not a frame (HTTP responses).
@@ -168,7 +206,7 @@ final class WorkerCore {
     /// Starts the close handshake: our close frame, then wait (MYRIAD_CLOSE_TIMEOUT) for the
     /// peer's. Data frames that arrive meanwhile are dropped.
     func close(_ id: ConnectionID, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason) {
-        guard let connection = slab.live(id) else { return }
+        guard let connection = live(id) else { return }
         startClose(id.slot, connection, code: code, reason: reason, cause: cause)
     }
 

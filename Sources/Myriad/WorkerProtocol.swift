@@ -12,8 +12,8 @@ extension Worker {
             // The usual case: the whole request in one receive, parsed where it lies.
             let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
             if case .needMore = step {
-                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) {
-                    abortNow(slot, connection, cause: .outOfMemory)
+                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound, budget: .inbound) {
+                    refuseHandshakeForMemory(slot, connection)
                 }
                 return
             }
@@ -21,8 +21,8 @@ extension Worker {
             return
         }
         // The request came in pieces: keep them together in a pooled buffer.
-        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound) else {
-            abortNow(slot, connection, cause: .outOfMemory)
+        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+            refuseHandshakeForMemory(slot, connection)
             return
         }
         var buffer = connection.pointee.inbound
@@ -34,6 +34,18 @@ extension Worker {
         }
         completeHandshake(slot, connection, step, buffer.bytes)
         core.pool.release(&buffer)
+    }
+
+    /// No memory to hold the rest of an upgrade request: 503 when the worker's budget is
+    /// used up (the client may retry), else close at once.
+    private func refuseHandshakeForMemory(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+        core.pool.release(&connection.pointee.inbound)
+        guard core.pool.lastFailure == .overBudget else {
+            abortNow(slot, connection, cause: .outOfMemory)
+            return
+        }
+        core.queueRaw(slot, connection, HandshakeResponse.serviceUnavailable)
+        beginDraining(slot, connection, cause: .memoryBudget)
     }
 
     func completeHandshake(
@@ -105,8 +117,13 @@ extension Worker {
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
                 return
             }
-            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound) else {
-                abortNow(slot, connection, cause: .outOfMemory)
+            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+                if core.pool.lastFailure == .overBudget {
+                    // Partial messages may hold half the worker's budget; this one would pass it.
+                    failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
+                } else {
+                    abortNow(slot, connection, cause: .outOfMemory)
+                }
                 return
             }
             if chunk.isMessageEnd {
@@ -182,8 +199,8 @@ extension Worker {
 
     /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
     /// code, then close the socket without waiting for the peer's.
-    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode) {
-        let cause = CloseReason(failure: code)
+    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode, cause: CloseReason? = nil) {
+        let cause = cause ?? CloseReason(failure: code)
         if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
             connection.pointee.flags.insert(.closeFrameSent)
             _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)

@@ -22,6 +22,7 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_BUFFER_COUNT")) var bufferCount: String?
     @Option(help: knobHelp("MYRIAD_MAX_MESSAGE_SIZE")) var maxMessageSize: String?
     @Option(help: knobHelp("MYRIAD_MAX_QUEUED_BYTES")) var maxQueuedBytes: String?
+    @Option(help: knobHelp("MYRIAD_BUFFER_BUDGET")) var bufferBudget: String?
     @Option(help: knobHelp("MYRIAD_MAX_HEADER_SIZE")) var maxHeaderSize: String?
     @Option(help: knobHelp("MYRIAD_BACKLOG")) var backlog: String?
     @Option(help: knobHelp("MYRIAD_TIMER_TICK")) var timerTick: String?
@@ -48,6 +49,7 @@ struct Serve: ParsableCommand {
             ("MYRIAD_BUFFER_COUNT", bufferCount),
             ("MYRIAD_MAX_MESSAGE_SIZE", maxMessageSize),
             ("MYRIAD_MAX_QUEUED_BYTES", maxQueuedBytes),
+            ("MYRIAD_BUFFER_BUDGET", bufferBudget),
             ("MYRIAD_MAX_HEADER_SIZE", maxHeaderSize),
             ("MYRIAD_BACKLOG", backlog),
             ("MYRIAD_TIMER_TICK", timerTick),

@@ -9,14 +9,7 @@ import Testing
 /// filter makes io_uring_setup fail with EPERM, as Docker's default profile does.
 extension Integration {
 @Suite struct BackendSelectionTests {
-    /// Compiles the seccomp launcher (Tests/clients/no_io_uring.c) once.
-    static let launcher: String = {
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("myriad-no-io-uring-\(getpid())").path
-        let source = ExternalClient.clientsDirectory.appendingPathComponent("no_io_uring.c").path
-        let result = try? ExternalClient.run("/usr/bin/cc", ["-O2", "-o", output, source])
-        precondition(result?.status == 0, "cannot build the seccomp launcher: \(result?.output ?? "")")
-        return output
-    }()
+    static var launcher: String { ExternalClient.syscallFault }
 
     @Test func probeSucceedsOnThisKernel() throws {
         guard case .success(let capabilities) = URingBackend.probe(disabled: []) else {
@@ -36,7 +29,7 @@ extension Integration {
         let port = unusedLoopbackPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.launcher)
-        process.arguments = [ExternalClient.myriadBinary, "serve"]
+        process.arguments = ["io_uring_setup:EPERM", "--", ExternalClient.myriadBinary, "serve"]
         process.environment = ["MYRIAD_BACKEND": "auto", "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": String(port),
                                "MYRIAD_WORKERS": "1", "PATH": "/usr/bin:/bin"]
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("myriad-fallback-\(port).log")
@@ -65,7 +58,7 @@ extension Integration {
 
     @Test func forcedIOUringExitsWithTheReason() throws {
         let result = try ExternalClient.run(
-            Self.launcher, [ExternalClient.myriadBinary, "serve"],
+            Self.launcher, ["io_uring_setup:EPERM", "--", ExternalClient.myriadBinary, "serve"],
             environment: ["MYRIAD_BACKEND": "io_uring", "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": "0"], timeout: 20)
         #expect(result.status != 0)
         #expect(result.output.contains("MYRIAD_BACKEND=io_uring, but io_uring cannot be used here: io_uring_setup failed with EPERM"),

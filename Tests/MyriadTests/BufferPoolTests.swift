@@ -3,24 +3,25 @@ import Testing
 
 @Suite struct BufferPoolTests {
     @Test func sizeClassBoundaries() {
-        #expect(BufferPool.largestSize == 64 << 20)
+        // 128 MiB: the largest message (64 MiB) plus its frame header fits one buffer.
+        #expect(BufferPool.largestSize == 128 << 20)
         #expect(BufferPool.sizeClass(for: 0) == 0)
         #expect(BufferPool.sizeClass(for: 1) == 0)
         #expect(BufferPool.sizeClass(for: 256) == 0)
         #expect(BufferPool.sizeClass(for: 257) == 1)
         #expect(BufferPool.sizeClass(for: 512) == 1)
         #expect(BufferPool.sizeClass(for: 513) == 2)
-        for shift in 8...26 {
+        for shift in 8...27 {
             let size = 1 << shift
             let sizeClass = UInt8(shift - 8)
             #expect(BufferPool.size(ofClass: sizeClass) == size)
             #expect(BufferPool.sizeClass(for: size) == sizeClass)
             #expect(BufferPool.sizeClass(for: size - 1) == (shift == 8 ? 0 : sizeClass))
-            #expect(BufferPool.sizeClass(for: size + 1) == (shift == 26 ? nil : sizeClass + 1))
+            #expect(BufferPool.sizeClass(for: size + 1) == (shift == 27 ? nil : sizeClass + 1))
         }
-        #expect(BufferPool.sizeClass(for: (64 << 20) + 1) == nil)
+        #expect(BufferPool.sizeClass(for: (128 << 20) + 1) == nil)
         #expect(BufferPool.sizeClass(for: Int.max) == nil)
-        #expect(BufferPool.sizeClass(for: 64 << 20) == UInt8(BufferPool.classCount - 1))
+        #expect(BufferPool.sizeClass(for: 128 << 20) == UInt8(BufferPool.classCount - 1))
     }
 
     @Test func acquireGivesTheSmallestClass() throws {
@@ -29,9 +30,10 @@ import Testing
         #expect(small.capacity == 256 && small.count == 0 && small.isAllocated)
         var odd = try #require(pool.acquire(minimumBytes: 1000))
         #expect(odd.capacity == 1024)
-        var largest = try #require(pool.acquire(minimumBytes: 64 << 20))
-        #expect(largest.capacity == 64 << 20)
-        #expect(pool.acquire(minimumBytes: (64 << 20) + 1) == nil)
+        var largest = try #require(pool.acquire(minimumBytes: 128 << 20))
+        #expect(largest.capacity == 128 << 20)
+        #expect(pool.acquire(minimumBytes: (128 << 20) + 1) == nil)
+        #expect(pool.lastFailure == .tooLarge)
         #expect(pool.outstandingCount == 3)
         pool.release(&small)
         pool.release(&odd)
@@ -85,15 +87,15 @@ import Testing
         let bytes: [UInt8] = [1, 2, 3, 4, 5]
         #expect(bytes.withUnsafeBytes { pool.append($0, to: &buffer) })
         let base = buffer.base
-        #expect(pool.reserve((64 << 20) - 4, in: &buffer) == nil)
+        #expect(pool.reserve((128 << 20) - 4, in: &buffer) == nil)
         #expect(buffer.base == base && buffer.count == 5 && buffer.capacity == 256)
         #expect(Array(buffer.bytes) == bytes)
         #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 256)
         // Exactly the largest class still fits.
-        let destination = try #require(pool.reserve((64 << 20) - 5, in: &buffer))
+        let destination = try #require(pool.reserve((128 << 20) - 5, in: &buffer))
         #expect(destination == buffer.base! + 5)
-        #expect(buffer.capacity == 64 << 20 && Array(buffer.bytes) == bytes)
-        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 64 << 20)
+        #expect(buffer.capacity == 128 << 20 && Array(buffer.bytes) == bytes)
+        #expect(pool.outstandingCount == 1 && pool.outstandingBytes == 128 << 20)
         pool.release(&buffer)
     }
 
@@ -148,5 +150,30 @@ import Testing
             for index in buffers.indices { pool.release(&buffers[index]) }
         }
         #expect(pool.outstandingCount == 0)
+    }
+
+    /// MYRIAD_BUFFER_BUDGET: inbound and outbound buffers together stay within the budget,
+    /// inbound within half of it; exempt buffers are never refused; growth counts only the
+    /// difference; releases give the budget back.
+    @Test func theBudgetBoundsWhatPeersControl() throws {
+        let pool = BufferPool(budgetBytes: 4096)
+        var first = try #require(pool.acquire(minimumBytes: 1024, budget: .inbound))
+        var second = try #require(pool.acquire(minimumBytes: 1024, budget: .inbound))
+        #expect(pool.acquire(minimumBytes: 1, budget: .inbound) == nil, "inbound is capped at half")
+        #expect(pool.lastFailure == .overBudget)
+        var out = try #require(pool.acquire(minimumBytes: 2048, budget: .outbound))
+        #expect(pool.acquire(minimumBytes: 1, budget: .outbound) == nil, "the whole budget is used")
+        var control = try #require(pool.acquire(minimumBytes: 100_000, budget: .exempt))
+        #expect(pool.budgetedBytes.inbound == 2048 && pool.budgetedBytes.outbound == 2048)
+        pool.release(&out)
+        // Growing a 1 KiB inbound buffer to 2 KiB needs 1 KiB more than it has: over the half.
+        #expect(pool.reserve(2048, in: &first) == nil)
+        pool.release(&second)
+        let grown = pool.reserve(1500, in: &first)
+        #expect(grown != nil && first.capacity == 2048 && first.budget == .inbound)
+        #expect(pool.budgetedBytes.inbound == 2048)
+        pool.release(&first)
+        pool.release(&control)
+        #expect(pool.budgetedBytes.inbound == 0 && pool.budgetedBytes.outbound == 0 && pool.outstandingBytes == 0)
     }
 }

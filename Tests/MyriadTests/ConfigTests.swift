@@ -271,11 +271,4 @@ import Testing
                  with: ["MYRIAD_HANDSHAKE_TIMEOUT": "500ms"], shown: "1000ms")
     }
 
-    @Test func connectionsPerWorkerRoundsUp() throws {
-        var config = Config()
-        config.workers = 3
-        #expect(config.connectionsPerWorker(default: 10) == 4)
-        config.maxConnections = 9
-        #expect(config.connectionsPerWorker(default: 10) == 3)
-    }
 }

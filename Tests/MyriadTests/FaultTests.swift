@@ -57,17 +57,22 @@ extension Integration {
             try client.upgrade()
             clients.append(client)
         }
-        for (index, client) in clients.enumerated() {
-            try client.send((0..<4).flatMap { RawClient.frame(.text, Array("c\(index) m\($0)".utf8)) })
-        }
-        for (index, client) in clients.enumerated() {
-            for message in 0..<4 {
-                #expect(try client.readMessage(timeout: 20)?.payload == Array("c\(index) m\(message)".utf8))
+        // Whether the CQ overflows depends on how far the worker falls behind the burst, so
+        // burst again (at most 5 rounds) until it has; every round must lose nothing.
+        let bursts = clients.indices.map { index in (0..<4).flatMap { RawClient.frame(.text, Array("c\(index) m\($0)".utf8)) } }
+        var rounds = 0
+        repeat {
+            rounds += 1
+            for (index, client) in clients.enumerated() { try client.send(bursts[index]) }
+            for (index, client) in clients.enumerated() {
+                for message in 0..<4 {
+                    #expect(try client.readMessage(timeout: 20)?.payload == Array("c\(index) m\(message)".utf8))
+                }
             }
-        }
+        } while server.stats()[.cqOverflows] == 0 && rounds < 5
         let stats = server.stats()
-        #expect(stats[.cqOverflows] > 0, "the CQ never overflowed: the test proved nothing (\(stats.fields))")
-        #expect(stats[.messagesIn] == 2000 && stats[.messagesOut] == 2000)
+        #expect(stats[.cqOverflows] > 0, "the CQ never overflowed in \(rounds) bursts: the test proved nothing (\(stats.fields))")
+        #expect(stats[.messagesIn] == 2000 * rounds && stats[.messagesOut] == 2000 * rounds)
     }
 
     /// With multishot receive turned off (the 5.19 path), every receive is re-armed.

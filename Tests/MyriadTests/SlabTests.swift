@@ -62,12 +62,32 @@ import Testing
         #expect(slab.live(ConnectionID(slot: 0, generation: 1)) == nil)
     }
 
-    @Test func generationWrapsAtTwentyFourBits() throws {
+    /// A kept ID must stay dead however often its slot is reused (issue 12, defect 6): the
+    /// generation used to be 24 bits, so after 16,777,216 reuses of one slot an old ID named
+    /// the slot's new connection again.
+    @Test func aKeptIDStaysDeadPastTwoToTheTwentyFourReuses() throws {
         var slab = try Slab(capacity: 1)
-        let id = try open(&slab)
-        slab[id.slot].pointee.generation = UserData.generationMask
-        slab.release(id.slot)
-        #expect(slab[id.slot].pointee.generation == 0)
+        let kept = try open(&slab)
+        #expect(kept.generation == 0)
+        // Fast-forward the slot to just before the old 24-bit wrap, then reuse it.
+        slab.release(kept.slot)
+        slab[kept.slot].pointee.generation = (1 << 24) - 1
+        let before = try open(&slab)
+        slab.release(before.slot)
+        let after = try open(&slab)
+        #expect(after.generation == 1 << 24)
+        #expect(slab.live(kept) == nil, "the ID of the slot's first connection came back to life")
+        #expect(slab.live(before) == nil)
+        #expect(slab.live(after) != nil)
+        // And past 32 bits, where the completion tag's half of the generation wraps.
+        slab.release(after.slot)
+        slab[kept.slot].pointee.generation = UInt64(UInt32.max)
+        let wrappedTag = try open(&slab)
+        slab.release(wrappedTag.slot)
+        let beyond = try open(&slab)
+        #expect(beyond.generation == 1 << 32)
+        #expect(slab.live(kept) == nil)
+        #expect(slab.live(ConnectionID(slot: kept.slot, generation: 0)) == nil)
     }
 
     @Test func freedSlotsAreReusedLastInFirstOut() throws {

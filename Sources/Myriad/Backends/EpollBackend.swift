@@ -14,6 +14,11 @@ import Glibc
 /// what `writev` would do here.
 ///
 /// Its ceiling is the process fd limit: every connection is a descriptor.
+///
+/// epoll_ctl can fail (ENOMEM, ENOSPC from `fs.epoll.max_user_watches`): each failure is
+/// counted and reported to the worker's log, and costs at most the one connection it was
+/// about (a send that cannot wait for EPOLLOUT fails with EIO); the listener is watched again
+/// a tick later.
 final class EpollBackend: IOBackend {
     static var name: String { "epoll" }
     var multishotReceive: Bool { true }
@@ -26,22 +31,30 @@ final class EpollBackend: IOBackend {
     private let readBuffer: UnsafeMutableRawBufferPointer
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 512
-    /// Per descriptor: the tag of its receive (0: not registered), the send waiting for
-    /// EPOLLOUT. Indexed by fd, sized by RLIMIT_NOFILE.
-    private let receiveTags: UnsafeMutablePointer<UInt64>
-    private let pendingSends: UnsafeMutablePointer<PendingSend>
-    private let descriptorLimit: Int
+    /// Per descriptor: the tag of its receive (0: not registered) and the send waiting for
+    /// EPOLLOUT. Indexed by fd; starts small and grows (doubling) to the highest descriptor
+    /// seen, so a worker's memory follows its connections, not RLIMIT_NOFILE (which may be
+    /// 2^30 under LimitNOFILE=infinity).
+    private var descriptors: UnsafeMutablePointer<DescriptorEntry>
+    private var descriptorCapacity: Int
     /// Completions produced outside the kernel (sends that finished at once, closes,
     /// cancels), delivered at the start of the next poll so callbacks never nest.
     private var ready: [ReadyCompletion] = []
     private(set) var waitCount = 0
     private(set) var syscallCount = 0
+    private(set) var kernelErrorCount = 0
+    private(set) var lastKernelError: String?
     var overflowCount: Int { 0 }
+    var droppedCompletionCount: Int { 0 }
+    var spilledSubmissionCount: Int { 0 }
 
-    private struct PendingSend {
-        var tag: UInt64 = 0
-        var base: UnsafeRawPointer? = nil
-        var count: Int = 0
+    static let initialDescriptorCapacity = 1024
+
+    private struct DescriptorEntry {
+        var receiveTag: UInt64 = 0
+        var sendTag: UInt64 = 0
+        var sendBase: UnsafeRawPointer? = nil
+        var sendCount: Int = 0
     }
 
     private enum ReadyCompletion {
@@ -57,11 +70,9 @@ final class EpollBackend: IOBackend {
         self.waker = waker
         readBuffer = .allocate(byteCount: Int(config.bufferSizeBytes), alignment: 64)
         events = .allocate(capacity: Int(eventCapacity))
-        descriptorLimit = FileLimit.current().soft
-        receiveTags = .allocate(capacity: descriptorLimit)
-        receiveTags.initialize(repeating: 0, count: descriptorLimit)
-        pendingSends = .allocate(capacity: descriptorLimit)
-        pendingSends.initialize(repeating: PendingSend(), count: descriptorLimit)
+        descriptorCapacity = Self.initialDescriptorCapacity
+        descriptors = .allocate(capacity: descriptorCapacity)
+        descriptors.initialize(repeating: DescriptorEntry(), count: descriptorCapacity)
         ready.reserveCapacity(4096)
         try control(EPOLL_CTL_ADD, waker.fileDescriptor, events: EPOLLIN.rawValue)
     }
@@ -71,9 +82,30 @@ final class EpollBackend: IOBackend {
         if listenerOpen { Glibc.close(listener) }
         readBuffer.deallocate()
         events.deallocate()
-        receiveTags.deallocate()
-        pendingSends.deallocate()
+        descriptors.deallocate()
     }
+
+    /// The entry of `fd`, growing the table to hold it.
+    @inline(__always)
+    private func entry(_ fd: Int32) -> UnsafeMutablePointer<DescriptorEntry> {
+        precondition(fd >= 0)
+        if Int(fd) >= descriptorCapacity { grow(toHold: Int(fd)) }
+        return descriptors + Int(fd)
+    }
+
+    private func grow(toHold fd: Int) {
+        var capacity = descriptorCapacity
+        while capacity <= fd { capacity *= 2 }
+        let grown = UnsafeMutablePointer<DescriptorEntry>.allocate(capacity: capacity)
+        grown.moveInitialize(from: descriptors, count: descriptorCapacity)
+        (grown + descriptorCapacity).initialize(repeating: DescriptorEntry(), count: capacity - descriptorCapacity)
+        descriptors.deallocate()
+        descriptors = grown
+        descriptorCapacity = capacity
+    }
+
+    /// Entries the table holds now (it grows with the highest descriptor seen).
+    var descriptorTableCapacity: Int { descriptorCapacity }
 
     private func control(_ operation: Int32, _ fd: Int32, events mask: UInt32) throws(SystemError) {
         var event = epoll_event()
@@ -83,14 +115,25 @@ final class EpollBackend: IOBackend {
         guard epoll_ctl(epoll, operation, fd, &event) == 0 else { throw SystemError("epoll_ctl", errno: errno) }
     }
 
-    func armAccept() {
-        guard listenerOpen, !listenerRegistered else { return }
+    /// epoll_ctl for an operation whose failure the engine survives: counted and reported
+    /// (the worker logs it); returns whether it worked.
+    @discardableResult
+    private func controlOrNote(_ operation: Int32, _ fd: Int32, events mask: UInt32, _ what: String) -> Bool {
         do {
-            try control(EPOLL_CTL_ADD, listener, events: EPOLLIN.rawValue)
-            listenerRegistered = true
+            try control(operation, fd, events: mask)
+            return true
         } catch {
-            fatalError("cannot watch the listener: \(error)")
+            kernelErrorCount += 1
+            lastKernelError = "epoll_ctl(\(what)) on fd \(fd): \(SystemError.name(of: error.errno))"
+            return false
         }
+    }
+
+    func armAccept() -> Bool {
+        guard listenerOpen, !listenerRegistered else { return true }
+        // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: the worker tries again a tick later.
+        listenerRegistered = controlOrNote(EPOLL_CTL_ADD, listener, events: EPOLLIN.rawValue, "add the listener")
+        return listenerRegistered
     }
 
     func stopAccepting() {
@@ -102,14 +145,14 @@ final class EpollBackend: IOBackend {
     }
 
     func armReceive(handle: Int32, tag: UserData) {
-        precondition(Int(handle) < descriptorLimit)
-        let wasRegistered = receiveTags[Int(handle)] != 0
-        receiveTags[Int(handle)] = tag.rawValue
+        let slot = entry(handle)
+        let wasRegistered = slot.pointee.receiveTag != 0
+        slot.pointee.receiveTag = tag.rawValue
         if !wasRegistered {
             do throws(SystemError) {
                 try control(EPOLL_CTL_ADD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
             } catch {
-                receiveTags[Int(handle)] = 0
+                slot.pointee.receiveTag = 0
                 ready.append(.receiveEnded(tag, -error.errno))
             }
         }
@@ -121,30 +164,46 @@ final class EpollBackend: IOBackend {
         if written >= 0 {
             ready.append(.sent(tag, Int32(written)))
         } else if errno == EAGAIN {
-            pendingSends[Int(handle)] = PendingSend(tag: tag.rawValue, base: bytes.baseAddress, count: bytes.count)
-            try? control(EPOLL_CTL_MOD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLOUT.rawValue)
+            // Wait for EPOLLOUT; if epoll will not watch for it, the send fails (and the
+            // connection with it) instead of waiting forever.
+            guard controlOrNote(EPOLL_CTL_MOD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLOUT.rawValue,
+                                "wait for EPOLLOUT")
+            else {
+                ready.append(.sent(tag, -EIO))
+                return
+            }
+            let slot = entry(handle)
+            slot.pointee.sendTag = tag.rawValue
+            slot.pointee.sendBase = bytes.baseAddress
+            slot.pointee.sendCount = bytes.count
         } else {
             ready.append(.sent(tag, -errno))
         }
     }
 
     func cancel(_ target: UserData, handle: Int32, tag: UserData) {
+        let slot = entry(handle)
+        var found = false
         switch target.operation {
         case .receive:
-            if receiveTags[Int(handle)] == target.rawValue {
-                receiveTags[Int(handle)] = 0
-                try? control(EPOLL_CTL_DEL, handle, events: 0)
+            if slot.pointee.receiveTag == target.rawValue {
+                found = true
+                slot.pointee.receiveTag = 0
+                // The close that follows removes it from the set anyway.
+                controlOrNote(EPOLL_CTL_DEL, handle, events: 0, "remove a cancelled receive")
                 ready.append(.receiveEnded(target, -ECANCELED))
             }
         case .send:
-            if pendingSends[Int(handle)].tag == target.rawValue {
-                pendingSends[Int(handle)] = PendingSend()
+            if slot.pointee.sendTag == target.rawValue {
+                found = true
+                slot.pointee.sendTag = 0
+                slot.pointee.sendBase = nil
                 ready.append(.sent(target, -ECANCELED))
             }
         default:
             break
         }
-        ready.append(.done(tag, 0))
+        ready.append(.done(tag, found ? 0 : -ENOENT))
     }
 
     func close(handle: Int32, tag: UserData) {
@@ -157,8 +216,7 @@ final class EpollBackend: IOBackend {
     }
 
     private func closeDescriptor(_ fd: Int32) {
-        receiveTags[Int(fd)] = 0
-        pendingSends[Int(fd)] = PendingSend()
+        entry(fd).pointee = DescriptorEntry()
         syscallCount += 1
         Glibc.close(fd)  // leaves the epoll set with it
     }
@@ -222,10 +280,6 @@ final class EpollBackend: IOBackend {
             syscallCount += 1
             let fd = myriad_accept4(listener, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
             if fd >= 0 {
-                if Int(fd) >= descriptorLimit {
-                    Glibc.close(fd)
-                    continue
-                }
                 sink.accepted(handle: fd)
                 continue
             }
@@ -234,15 +288,18 @@ final class EpollBackend: IOBackend {
             // EMFILE, ENFILE, ENOMEM, ENOBUFS: the connection stays in the backlog and the
             // listener stays readable. Stop watching it so the loop does not spin; the
             // worker re-arms a tick later.
-            try? control(EPOLL_CTL_DEL, listener, events: 0)
-            listenerRegistered = false
+            if controlOrNote(EPOLL_CTL_DEL, listener, events: 0, "pause the listener") {
+                listenerRegistered = false
+            }
             sink.acceptEnded(result: -error, retryNow: false)
             return
         }
     }
 
     private func readReady<Sink: CompletionSink>(_ fd: Int32, _ sink: Sink) {
-        let tagValue = receiveTags[Int(fd)]
+        guard Int(fd) < descriptorCapacity else { return }
+        let slot = descriptors + Int(fd)
+        let tagValue = slot.pointee.receiveTag
         guard tagValue != 0 else { return }
         let tag = UserData(rawValue: tagValue)
         syscallCount += 1
@@ -253,19 +310,25 @@ final class EpollBackend: IOBackend {
         }
         if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
         let result: Int32 = count == 0 ? 0 : -errno
-        receiveTags[Int(fd)] = 0
-        try? control(EPOLL_CTL_DEL, fd, events: 0)
+        slot.pointee.receiveTag = 0
+        // Until the worker closes the descriptor, a failed removal only means more readiness
+        // reports for a receive that is over, which are ignored (its tag is 0).
+        controlOrNote(EPOLL_CTL_DEL, fd, events: 0, "remove an ended receive")
         sink.receiveEnded(tag, result: result)
     }
 
     private func writeReady(_ fd: Int32) {
-        let pending = pendingSends[Int(fd)]
-        guard pending.tag != 0 else { return }
+        guard Int(fd) < descriptorCapacity else { return }
+        let slot = descriptors + Int(fd)
+        let pending = slot.pointee
+        guard pending.sendTag != 0 else { return }
         syscallCount += 1
-        let written = Glibc.send(fd, pending.base, pending.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        let written = Glibc.send(fd, pending.sendBase, pending.sendCount, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
         if written < 0 && errno == EAGAIN { return }
-        pendingSends[Int(fd)] = PendingSend()
-        try? control(EPOLL_CTL_MOD, fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
-        ready.append(.sent(UserData(rawValue: pending.tag), written >= 0 ? Int32(written) : -errno))
+        let result = written >= 0 ? Int32(written) : -errno
+        slot.pointee.sendTag = 0
+        slot.pointee.sendBase = nil
+        controlOrNote(EPOLL_CTL_MOD, fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, "stop waiting for EPOLLOUT")
+        ready.append(.sent(UserData(rawValue: pending.sendTag), result))
     }
 }

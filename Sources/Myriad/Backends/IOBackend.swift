@@ -33,12 +33,14 @@ protocol IOBackend: AnyObject {
     static var name: String { get }
     /// False when receives are single-shot and re-armed after every completion.
     var multishotReceive: Bool { get }
-    func armAccept()
+    /// Starts accepting (again); false when the kernel refused (the worker retries later).
+    func armAccept() -> Bool
     func stopAccepting()
     func armReceive(handle: Int32, tag: UserData)
     func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData)
     /// Cancels the operation tagged `target` (a receive or a send) on `handle`; the target
-    /// then completes with -ECANCELED (or its own result if it finished first).
+    /// then completes with -ECANCELED (or its own result if it finished first). The cancel
+    /// itself completes with 0, or -ENOENT when the target was already gone.
     func cancel(_ target: UserData, handle: Int32, tag: UserData)
     func close(handle: Int32, tag: UserData)
     /// Closes a connection that never got a slot (accepted while full or shutting down).
@@ -55,6 +57,14 @@ protocol IOBackend: AnyObject {
     var syscallCount: Int { get }
     /// Times the kernel reported a CQ overflow (io_uring only).
     var overflowCount: Int { get }
+    /// Calls into the kernel's I/O interface that failed unexpectedly and were survived
+    /// (io_uring_enter errors, epoll_ctl failures), and the latest one, for the log.
+    var kernelErrorCount: Int { get }
+    var lastKernelError: String? { get }
+    /// Completions the kernel reported lost (io_uring's -EBADR).
+    var droppedCompletionCount: Int { get }
+    /// SQEs that had to wait in user space because the kernel would not take the full SQ.
+    var spilledSubmissionCount: Int { get }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

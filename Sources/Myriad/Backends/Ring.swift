@@ -15,6 +15,11 @@ package struct Ring: ~Copyable {
     package let flags: UInt32
     package let submissionEntries: UInt32
     package let completionEntries: UInt32
+    /// SQEs prepared while the SQ was full and the kernel would not take what it held (a
+    /// submit that failed: -EBUSY, -ENOMEM, -EBADFD, ...). They wait here, in order, and go
+    /// to the kernel ahead of anything newer (`flushSpill`); a ring never stops the engine
+    /// for want of an SQE.
+    private let spill: UnsafeMutablePointer<(entries: UnsafeMutablePointer<io_uring_sqe>?, count: Int, capacity: Int, total: Int)>
 
     /// Creates a ring with `entries` SQEs and `completionEntries` CQEs (>= entries).
     package init(entries: UInt32, completionEntries: UInt32, flags: UInt32) throws(SystemError) {
@@ -33,27 +38,79 @@ package struct Ring: ~Copyable {
         self.flags = params.flags
         submissionEntries = params.sq_entries
         self.completionEntries = params.cq_entries
+        spill = .allocate(capacity: 1)
+        spill.initialize(to: (nil, 0, 0, 0))
     }
 
     deinit {
         io_uring_queue_exit(pointer)
         pointer.deallocate()
+        spill.pointee.entries?.deallocate()
+        spill.deallocate()
     }
 
     package var fileDescriptor: Int32 { pointer.pointee.ring_fd }
 
-    /// A free SQE, submitting what is queued first if the SQ is full. The caller fills it
-    /// completely (every `io_uring_prep_*` does) before asking for the next one.
+    /// A free SQE: in the SQ, submitting what is queued first if the SQ is full, or in the
+    /// spill queue when the kernel will not take the SQ's entries (then every later SQE is
+    /// spilled too, so the order of submissions is kept). The caller fills it completely
+    /// (every `io_uring_prep_*` does) before asking for the next one.
     @inline(__always)
     package func nextSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
-        if let sqe = io_uring_get_sqe(pointer) { return sqe }
-        // SQ full: hand what we have to the kernel. With NODROP the kernel keeps
-        // completions it cannot post, so this cannot lose any.
-        _ = io_uring_submit(pointer)
-        guard let sqe = io_uring_get_sqe(pointer) else {
-            fatalError("io_uring SQ still full after submit")
+        if spill.pointee.count == 0 {
+            if let sqe = io_uring_get_sqe(pointer) { return sqe }
+            // SQ full: hand what we have to the kernel. With NODROP the kernel keeps
+            // completions it cannot post, so this cannot lose any.
+            _ = io_uring_submit(pointer)
+            if let sqe = io_uring_get_sqe(pointer) { return sqe }
         }
+        return spillSubmission()
+    }
+
+    private func spillSubmission() -> UnsafeMutablePointer<io_uring_sqe> {
+        if spill.pointee.count == spill.pointee.capacity {
+            let capacity = max(64, spill.pointee.capacity * 2)
+            let grown = UnsafeMutablePointer<io_uring_sqe>.allocate(capacity: capacity)
+            if let old = spill.pointee.entries {
+                grown.moveInitialize(from: old, count: spill.pointee.count)
+                old.deallocate()
+            }
+            spill.pointee.entries = grown
+            spill.pointee.capacity = capacity
+        }
+        let sqe = spill.pointee.entries! + spill.pointee.count
+        sqe.initialize(to: io_uring_sqe())
+        spill.pointee.count += 1
+        spill.pointee.total += 1
         return sqe
+    }
+
+    /// SQEs waiting in the spill queue.
+    package var spilledCount: Int { spill.pointee.count }
+    /// SQEs that ever had to wait in the spill queue.
+    package var spilledTotal: Int { spill.pointee.total }
+
+    /// Moves spilled SQEs into the SQ, in order, submitting whenever it fills; stops (keeping
+    /// the rest) when the kernel still will not take them. Returns whether the spill is empty.
+    @discardableResult
+    package func flushSpill() -> Bool {
+        var moved = 0
+        let count = spill.pointee.count
+        guard count > 0, let entries = spill.pointee.entries else { return true }
+        while moved < count {
+            guard let sqe = io_uring_get_sqe(pointer) else {
+                _ = io_uring_submit(pointer)
+                if io_uring_sq_space_left(pointer) == 0 { break }
+                continue
+            }
+            sqe.pointee = entries[moved]
+            moved += 1
+        }
+        if moved > 0 {
+            (entries).moveInitialize(from: entries + moved, count: count - moved)
+            spill.pointee.count = count - moved
+        }
+        return spill.pointee.count == 0
     }
 
     /// SQEs prepared but not yet submitted.

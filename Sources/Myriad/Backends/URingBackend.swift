@@ -23,6 +23,12 @@ final class URingBackend: IOBackend {
     private(set) var waitCount = 0
     private(set) var syscallCount = 0
     private(set) var overflowCount = 0
+    private(set) var kernelErrorCount = 0
+    private(set) var lastKernelError: String?
+    /// Completions the kernel reported dropped (`-EBADR`: it could not even keep them in its
+    /// overflow list, under memory pressure).
+    private(set) var droppedCompletionCount = 0
+    var spilledSubmissionCount: Int { ring.spilledTotal }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
 
@@ -55,11 +61,12 @@ final class URingBackend: IOBackend {
         wakeBuffer.deallocate()
     }
 
-    func armAccept() {
-        guard listenerOpen else { return }
+    func armAccept() -> Bool {
+        guard listenerOpen else { return true }
         let sqe = ring.nextSubmission()
         io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
         io_uring_sqe_set_data64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue)
+        return true
     }
 
     func stopAccepting() {
@@ -122,12 +129,11 @@ final class URingBackend: IOBackend {
     }
 
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
-        let wanted: UInt32 = ring.readyCompletions > 0 ? 0 : 1
+        let spillEmpty = ring.flushSpill()
+        let wanted: UInt32 = ring.readyCompletions > 0 || !spillEmpty ? 0 : 1
         let result = ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
         waitCount += 1
-        if result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY && result != -EAGAIN {
-            fatalError("io_uring_enter failed: \(SystemError.name(of: -result))")
-        }
+        if result < 0 { enterFailed(errno: -result) }
         while true {
             if ring.hasOverflow {
                 // The kernel holds completions the CQ had no room for; an enter with
@@ -142,6 +148,31 @@ final class URingBackend: IOBackend {
             if handled == 0 { break }
         }
         buffers.topUp()
+    }
+
+    /// An `io_uring_enter` that failed. Timeouts, signals and a busy kernel are part of
+    /// waiting; anything else is counted and logged by the worker, and the loop goes on (a
+    /// transient condition must not take a million connections down with the process).
+    private func enterFailed(errno: Int32) {
+        switch errno {
+        case ETIME, EINTR, EBUSY, EAGAIN:
+            return
+        case EBADR:
+            // Completions were lost. The operations they ended are recovered where the worker
+            // can tell (a cancel that finds nothing to cancel; see `Worker.operationDone`);
+            // every connection keeps its deadlines, so none waits forever.
+            droppedCompletionCount += 1
+            noteKernelError("io_uring_enter: EBADR: the kernel dropped completions (memory pressure)")
+        default:
+            noteKernelError("io_uring_enter: \(SystemError.name(of: errno))")
+            // A condition that persists must not turn the loop into a busy spin.
+            usleep(1000)
+        }
+    }
+
+    private func noteKernelError(_ description: String) {
+        kernelErrorCount += 1
+        lastKernelError = description
     }
 
     @inline(__always)
@@ -169,7 +200,7 @@ final class URingBackend: IOBackend {
             // ENFILE: the kernel took the connection and dropped it for want of a fixed-file
             // slot, so re-arming at once refuses each further one quickly.
             if !more { sink.acceptEnded(result: min(result, 0), retryNow: result >= 0 || result == -ENFILE) }
-        case .close, .cancel, .shutdown:
+        case .close, .cancel, .cancelSend, .shutdown:
             sink.operationDone(tag, result: result)
         case .wake:
             sink.woken()

@@ -10,28 +10,33 @@ public enum Operation: UInt8, Sendable {
     /// Closing a descriptor that never became a connection (accepted while the slab was full).
     case closeOrphan = 7
     case shutdown = 8
+    /// Cancelling a connection's send (`cancel` is for its receive).
+    case cancelSend = 9
 }
 
-/// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the slot's generation.
+/// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the low 32 bits of the
+/// slot's generation.
 ///
-/// Layout: bits 0-7 operation, 8-39 slot, 40-63 generation (24 bits). A completion whose
-/// generation differs from its slot's current one belongs to a connection that is gone
-/// and is dropped. The generation wraps after 16,777,216 reuses of one slot; a completion
-/// would have to be outstanding across all of them to be mistaken, which the engine rules
-/// out by releasing a slot only when none of its operations is in flight.
+/// Layout: bits 0-7 operation, 8-31 slot (24 bits: a worker holds at most 2^24 connections),
+/// 32-63 generation (its low 32 bits). The generation itself is 64 bits and never wraps (see
+/// `ConnectionID`); the tag carries only its low half, which is enough because the engine
+/// releases a slot only when none of its operations is in flight, so a completion can never
+/// outlive 2^32 reuses of its slot. A completion whose generation differs from its slot's is
+/// a bug, and the worker stops on it.
 public struct UserData: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt64
 
-    public static let generationBits = 24
-    public static let generationMask: UInt32 = (1 << 24) - 1
+    public static let slotBits = 24
+    /// The largest slot a tag can carry: 2^24 - 1.
+    public static let maxSlot: UInt32 = (1 << 24) - 1
 
     @inlinable
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     @inlinable
-    public init(_ operation: Operation, slot: UInt32, generation: UInt32) {
-        assert(generation <= UserData.generationMask)
-        rawValue = UInt64(operation.rawValue) | UInt64(slot) << 8 | UInt64(generation) << 40
+    public init(_ operation: Operation, slot: UInt32, generation: UInt64) {
+        assert(slot <= UserData.maxSlot)
+        rawValue = UInt64(operation.rawValue) | UInt64(slot) << 8 | (generation & 0xFFFF_FFFF) << 32
     }
 
     /// nil for a tag the engine never made (a corrupted or foreign CQE).
@@ -39,8 +44,13 @@ public struct UserData: RawRepresentable, Hashable, Sendable {
     public var operation: Operation? { Operation(rawValue: UInt8(truncatingIfNeeded: rawValue)) }
 
     @inlinable
-    public var slot: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 8) }
+    public var slot: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 8) & UserData.maxSlot }
 
+    /// The low 32 bits of the generation the operation was submitted under.
     @inlinable
-    public var generation: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 40) }
+    public var generation: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
+
+    /// Whether this tag was made for a slot whose generation is now `generation`.
+    @inlinable
+    public func matches(generation: UInt64) -> Bool { self.generation == UInt32(truncatingIfNeeded: generation) }
 }

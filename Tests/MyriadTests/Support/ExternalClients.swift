@@ -52,6 +52,16 @@ enum ExternalClient {
         return Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self))
     }
 
+    /// The seccomp launcher (Tests/clients/syscall_fault.c), compiled once: runs a command
+    /// with chosen system calls failing.
+    static let syscallFault: String = {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("myriad-syscall-fault-\(getpid())").path
+        let source = clientsDirectory.appendingPathComponent("syscall_fault.c").path
+        let result = try? run("/usr/bin/cc", ["-O2", "-o", output, source])
+        precondition(result?.status == 0, "cannot build the seccomp launcher: \(result?.output ?? "")")
+        return output
+    }()
+
     static func pythonEcho(port: UInt16) throws -> Result {
         try run(python, [clientsDirectory.appendingPathComponent("echo_check.py").path, String(port)])
     }
