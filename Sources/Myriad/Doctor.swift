@@ -69,7 +69,7 @@ public struct DoctorCheck: Sendable, Equatable {
 }
 
 /// The per-connection and per-worker costs the memory estimate uses. The kernel figures were
-X
+/// measured on the dev machines' kernel 6.18 (docs/architecture.md, "Kernel memory per idle
 /// connection"); the rest follow from the engine's own layout.
 public enum ConnectionCost {
     /// Kernel memory of one idle, established TCP socket (socket, sock, file, dentry and
