@@ -28,7 +28,9 @@ BINARY="${TEST_MYRIAD_BINARY:-.build/debug/myriad}"
 [ -x "$BINARY" ] || { echo "conformance: $BINARY not built (run swift build)" >&2; exit 2; }
 # "Default limits" means the server's own defaults: no MYRIAD_* knob leaks in from outside.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^MYRIAD_' || true)
+setup_started=$(date +%s)
 "$AUTOBAHN/setup.sh" >/dev/null
+setup_seconds=$(( $(date +%s) - setup_started ))
 
 # Split the selection into the three runs above.
 default_cases=() performance_cases=() deflate_cases=()
@@ -103,5 +105,5 @@ for backend in $BACKENDS; do
     fi
     timings+=("$backend $(elapsed "$backend_started") s")
 done
-echo "conformance: $( ((status == 0)) && echo passed || echo FAILED); wall time: $(join "${timings[@]}" | sed 's/,/, /g'), total $(elapsed "$total_started") s"
+echo "conformance: $( ((status == 0)) && echo passed || echo FAILED); wall time: $(join "${timings[@]}" | sed 's/,/, /g'), total $(elapsed "$total_started") s (harness set-up before that: $setup_seconds s)"
 exit $status
