@@ -4,6 +4,8 @@
 #   Debian packages: liburing-dev (the engine's only C dependency), pkg-config, node-ws
 #   (Node's `ws` client for the interoperability tests).
 #   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
+#   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
+#   conformance run installs that harness itself, into .venv-autobahn).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,7 @@ pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
 [ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

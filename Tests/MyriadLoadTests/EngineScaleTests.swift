@@ -8,28 +8,36 @@ import Testing
 extension EndToEndTests {
     /// The engine's own scale properties (issue 3), driven by the real load generator.
     @Suite struct EngineScaleTests {
-        /// One server process, 2 workers, 30,000 connections: more than its hard RLIMIT_NOFILE
-        /// of 20,000, possible because each worker's ring holds its connections in a fixed-file
-        /// table. Every one of them still echoes at the end of the hold.
-        @Test(.timeLimit(.minutes(3)))
-        func twoWorkersHoldThirtyThousandConnectionsPastTheFdLimit() throws {
-            let limit = FileLimit.current()
+        /// One server process, 2 workers, 1.5 x the hard RLIMIT_NOFILE in connections (30,000 on
+        /// the dev machines, whose hard limit is 20,000): more than the process could hold as
+        /// file descriptors, possible because each worker's ring holds its connections in a
+        /// fixed-file table of up to RLIMIT_NOFILE entries. Every one of them still echoes at
+        /// the end of the hold.
+        ///
+        /// The premise (more connections than the fd limit) holds by construction; the test runs
+        /// only where that many connections are a test's worth: up to 60,000.
+        @Test(
+            .enabled(
+                if: PastTheFdLimit.connections <= PastTheFdLimit.largestTestCount,
+                "exceeding this host's hard fd limit (\(PastTheFdLimit.hardLimit)) takes \(PastTheFdLimit.connections) connections, more than the \(PastTheFdLimit.largestTestCount) a test may open; bench/scale/scale.sh runs at any N"),
+            .timeLimit(.minutes(3)))
+        func twoWorkersHoldMoreConnectionsThanTheFdLimit() throws {
+            let count = PastTheFdLimit.connections
             let server = try TestServer(workers: 2)
             defer { server.stop() }
             let result = try LoadBinary.run([
-                "hold", "--port", String(server.port), "--connections", "30000", "--duration", "3s",
+                "hold", "--port", String(server.port), "--connections", String(count), "--duration", "3s",
                 "--verify-echo", "--time-limit", "100s",
             ], timeout: 110)
             let json = try #require(result.json, "no JSON summary; stderr: \(result.stderr)")
             #expect(result.status == 0, "stderr: \(result.stderr)\nstdout: \(result.stdout)")
-            #expect(json.int("peak") == 30000)
-            #expect(json.int("connected") == 30000)
-            #expect(json.object("verify_echo")?.int("ok") == 30000)
+            #expect(json.int("peak") == count)
+            #expect(json.int("connected") == count)
+            #expect(json.object("verify_echo")?.int("ok") == count)
             #expect(json.int("unexpected_closes") == 0)
-            #expect(30000 > limit.hard, "the point is to exceed the fd limit (\(limit.hard))")
-            #expect(server.waitFor(seconds: 15) { $0[.open] == 0 && $0.closes(.normal) == 30000 })
+            #expect(server.waitFor(seconds: 15) { $0[.open] == 0 && $0.closes(.normal) == count })
             let stats = server.stats()
-            #expect(stats[.handshakes] == 30000)
+            #expect(stats[.handshakes] == count)
             #expect(stats[.acceptENFILE] + stats[.acceptEMFILE] + stats[.acceptRejectedFull] == 0)
         }
 
@@ -62,4 +70,15 @@ extension EndToEndTests {
             print("churn: \(cycles) cycles, RSS after each round (MiB): \(residentAfterRound.map { $0 >> 20 })")
         }
     }
+}
+
+/// How many connections `twoWorkersHoldMoreConnectionsThanTheFdLimit` opens: 1.5 x this
+/// process's hard RLIMIT_NOFILE, so it always exceeds what the process could hold as file
+/// descriptors, while each of the 2 workers' fixed-file tables (RLIMIT_NOFILE entries) is
+/// 75% full on average, leaving room for SO_REUSEPORT's uneven spread.
+enum PastTheFdLimit {
+    static let hardLimit = FileLimit.current().hard
+    static let connections = hardLimit + hardLimit / 2
+    /// Above this, the hold belongs to bench/scale/scale.sh, not to the test suite.
+    static let largestTestCount = 60_000
 }

@@ -60,8 +60,8 @@ import Testing
     }
 }
 
-/// The dev machine as ../shared/machine.md describes it: hard fd limit 20000, root without
-/// CAP_SYS_RESOURCE, 2 cores, 24 GiB, kernel 6.18 with io_uring, untuned sysctls.
+/// The development machine (docs/architecture.md, "The machines"): hard fd limit 20000, root
+/// without CAP_SYS_RESOURCE, 2 cores, 24 GiB, kernel 6.18 with io_uring, untuned sysctls.
 private func devMachine() -> HostFacts {
     var facts = HostFacts()
     facts.fileLimit = FileLimit(soft: 20000, hard: 20000)
@@ -388,8 +388,8 @@ private func status(_ id: String, _ facts: HostFacts, connections: Int, role: Do
     }
 }
 
-/// The real `myriad doctor` on this machine (../shared/machine.md: hard fd limit 20000, root
-/// without CAP_SYS_RESOURCE). The binary must be built first (`swift build`, as
+/// The real `myriad doctor` on this machine, which these tests assume is a development machine
+/// (docs/architecture.md, "The machines": hard fd limit 20000, root without CAP_SYS_RESOURCE). The binary must be built first (`swift build`, as
 /// `make test` does before `swift test`).
 @Suite struct DoctorCommandTests {
     static let packageRoot = URL(fileURLWithPath: #filePath)

@@ -10,6 +10,13 @@ thread, so the server's CPU is measured on its own core (from /proc/PID/stat) an
 side steals the other's. Each pair runs `--runs` times, alternating backends; tables give the
 median and the spread (min-max). Prints the tables and writes them into bench/README.md.
 
+A run that failed or fell short (the load generator exited non-zero or never finished, the
+server never reached the target, a connection was lost, a pong went missing, ...) is printed
+as FAILED with the reason and is never folded into a median: if any run failed, the tables
+are printed for inspection with the failed runs left out, and bench/README.md is left as it
+is (exit status 1). The results are stamped with the commit, `-dirty` when the work tree had
+uncommitted changes (bench/commit_stamp.py).
+
 Every figure is a ratio within one run or a cost per unit:
   - handshakes/s to 19,000 connections (client-measured) and server CPU-µs per handshake;
   - echo messages/s, p50/p99 latency (client), server CPU-µs and system calls per message
@@ -30,6 +37,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from commit_stamp import commit_stamp  # noqa: E402
 BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
 HZ = os.sysconf("SC_CLK_TCK")
 BACKENDS = ["io_uring", "epoll"]
@@ -61,7 +70,7 @@ class Server:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MYRIAD_")}
         environment.update({
             "MYRIAD_BACKEND": backend, "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": str(port),
-            "MYRIAD_WORKERS": "1", "MYRIAD_STATS_INTERVAL": "100ms", "MYRIAD_LOG_LEVEL": "warning",
+            "MYRIAD_WORKERS": "1", "MYRIAD_STATS_INTERVAL": "100ms", "MYRIAD_LOG_LEVEL": "info",
             "MYRIAD_BACKLOG": "65535",
         })
         environment.update(env or {})
@@ -70,9 +79,15 @@ class Server:
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.stats():
+                # The start-up line names the slab slot size, the engine's own bytes per connection.
+                slot = re.search(r"(\d+) bytes per connection slot", open(self.log.name).read())
+                if slot:
+                    Server.slot_bytes = int(slot.group(1))
                 return
             time.sleep(0.05)
         raise RuntimeError("server did not start: " + open(self.log.name).read())
+
+    slot_bytes = None
 
     @property
     def pid(self):
@@ -127,18 +142,52 @@ def start_load(server, mode, *arguments):
     return process, out.name
 
 
+class Load:
+    """How a `myriad load` run ended: its JSON summary and exit status."""
+
+    def __init__(self, summary, status, timed_out):
+        self.summary = summary
+        self.status = status
+        self.timed_out = timed_out
+
+    def get(self, key, default=None):
+        return self.summary.get(key, default)
+
+    def problems(self):
+        """Why the load run itself failed (empty when it exited 0 with a summary)."""
+        if self.timed_out:
+            return ["the load generator did not finish and was killed"]
+        found = []
+        if not self.summary:
+            found.append("the load generator wrote no JSON summary")
+        if self.status != 0:
+            found.append(f"the load generator exited with {self.status}"
+                         + (f" (failures: {self.summary.get('failures')})" if self.summary.get("failures_total") else ""))
+        return found
+
+
 def finish_load(process, path, seconds=300):
+    timed_out = False
     try:
         process.wait(seconds)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+        timed_out = True
     try:
         summary = json.load(open(path))
     except Exception:
         summary = {}
     os.unlink(path)
-    return summary
+    return Load(summary, process.returncode, timed_out)
+
+
+def verdict(result, problems):
+    """Adds `ok` and, when it is false, `why` to an experiment's result."""
+    result["ok"] = not problems
+    if problems:
+        result["why"] = "; ".join(problems)
+    return result
 
 
 def delta(a, b, name):
@@ -157,12 +206,17 @@ def handshakes(backend, connections=19_000):
         before = server.sample()
         load, path = start_load(server, "hold", "--connections", str(connections), "--duration", "1s",
                                 "--concurrency", "2048")
-        server.wait_stats(lambda s: s.get("handshakes", 0) >= connections)
+        reached = server.wait_stats(lambda s: s.get("handshakes", 0) >= connections)
         after = server.sample()
         summary = finish_load(load, path)
-        return {"handshakes_per_s": summary.get("handshake_rate_per_s", 0),
-                "cpu_us_per_handshake": cpu_us(before, after) / max(1, delta(before, after, "handshakes")),
-                "ok": summary.get("connected") == connections}
+        problems = summary.problems()
+        if reached is None:
+            problems.append(f"the server never counted {connections:,} handshakes")
+        if summary.get("connected") != connections:
+            problems.append(f"{summary.get('connected')} of {connections:,} connected")
+        return verdict({"handshakes_per_s": summary.get("handshake_rate_per_s", 0),
+                        "cpu_us_per_handshake": cpu_us(before, after) / max(1, delta(before, after, "handshakes"))},
+                       problems)
     finally:
         server.stop()
 
@@ -172,7 +226,7 @@ def echo(backend, connections, depth, size, seconds=5):
     try:
         load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
                                 "--size", str(size), "--duration", f"{seconds}s", "--concurrency", "2048")
-        server.wait_stats(lambda s: s.get("handshakes", 0) >= connections and s.get("messages_in", 0) > 0)
+        reached = server.wait_stats(lambda s: s.get("handshakes", 0) >= connections and s.get("messages_in", 0) > 0)
         time.sleep(0.5)
         a = server.sample()
         time.sleep(seconds - 2)
@@ -181,12 +235,19 @@ def echo(backend, connections, depth, size, seconds=5):
         messages = delta(a, b, "messages_in")
         syscalls = delta(a, b, "waits") + delta(a, b, "other_syscalls")
         latency = summary.get("latency_ms") or {}
-        return {"messages_per_s": summary.get("messages_per_s", 0),
-                "server_messages_per_s": messages / (b["t"] - a["t"]),
-                "p50_ms": latency.get("p50", 0), "p99_ms": latency.get("p99", 0),
-                "cpu_us_per_message": cpu_us(a, b) / max(1, messages),
-                "syscalls_per_message": syscalls / max(1, messages),
-                "ok": summary.get("failures_total", 1) == 0}
+        problems = summary.problems()
+        if reached is None:
+            problems.append(f"the server never had {connections:,} connections echoing")
+        if summary.get("failures_total", 1) != 0:
+            problems.append(f"{summary.get('failures_total')} load failures")
+        if messages == 0:
+            problems.append("no message echoed in the measuring window")
+        return verdict({"messages_per_s": summary.get("messages_per_s", 0),
+                        "server_messages_per_s": messages / (b["t"] - a["t"]),
+                        "p50_ms": latency.get("p50", 0), "p99_ms": latency.get("p99", 0),
+                        "cpu_us_per_message": cpu_us(a, b) / max(1, messages),
+                        "syscalls_per_message": syscalls / max(1, messages)},
+                       problems)
     finally:
         server.stop()
 
@@ -196,17 +257,26 @@ def keepalive(backend, connections=19_000, seconds=15):
     try:
         load, path = start_load(server, "hold", "--connections", str(connections), "--duration", f"{seconds + 6}s",
                                 "--concurrency", "2048")
-        server.wait_stats(lambda s: s.get("open", 0) >= connections)
+        reached = server.wait_stats(lambda s: s.get("open", 0) >= connections)
         time.sleep(3)
         a = server.sample()
         time.sleep(seconds)
         b = server.sample()
         summary = finish_load(load, path)
         pongs = delta(a, b, "pongs_received")
-        return {"cpu_us_per_round_trip": cpu_us(a, b) / max(1, pongs),
-                "round_trips_per_s": pongs / (b["t"] - a["t"]),
-                "cpu_pct": cpu_us(a, b) / 1e6 / (b["t"] - a["t"]) * 100,
-                "ok": summary.get("unexpected_closes", 1) == 0 and b["stats"].get("close.pong_timeout", 0) == 0}
+        problems = summary.problems()
+        if reached is None:
+            problems.append(f"the server never held {connections:,} connections")
+        if summary.get("unexpected_closes", 1) != 0:
+            problems.append(f"{summary.get('unexpected_closes')} connections lost")
+        if b["stats"].get("close.pong_timeout", 0) != 0:
+            problems.append(f"{b['stats']['close.pong_timeout']} closed as pong_timeout")
+        if pongs == 0:
+            problems.append("no pong in the measuring window")
+        return verdict({"cpu_us_per_round_trip": cpu_us(a, b) / max(1, pongs),
+                        "round_trips_per_s": pongs / (b["t"] - a["t"]),
+                        "cpu_pct": cpu_us(a, b) / 1e6 / (b["t"] - a["t"]) * 100},
+                       problems)
     finally:
         server.stop()
 
@@ -219,14 +289,17 @@ def memory(backend, connections):
         idle = server.sample()
         load, path = start_load(server, "hold", "--connections", str(connections), "--duration", "8s",
                                 "--concurrency", "2048", *(["--threads", "3"] if connections > 19_000 else []))
-        server.wait_stats(lambda s: s.get("open", 0) >= connections)
+        reached = server.wait_stats(lambda s: s.get("open", 0) >= connections)
         time.sleep(3)
         held = server.sample()
-        finish_load(load, path)
+        summary = finish_load(load, path)
         count = held["stats"].get("open", 0)
-        return {"rss_per_connection": (held["rss"] - idle["rss"]) / max(1, count),
-                "slab_per_connection": (held["slab"] - idle["slab"]) / max(1, count),
-                "ok": count == connections}
+        problems = summary.problems()
+        if reached is None or count != connections:
+            problems.append(f"the server held {count:,} of {connections:,} connections")
+        return verdict({"rss_per_connection": (held["rss"] - idle["rss"]) / max(1, count),
+                        "slab_per_connection": (held["slab"] - idle["slab"]) / max(1, count)},
+                       problems)
     finally:
         server.stop()
 
@@ -237,30 +310,60 @@ def strace_syscalls(backend, connections=100, depth=8, seconds=3):
     try:
         load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
                                 "--duration", f"{seconds + 4}s")
-        server.wait_stats(lambda s: s.get("messages_in", 0) > 0)
+        reached = server.wait_stats(lambda s: s.get("messages_in", 0) > 0)
         time.sleep(0.5)
         a = server.sample()
         trace = subprocess.run(["timeout", "-s", "INT", str(seconds), "strace", "-c", "-f", "-p", str(server.pid)],
                                capture_output=True, text=True)
         b = server.sample()
-        finish_load(load, path)
+        summary = finish_load(load, path)
         total = 0
         for line in trace.stderr.splitlines():
             fields = line.split()
             if len(fields) >= 5 and fields[-1] == "total":
                 total = int(fields[3])
         messages = delta(a, b, "messages_in")
-        return {"strace_syscalls_per_message": total / max(1, messages), "ok": total > 0}
+        problems = summary.problems()
+        if reached is None:
+            problems.append("the server never echoed a message")
+        if total == 0:
+            problems.append("strace counted nothing: " + (trace.stderr.strip().splitlines() or ["no output"])[-1])
+        if messages == 0:
+            problems.append("no message echoed while strace was attached")
+        return verdict({"strace_syscalls_per_message": total / max(1, messages)}, problems)
     finally:
         server.stop()
 
 
 # --- reporting ----------------------------------------------------------------------------
 
-def summarize(values):
-    values = [v for v in values if v is not None]
+# Every run that failed or fell short: (experiment, arguments, backend, run, why).
+FAILED_RUNS = []
+
+
+def attempt(function, backend, run, *arguments):
+    """Runs one experiment once; an exception is a failed run, not the end of the script."""
+    try:
+        result = function(backend, *arguments)
+    except Exception as error:
+        result = {"ok": False, "why": f"{type(error).__name__}: {error}"}
+    if not result.get("ok"):
+        FAILED_RUNS.append((function.__name__, arguments, backend, run, result.get("why", "no reason given")))
+    shown = {k: v for k, v in result.items() if k not in ("ok", "why")}
+    print(f"  {function.__name__}{arguments} {backend} run {run}: "
+          + ("" if result.get("ok") else f"FAILED ({result.get('why')}) ")
+          + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()),
+          flush=True)
+    return result
+
+
+def summarize(rows, key):
+    """Median (min-max) of `key` over the runs that succeeded; failed runs are never folded in,
+    and a cell with any says how many were left out."""
+    values = [row[key] for row in rows if row.get("ok")]
+    failed = sum(1 for row in rows if not row.get("ok"))
     if not values:
-        return "-"
+        return "FAILED" if failed else "-"
     median = statistics.median(values)
     low, high = min(values), max(values)
 
@@ -270,7 +373,8 @@ def summarize(values):
         if abs(x) >= 10:
             return f"{x:.1f}"
         return f"{x:.2f}"
-    return f"{fmt(median)} ({fmt(low)}-{fmt(high)})"
+    text = f"{fmt(median)} ({fmt(low)}-{fmt(high)})"
+    return text + (f" [{failed} of {len(rows)} runs FAILED, left out]" if failed else "")
 
 
 def pairs(function, runs, *arguments):
@@ -278,17 +382,16 @@ def pairs(function, runs, *arguments):
     for run in range(runs):
         order = BACKENDS if run % 2 == 0 else list(reversed(BACKENDS))
         for backend in order:
-            result = function(backend, *arguments)
-            results[backend].append(result)
-            print(f"  {function.__name__}{arguments} {backend} run {run + 1}: "
-                  + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()),
-                  flush=True)
+            results[backend].append(attempt(function, backend, run + 1, *arguments))
     return results
 
 
 def ratio(results, key, invert=False):
-    a = statistics.median(r[key] for r in results["io_uring"])
-    b = statistics.median(r[key] for r in results["epoll"])
+    a = [r[key] for r in results["io_uring"] if r.get("ok")]
+    b = [r[key] for r in results["epoll"] if r.get("ok")]
+    if not a or not b:
+        return "-"
+    a, b = statistics.median(a), statistics.median(b)
     if a == 0 or b == 0:
         return "-"
     return f"{(b / a if invert else a / b):.2f}x"
@@ -302,7 +405,7 @@ def main():
     only = set(options.only.split(","))
     runs = options.runs
     out = []
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = commit_stamp()
     out.append(f"Measured {time.strftime('%Y-%m-%d')} at commit {commit} with `bench/engine/compare.py --runs {runs}`; "
                f"median (min-max) of {runs} runs per backend, alternating. Server: 1 worker on core 0; "
                "load generator: 1 thread on core 1.\n")
@@ -313,8 +416,8 @@ def main():
         out.append("### Handshakes to 19,000 connections\n")
         out.append("| backend | handshakes/s (client) | server CPU-µs per handshake |\n| --- | --- | --- |")
         for backend in BACKENDS:
-            out.append(f"| {backend} | {summarize([x['handshakes_per_s'] for x in r[backend]])} | "
-                       f"{summarize([x['cpu_us_per_handshake'] for x in r[backend]])} |")
+            out.append(f"| {backend} | {summarize(r[backend], 'handshakes_per_s')} | "
+                       f"{summarize(r[backend], 'cpu_us_per_handshake')} |")
         out.append(f"| **io_uring/epoll** | {ratio(r, 'handshakes_per_s')} | {ratio(r, 'cpu_us_per_handshake')} |\n")
 
     if "echo" in only:
@@ -330,10 +433,10 @@ def main():
             for backend in BACKENDS:
                 rows = r[backend]
                 out.append(f"| {connections:,} | {depth} | {size} B | {backend} | "
-                           f"{summarize([x['messages_per_s'] for x in rows])} | "
-                           f"{summarize([x['p50_ms'] for x in rows])} | {summarize([x['p99_ms'] for x in rows])} | "
-                           f"{summarize([x['cpu_us_per_message'] for x in rows])} | "
-                           f"{summarize([x['syscalls_per_message'] for x in rows])} |")
+                           f"{summarize(rows, 'messages_per_s')} | "
+                           f"{summarize(rows, 'p50_ms')} | {summarize(rows, 'p99_ms')} | "
+                           f"{summarize(rows, 'cpu_us_per_message')} | "
+                           f"{summarize(rows, 'syscalls_per_message')} |")
             out.append(f"| | | | **io_uring/epoll** | {ratio(r, 'messages_per_s')} | {ratio(r, 'p50_ms')} | "
                        f"{ratio(r, 'p99_ms')} | {ratio(r, 'cpu_us_per_message')} | {ratio(r, 'syscalls_per_message')} |")
         out.append("")
@@ -346,7 +449,7 @@ def main():
                    "strace slows the server, so only the count per message is meaningful.\n")
         out.append("| backend | syscalls / message |\n| --- | --- |")
         for backend in BACKENDS:
-            out.append(f"| {backend} | {summarize([x['strace_syscalls_per_message'] for x in r[backend]])} |")
+            out.append(f"| {backend} | {summarize(r[backend], 'strace_syscalls_per_message')} |")
         out.append(f"| **io_uring/epoll** | {ratio(r, 'strace_syscalls_per_message')} |\n")
 
     if "keepalive" in only:
@@ -355,8 +458,8 @@ def main():
         out.append("### Keep-alive: 19,000 connections, server ping every 1 s\n")
         out.append("| backend | server CPU-µs per ping round trip | round trips/s | server CPU % |\n| --- | --- | --- | --- |")
         for backend in BACKENDS:
-            out.append(f"| {backend} | {summarize([x['cpu_us_per_round_trip'] for x in r[backend]])} | "
-                       f"{summarize([x['round_trips_per_s'] for x in r[backend]])} | {summarize([x['cpu_pct'] for x in r[backend]])} |")
+            out.append(f"| {backend} | {summarize(r[backend], 'cpu_us_per_round_trip')} | "
+                       f"{summarize(r[backend], 'round_trips_per_s')} | {summarize(r[backend], 'cpu_pct')} |")
         out.append(f"| **io_uring/epoll** | {ratio(r, 'cpu_us_per_round_trip')} | | |\n")
 
     if "memory" in only:
@@ -368,21 +471,27 @@ def main():
         for connections in (10_000, 50_000):
             backends = BACKENDS if connections <= 19_000 else ["io_uring"]
             for backend in backends:
-                rows = [memory(backend, connections) for _ in range(runs)]
-                print(f"  memory {connections} {backend}: {rows}", flush=True)
+                rows = [attempt(memory, backend, run + 1, connections) for run in range(runs)]
                 out.append(f"| {connections:,} | {backend} | {max(1, -(-connections // 19_000))} | "
-                           f"{summarize([x['rss_per_connection'] for x in rows])} B | "
-                           f"{summarize([x['slab_per_connection'] for x in rows])} B |")
-        out.append(f"\nThe engine's slot is {os.environ.get('SLOT_BYTES', '200')} B (`MemoryLayout<Connection>.stride`); "
+                           f"{summarize(rows, 'rss_per_connection')} B | "
+                           f"{summarize(rows, 'slab_per_connection')} B |")
+        out.append(f"\nThe engine's slot is {Server.slot_bytes or '?'} B (`MemoryLayout<Connection>.stride`, from `myriad serve`'s start-up line); "
                    "the rest is per-worker memory touched as it is first used (receive buffers, pool, rings), "
                    "spread over N. epoll cannot hold 50,000 in one process: its ceiling is the fd limit.\n")
 
     text = "\n".join(out)
     print(text)
+    if FAILED_RUNS:
+        print(f"\n{len(FAILED_RUNS)} run(s) FAILED or fell short; the tables above leave them out, "
+              "and bench/README.md is left as it is:")
+        for name, arguments, backend, run, why in FAILED_RUNS:
+            print(f"  {name}{arguments} {backend} run {run}: {why}")
+        return 1
     if only == set(parser.get_default("only").split(",")):
         write_results(text)
     else:
         print("a partial run (--only): bench/README.md left as it is")
+    return 0
 
 
 BEGIN = "<!-- engine results: written by bench/engine/compare.py -->"

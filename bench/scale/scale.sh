@@ -6,10 +6,18 @@
 # with the server pinging every connection every 25 s, then reports and appends a row to
 # bench/README.md's scale table.
 #
+# Only a clean run becomes a row. The script refuses (says why, exits 1, writes no row) when
+# `myriad load` exits non-zero or writes no summary, when the server never holds N or holds
+# fewer at the sample, when the server dies, or when either side lost a connection before the
+# end of the hold. The row is stamped with the commit the run measured, `-dirty` when the work
+# tree had uncommitted changes (bench/commit_stamp.py). Inherited MYRIAD_* variables are
+# cleared: the row's command must be all it takes to repeat the run.
+#
 #   bench/scale/scale.sh N [HOLD_SECONDS]
 # Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+while read -r name; do unset "$name"; done < <(compgen -e | grep '^MYRIAD_' || true)
 
 N="${1:-1000000}"
 HOLD="${2:-120}"
@@ -17,8 +25,14 @@ BIN="${SCALE_BINARY:-.build/release/myriad}"
 PORT="${SCALE_PORT:-18555}"
 OUT=$(mktemp -d /tmp/myriad-scale-XXXXXX)
 [ -x "$BIN" ] || { echo "scale: $BIN missing: build with 'swift build -c release'" >&2; exit 2; }
+commit=$(python3 bench/commit_stamp.py)
 
 say() { echo "scale: $*"; }
+refuse() {
+    echo "scale: REFUSED, no row written: $*" >&2
+    echo "scale: logs in $OUT" >&2
+    exit 1
+}
 hard_limit=$(ulimit -Hn)
 ulimit -n "$hard_limit"
 per_ring=$hard_limit
@@ -28,7 +42,7 @@ workers=$(( (N * 100 + per_ring * 95 - 1) / (per_ring * 95) ))
 (( workers < 2 )) && workers=2
 capacity=$(( workers * per_ring ))
 
-say "N=$N: $workers server workers x $per_ring fixed files = $capacity slots (fd limit $hard_limit per process)"
+say "commit $commit; N=$N: $workers server workers x $per_ring fixed files = $capacity slots (fd limit $hard_limit per process)"
 say "the host check for N (myriad doctor --connections $N):"
 "$BIN" doctor --connections "$N" --workers "$workers" | tail -n 1 || true
 
@@ -74,7 +88,7 @@ server=$!
 cleanup() { kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null; [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"; true; }
 trap cleanup EXIT
 for _ in $(seq 100); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
-grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; exit 1; }
+grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; refuse "myriad serve did not start"; }
 sleep 1
 rss_idle=$(rss_kb "$server")
 
@@ -94,17 +108,25 @@ while kill -0 "$load" 2>/dev/null; do
     sleep 0.5
 done
 echo "ramp end: $(tcp_counters)" >>"$OUT/tcp.log"
-[ -n "$ramp_seconds" ] || say "the server never held $N connections (last: $(latest_stats))"
+if [ -z "$ramp_seconds" ]; then
+    load_status=0
+    wait "$load" || load_status=$?
+    refuse "the server never held $N connections (myriad load exited with $load_status; last server stats: $(latest_stats))"
+fi
 
 # Hold: sample after the ramp settles, and again 100 s later (inside the 120 s hold).
 window=$(( HOLD > 20 ? HOLD - 20 : HOLD / 2 ))
+alive() { kill -0 "$server" 2>/dev/null || refuse "myriad serve died during the hold; tail of its log: $(tail -n 5 "$OUT/serve.log")"; }
 sleep 5
+alive
 a_time=$(date +%s.%N); a_cpu=$(cpu_ticks "$server"); a_rss=$(rss_kb "$server"); a_slab=$(meminfo_slab_kb)
 a_stats=$(latest_stats)
 sleep "$window"
+alive
 b_time=$(date +%s.%N); b_cpu=$(cpu_ticks "$server"); b_stats=$(latest_stats)
 load_status=0
 wait "$load" || load_status=$?
+alive
 kill -TERM "$server"; wait "$server" || true
 final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
 echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
@@ -112,11 +134,12 @@ echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
 hz=$(getconf CLK_TCK)
 held=$(field open "$a_stats")
 python3 - "$OUT" "$N" "$workers" "$ramp_seconds" "$rss_idle" "$a_rss" "$slab_before" "$a_slab" \
-    "$a_cpu" "$b_cpu" "$a_time" "$b_time" "$hz" "$held" "$a_stats" "$b_stats" "$final" "$HOLD" <<'PY'
-import json, sys, subprocess, datetime, os, re
+    "$a_cpu" "$b_cpu" "$a_time" "$b_time" "$hz" "$held" "$a_stats" "$b_stats" "$final" "$HOLD" \
+    "$commit" "$load_status" <<'PY'
+import json, sys, datetime, os, re
 (out, n, workers, ramp, rss_idle, rss_held, slab0, slab1, cpu_a, cpu_b, t_a, t_b, hz, held,
- a_stats, b_stats, final, hold) = sys.argv[1:]
-n = int(n); held = int(held or 0)
+ a_stats, b_stats, final, hold, commit, load_status) = sys.argv[1:]
+n = int(n); held = int(held or 0); load_status = int(load_status)
 load = {}
 try:
     load = json.load(open(os.path.join(out, "load.json")))
@@ -136,9 +159,26 @@ abnormal = ["peer_eof", "socket_error", "pong_timeout", "protocol_error", "slow_
 lost_server = sum(counter(b_stats, r) for r in abnormal)
 unexpected = load.get("unexpected_closes", "?")
 cpu_us_per_round_trip = (int(cpu_b) - int(cpu_a)) / int(hz) * 1e6 / max(counter(b_stats, "pongs_received") - counter(a_stats, "pongs_received"), 1)
+# A row only from a clean run: every reason this one is not.
+failures = []
+if load_status != 0:
+    failures.append(f"myriad load exited with {load_status} (failures: {load.get('failures')})")
+if not load:
+    failures.append("myriad load wrote no summary")
+elif load.get("peak") != n or load.get("connected") != n:
+    failures.append(f"myriad load reached peak {load.get('peak')}, connected {load.get('connected')} of {n}")
+if held != n:
+    failures.append(f"the server held {held} of {n} connections when the hold was sampled")
+if load and load.get("unexpected_closes") != 0:
+    failures.append(f"{load.get('unexpected_closes')} connections lost (client side)")
+if lost_server != 0:
+    failures.append(f"{lost_server} abnormal server closes by the end of the hold")
+if pongs == 0:
+    failures.append("no ping round trip in the measuring window, so no CPU per ping (a hold under 40 s is too short)")
 row = {
+    "ok": not failures, "failures": failures,
     "date": datetime.date.today().isoformat(),
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "commit": commit,
     "N": n, "reached": held, "workers": int(workers),
     "ramp_s": round(float(ramp), 1) if ramp else None,
     "server_rss_per_conn_B": round(rss_per), "server_rss_mib": round(int(rss_held) / 1024), "kernel_slab_per_conn_B": round(slab_per),
@@ -152,6 +192,12 @@ print("scale: result", json.dumps(row))
 json.dump(row, open(os.path.join(out, "result.json"), "w"))
 PY
 say "load exit status $load_status; logs in $OUT"
+ok=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ok"])' "$OUT/result.json")
+if [ "$ok" != True ]; then
+    refuse "$(python3 -c 'import json, sys; print("; ".join(json.load(open(sys.argv[1]))["failures"]))' "$OUT/result.json")"
+fi
 if [ "${SCALE_WRITE_ROW:-1}" = "1" ]; then
-    python3 bench/scale/write_row.py "$OUT/result.json" "make scale N=$N"
+    command="make scale N=$N"
+    [ "$HOLD" = 120 ] || command="bench/scale/scale.sh $N $HOLD"
+    python3 bench/scale/write_row.py "$OUT/result.json" "$command"
 fi

@@ -1,9 +1,20 @@
-"""Appends a scale run's result as a row of bench/README.md's scale table."""
+"""Appends a scale run's result as a row of bench/README.md's scale table.
+
+    python3 bench/scale/write_row.py RESULT.json COMMAND
+
+Refuses (exit 1, nothing written) a result that scale.sh did not mark ok, or that carries no
+commit stamp: a failed or short run never becomes a row.
+"""
 import json
 import sys
 
 result = json.load(open(sys.argv[1]))
 command = sys.argv[2]
+if result.get("ok") is not True:
+    sys.exit("scale: REFUSED, no row written: the run failed or fell short: "
+             + ("; ".join(result.get("failures") or []) or "no ok flag in the result"))
+if not result.get("commit"):
+    sys.exit("scale: REFUSED, no row written: the result has no commit stamp")
 path = "bench/README.md"
 text = open(path).read()
 marker = "<!-- scale rows: appended by bench/scale/write_row.py -->"

@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""The commit a benchmark measured: `git rev-parse --short HEAD`, plus `-dirty` when the work
+tree had uncommitted changes (tracked or untracked, ignored files aside) when the run started.
+bench/README.md itself does not count: it is the file the benchmark scripts write their
+results into, and a result written by an earlier run must not mark the next one dirty.
+
+    python3 bench/commit_stamp.py        prints the stamp (scale.sh takes it at its start)
+    from commit_stamp import commit_stamp (compare.py)
+"""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_FILE = "bench/README.md"
+
+
+def commit_stamp(root=ROOT):
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changes = [line[3:] for line in git("status", "--porcelain", "--untracked-files=all").splitlines()]
+    except (OSError, subprocess.CalledProcessError) as error:
+        sys.exit(f"commit_stamp: cannot read the git state of {root}: {error}")
+    dirty = any(path.strip('"') != RESULTS_FILE for path in changes)
+    return commit + ("-dirty" if dirty else "")
+
+
+if __name__ == "__main__":
+    print(commit_stamp())
