@@ -26,12 +26,26 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public private(set) var connectionsPerWorker = 0
     private var controls: [WorkerControl] = []
     private var threads: [pthread_t] = []
+    let shared: EngineShared
 
     public init(config: Config, logger: Logger, makeHandler: @escaping @Sendable (Int) -> Handler) {
         self.config = config
         self.logger = logger
         self.makeHandler = makeHandler
+        let mailboxes = (0..<config.workers).map { index in
+            Mailbox(capacityCommands: config.mailboxCapacity, capacityBytes: config.mailboxBytes,
+                    waker: WorkerWaker(eventFileDescriptor: eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)), workerIndex: index))
+        }
+        shared = EngineShared(mailboxes: mailboxes, maxSubscriptions: config.maxSubscriptions)
     }
+
+    deinit {
+        for mailbox in shared.mailboxes where mailbox.waker.eventFileDescriptor >= 0 { close(mailbox.waker.eventFileDescriptor) }
+    }
+
+    /// The handle for any thread and async code: send, close, subscribe, publish, complete
+    /// deferred upgrades. Valid before `start` (calls return `.engineStopped` until it runs).
+    public var handle: EngineHandle { EngineHandle(shared: shared) }
 
     public func start() throws(EngineError) {
         let limit = FileLimit.raiseSoftToHard()
@@ -62,11 +76,16 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         }
 
         for index in 0..<workers {
-            let eventFD = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
-            guard eventFD >= 0 else { throw EngineError("eventfd: \(SystemError.name(of: errno))") }
-            controls.append(WorkerControl(index: index, waker: Waker(fileDescriptor: eventFD)))
+            let waker = shared.mailboxes[index].waker
+            guard waker.eventFileDescriptor >= 0 else {
+                for fd in listeners { close(fd) }
+                throw EngineError("eventfd for worker \(index) could not be created (the fd limit?)")
+            }
+            controls.append(WorkerControl(index: index, waker: waker))
         }
         let settings = WorkerSettings(config)
+        let shared = self.shared
+        shared.running.store(true, ordering: .releasing)
         for index in 0..<workers {
             let control = controls[index]
             let listener = listeners[index]
@@ -76,17 +95,24 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             let capacity = UInt32(plan.perWorker[index])
             let thread = spawnThread(name: "myriad-w\(index)") {
                 do {
-                    let core = try WorkerCore(index: index, settings: settings, capacity: capacity)
+                    let core = try WorkerCore(index: index, settings: settings, capacity: capacity, shared: shared)
+                    let eventFD = Waker(fileDescriptor: control.waker.eventFileDescriptor)
                     switch backend {
                     case .uring(let capabilities):
                         let io = try URingBackend(config: config, capabilities: capabilities, listener: listener,
-                                                  waker: control.waker, fixedFiles: capacity)
-                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                                                  waker: eventFD, fixedFiles: capacity)
+                        io.messageFallback = { target in shared.mailboxes[target].waker.wakeThroughEventFD() }
+                        let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        // Other workers may now wake this one with ring messages, and this one them.
+                        control.waker.ringFileDescriptor.store(io.ring.fileDescriptor, ordering: .releasing)
+                        CurrentRingMessenger.set(io)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
+                        control.waker.ringFileDescriptor.store(-1, ordering: .releasing)
+                        CurrentRingMessenger.set(nil)
                     case .epoll:
-                        let io = try EpollBackend(config: config, listener: listener, waker: control.waker)
-                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        let io = try EpollBackend(config: config, listener: listener, waker: eventFD)
+                        let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
                     }
@@ -140,15 +166,15 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public func shutdown() {
         for control in controls {
             control.stopRequested.store(true, ordering: .relaxed)
-            control.waker.wake()
+            control.waker.wakeThroughEventFD()
         }
     }
 
-    /// Waits for every worker thread to exit.
+    /// Waits for every worker thread to exit. The handle refuses work from then on.
     public func wait() {
         for thread in threads { pthread_join(thread, nil) }
         threads.removeAll()
-        for control in controls { close(control.waker.fileDescriptor) }
+        shared.running.store(false, ordering: .releasing)
     }
 
     /// Counters summed over every worker.

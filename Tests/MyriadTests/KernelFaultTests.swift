@@ -80,6 +80,7 @@ final class RecordingSink: CompletionSink {
     func sent(_ tag: UserData, result: Int32) {}
     func operationDone(_ tag: UserData, result: Int32) {}
     func woken() {}
+    func peerAddressDone(_ tag: UserData, result: Int32) {}
 }
 
 extension Integration {

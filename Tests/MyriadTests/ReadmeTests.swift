@@ -6,17 +6,18 @@ import WebSocketCodec
 
 /// The README's handler example, verbatim, compiled and exercised: its API must stay true.
 struct ChatRoom: WebSocketHandler {
+    typealias ConnectionState = Void
     var members: Set<ConnectionID> = []
 
-    mutating func chooseSubprotocol(offered: TokenList) -> UnsafeRawBufferPointer? {
-        offered.first { String(decoding: $0, as: UTF8.self) == "chat.v1" }
+    mutating func upgrade(_ request: UpgradeRequestHead, ticket: UpgradeTicket) -> UpgradeDecision<Void> {
+        .accept(subprotocol: request.offersSubprotocol("chat.v1") ? "chat.v1" : nil)
     }
 
-    mutating func onOpen(_ connection: WebSocketConnection) {
+    mutating func onOpen(_ connection: Connection) {
         members.insert(connection.id)
     }
 
-    mutating func onMessage(_ connection: WebSocketConnection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
+    mutating func onMessage(_ connection: Connection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
         guard kind == .text else { return connection.close(code: .unsupportedData, reason: "text only") }
         for member in members {
             // .queued, .closed (gone meanwhile) or .slowConsumer (its queue passed the limit)
@@ -24,7 +25,7 @@ struct ChatRoom: WebSocketHandler {
         }
     }
 
-    mutating func onClose(_ connection: WebSocketConnection, event: CloseEvent) {
+    mutating func onClose(_ connection: Connection, event: CloseEvent) {
         members.remove(connection.id)
     }
 }

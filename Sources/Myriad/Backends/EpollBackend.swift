@@ -215,6 +215,13 @@ final class EpollBackend: IOBackend {
         closeDescriptor(handle)
     }
 
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        syscallCount += 1
+        let result = address.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(handle, $0, &length) }
+        return result == 0 ? .known : .unavailable
+    }
+
     private func closeDescriptor(_ fd: Int32) {
         entry(fd).pointee = DescriptorEntry()
         syscallCount += 1

@@ -7,12 +7,12 @@ import Logging
 /// that pick buffers from the worker's provided buffer ring, and sends, cancels and closes
 /// on fixed files.
 ///
-/// Completion handling follows the rules measured on these machines (see design.md): every
+/// Completion handling follows the rules measured on these machines (docs/architecture.md): every
 /// CQE without `IORING_CQE_F_MORE` ends its request and the worker re-arms or closes;
 /// `-ENOBUFS` ends a receive because the buffer ring is empty, which is backpressure; CQ
 /// overflow is survived because the kernel keeps what it cannot post (`IORING_FEAT_NODROP`)
 /// and flushes it on the next enter.
-final class URingBackend: IOBackend {
+final class URingBackend: IOBackend, RingMessenger {
     static var name: String { "io_uring" }
 
     let ring: Ring
@@ -20,6 +20,7 @@ final class URingBackend: IOBackend {
     let listener: Int32
     let multishotReceive: Bool
     let waker: Waker
+    let capabilities: URingCapabilities
     private(set) var waitCount = 0
     private(set) var syscallCount = 0
     private(set) var overflowCount = 0
@@ -28,6 +29,8 @@ final class URingBackend: IOBackend {
     /// Completions the kernel reported dropped (`-EBADR`: it could not even keep them in its
     /// overflow list, under memory pressure).
     private(set) var droppedCompletionCount = 0
+    /// Wakes worker N through its eventfd when a ring message to it failed.
+    var messageFallback: ((Int) -> Void)?
     var spilledSubmissionCount: Int { ring.spilledTotal }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
@@ -52,6 +55,7 @@ final class URingBackend: IOBackend {
         wakeBuffer = .allocate(capacity: 1)
         self.listener = listener
         multishotReceive = capabilities.multishotReceive
+        self.capabilities = capabilities
         armWake()
     }
 
@@ -116,6 +120,45 @@ final class URingBackend: IOBackend {
 
     func closeUnowned(handle: Int32) {
         close(handle: handle, tag: UserData(.closeOrphan, slot: 0, generation: 0))
+    }
+
+    /// SO_PEERNAME through a socket command on the direct descriptor (IORING_OP_URING_CMD,
+    /// SOCKET_URING_OP_GETSOCKOPT, kernel 6.7+): a direct descriptor has no getpeername, and a
+    /// multishot accept writes every peer's address into the same buffer.
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+        guard capabilities.peerName else { return .unavailable }
+        let sqe = ring.nextSubmission()
+        Self.preparePeerName(sqe, handle: handle, into: address)
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+        return .requested
+    }
+
+    /// Fills `sqe` with the socket getsockopt command for SO_PEERNAME. liburing 2.3 and this
+    /// system's uapi headers predate the command's fields, so they are written by offset:
+    /// cmd_op at 8, level and optname at 16 and 20, optlen at 44, optval at 48.
+    static func preparePeerName(_ sqe: UnsafeMutablePointer<io_uring_sqe>, handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>) {
+        sqe.initialize(to: io_uring_sqe())
+        sqe.pointee.opcode = UInt8(IORING_OP_URING_CMD.rawValue)
+        sqe.pointee.fd = handle
+        sqe.pointee.flags = UInt8(MYRIAD_IOSQE_FIXED_FILE)
+        let raw = UnsafeMutableRawPointer(sqe)
+        raw.storeBytes(of: UInt32(2), toByteOffset: 8, as: UInt32.self)  // SOCKET_URING_OP_GETSOCKOPT
+        raw.storeBytes(of: UInt32(SOL_SOCKET), toByteOffset: 16, as: UInt32.self)
+        raw.storeBytes(of: UInt32(SO_PEERNAME), toByteOffset: 20, as: UInt32.self)
+        raw.storeBytes(of: UInt32(MemoryLayout<sockaddr_in>.size), toByteOffset: 44, as: UInt32.self)
+        raw.storeBytes(of: UInt64(UInt(bitPattern: address)), toByteOffset: 48, as: UInt64.self)
+    }
+
+    /// Wakes another worker from this ring: a message to its ring, posted with this worker's
+    /// next submit (no system call of its own). Only a failure produces a CQE here
+    /// (CQE_SKIP_SUCCESS); then the target is woken through its eventfd.
+    func message(ringFileDescriptor: Int32, targetWorker: Int) -> Bool {
+        guard capabilities.messageRing else { return false }
+        let sqe = ring.nextSubmission()
+        io_uring_prep_msg_ring(sqe, ringFileDescriptor, 0, UserData(.message, slot: 0, generation: 0).rawValue, 0)
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_CQE_SKIP_SUCCESS)
+        io_uring_sqe_set_data64(sqe, UserData(.messageFailed, slot: UInt32(targetWorker), generation: 0).rawValue)
+        return true
     }
 
     private func armWake() {
@@ -205,6 +248,15 @@ final class URingBackend: IOBackend {
         case .wake:
             sink.woken()
             armWake()
+        case .message:
+            sink.woken()
+        case .messageFailed:
+            // The target ring could not take the message (its CQ overflowed): wake it the
+            // other way. The failure is counted; the wake-up is not lost.
+            noteKernelError("io_uring MSG_RING to worker \(tag.slot): \(SystemError.name(of: -result))")
+            if let fallback = messageFallback { fallback(Int(tag.slot)) }
+        case .peerName:
+            sink.peerAddressDone(tag, result: result)
         case .closeOrphan:
             break
         case nil:
@@ -275,22 +327,30 @@ extension URingBackend {
         do {
             let buffers = try BufferRing(ring: ring, groupID: 7, count: 4, sizeBytes: 64)
             defer { buffers.unregister(ring: ring) }
+            var messageRing = false
+            if let probe = io_uring_get_probe_ring(ring.pointer) {
+                messageRing = io_uring_opcode_supported(probe, Int32(IORING_OP_MSG_RING.rawValue)) != 0
+                io_uring_free_probe(probe)
+            }
             switch probeMultishot(ring: ring, bufferGroup: 7, disabled: disabled) {
             case .failure(let failure):
                 return .failure(failure)
-            case .success(let multishotReceive):
+            case .success(let found):
                 return .success(URingCapabilities(setupFlags: ring.flags & ~UInt32(IORING_SETUP_CQSIZE),
-                                                  multishotReceive: multishotReceive, features: ring.features))
+                                                  multishotReceive: found.multishotReceive, features: ring.features,
+                                                  messageRing: messageRing && !disabled.contains(.messageRing),
+                                                  peerName: found.peerName && !disabled.contains(.peerName)))
             }
         } catch {
             return .failure(URingUnavailable(reason: "provided buffer rings unavailable: \(error)"))
         }
     }
 
-    /// Accepts one loopback connection with a multishot accept into fixed slot memory and
-    /// receives one byte on it with a multishot receive. Returns whether multishot receive works.
+    /// Accepts one loopback connection with a multishot accept into fixed slot memory, asks
+    /// for its peer's address with the socket getsockopt command, and receives one byte on it
+    /// with a multishot receive. Returns whether multishot receive and the peer address work.
     private static func probeMultishot(ring: borrowing Ring, bufferGroup: UInt16, disabled: Set<URingFeature>)
-        -> Result<Bool, URingUnavailable>
+        -> Result<(multishotReceive: Bool, peerName: Bool), URingUnavailable>
     {
         let listener: Int32
         do { listener = try Listener.open(host: "127.0.0.1", port: 0, backlog: 4) } catch {
@@ -316,7 +376,14 @@ extension URingBackend {
             return .failure(URingUnavailable(reason: "multishot accept into the fixed-file table failed: \(SystemError.name(of: -accept.result))"))
         }
         let slot = accept.result
-        if disabled.contains(.multishotReceive) { return .success(false) }
+        var peer = sockaddr_in()
+        sqe = ring.nextSubmission()
+        preparePeerName(sqe, handle: slot, into: &peer)
+        io_uring_sqe_set_data64(sqe, 3)
+        _ = io_uring_submit(ring.pointer)
+        let peerName = waitOne(ring).map { $0.result == Int32(MemoryLayout<sockaddr_in>.size) } ?? false
+            && peer.sin_family == sa_family_t(AF_INET)
+        if disabled.contains(.multishotReceive) { return .success((false, peerName)) }
         sqe = ring.nextSubmission()
         io_uring_prep_recv_multishot(sqe, slot, nil, 0, 0)
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
@@ -326,7 +393,7 @@ extension URingBackend {
         var byte: UInt8 = 0x2A
         _ = Glibc.send(client, &byte, 1, Int32(MSG_NOSIGNAL))
         guard let receive = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe receive never completed")) }
-        return .success(receive.result == 1 && receive.flags & UInt32(IORING_CQE_F_MORE) != 0)
+        return .success((receive.result == 1 && receive.flags & UInt32(IORING_CQE_F_MORE) != 0, peerName))
     }
 
     private static func waitOne(_ ring: borrowing Ring) -> (result: Int32, flags: UInt32)? {
