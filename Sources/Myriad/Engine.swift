@@ -26,6 +26,9 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public private(set) var connectionsPerWorker = 0
     private var controls: [WorkerControl] = []
     private var threads: [pthread_t] = []
+    /// `wait` may be called from several threads (a service's join thread, a test's stop):
+    /// each worker thread is joined once, and every caller returns once all have exited.
+    private let joinLock = Mutex(())
     let shared: EngineShared
 
     public init(config: Config, logger: Logger, makeHandler: @escaping @Sendable (Int) -> Handler) {
@@ -172,9 +175,24 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
 
     /// Waits for every worker thread to exit. The handle refuses work from then on.
     public func wait() {
-        for thread in threads { pthread_join(thread, nil) }
-        threads.removeAll()
+        // Held while joining: a second caller waits for the first to finish.
+        joinLock.withLock { _ in
+            for thread in threads { pthread_join(thread, nil) }
+            threads.removeAll()
+        }
         shared.running.store(false, ordering: .releasing)
+    }
+
+    /// Suspends until every worker thread has exited (after `shutdown`), without blocking a
+    /// thread of the caller's executor: a helper thread joins the workers.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let joiner = spawnThread(name: "myriad-join") {
+                self.wait()
+                continuation.resume()
+            }
+            pthread_detach(joiner)
+        }
     }
 
     /// Counters summed over every worker.
