@@ -57,6 +57,9 @@ public struct Config: Sendable {
     public var mailboxBytes = 64 << 20
     /// Topic subscriptions in the whole process.
     public var maxSubscriptions = 10_000_000
+    /// io_uring: the largest fixed-file table a ring gets (nil: RLIMIT_NOFILE, the kernel's
+    /// own bound). Fewer per ring means more rings per worker.
+    public var fixedFilesPerRing: Int? = nil
     /// `myriad serve`'s application.
     public var app: ServeApp = .echo
     /// `myriad serve`'s Origin allow-list.
@@ -173,13 +176,18 @@ extension Config {
             config.port = UInt16(try integer("MYRIAD_PORT", value, 0...65535))
         },
         Knob(variable: "MYRIAD_WORKERS", flag: "workers", defaultValue: "online cores", range: "1-1024",
-             help: "Worker threads, each with its own ring, listener, slab and timing wheel.") { config, value throws(ConfigError) in
+             help: "Worker threads, each with its own rings, listener, slab and timing wheel.") { config, value throws(ConfigError) in
             config.workers = try integer("MYRIAD_WORKERS", value, 1...1024)
         },
         Knob(variable: "MYRIAD_MAX_CONNECTIONS", flag: "max-connections",
              defaultValue: "workers x fd limit (io_uring), fd limit (epoll)", range: "1-16777216",
-             help: "Connections held at once, split evenly over workers. With io_uring each worker holds at most RLIMIT_NOFILE (its fixed-file table).") { config, value throws(ConfigError) in
+ help: "Connections held at once, split evenly over workers. With io_uring a worker runs as many rings as its share needs (each holds at most RLIMIT_NOFILE).") { config, value throws(ConfigError) in
             config.maxConnections = try integer("MYRIAD_MAX_CONNECTIONS", value, 1...16_777_216)
+        },
+        Knob(variable: "MYRIAD_FIXED_FILES_PER_RING", flag: "fixed-files-per-ring", defaultValue: "fd limit (RLIMIT_NOFILE)",
+             range: "1-1048576 (at most the fd limit)",
+             help: "io_uring: connections one ring's fixed-file table holds; a worker runs as many rings as its share needs, on its one thread.") { config, value throws(ConfigError) in
+            config.fixedFilesPerRing = try integer("MYRIAD_FIXED_FILES_PER_RING", value, 1...1_048_576)
         },
         Knob(variable: "MYRIAD_BACKEND", flag: "backend", defaultValue: "auto", range: "auto | io_uring | epoll",
              help: "I/O backend; auto probes io_uring and falls back to epoll, logging why.") { config, value throws(ConfigError) in

@@ -57,7 +57,12 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         let plan: CapacityPlan
         switch backend {
         case .uring:
-            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: min(limit.soft, maximumFixedFilesPerRing),
+            let perRing = min(limit.soft, maximumFixedFilesPerRing)
+            if let asked = config.fixedFilesPerRing, asked > perRing {
+                throw EngineError("MYRIAD_FIXED_FILES_PER_RING=\(asked) is more than a ring's fixed-file table may hold here: "
+                                  + "RLIMIT_NOFILE = \(perRing) at registration")
+            }
+            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: config.fixedFilesPerRing ?? perRing,
                                           maxConnections: config.maxConnections)
         case .epoll:
             plan = try CapacityPlan.epoll(workers: workers, softFileLimit: limit.soft, maxConnections: config.maxConnections)
@@ -102,12 +107,12 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
                     let eventFD = Waker(fileDescriptor: control.waker.eventFileDescriptor)
                     switch backend {
                     case .uring(let capabilities):
-                        let io = try URingBackend(config: config, capabilities: capabilities, listener: listener,
-                                                  waker: eventFD, fixedFiles: capacity)
+                        let io = try URingBackend(config: config, capabilities: capabilities, listener: listener, waker: eventFD,
+                                                  fixedFilesPerRing: plan.ringsPerWorker[index].map { UInt32($0) })
                         io.messageFallback = { target in shared.mailboxes[target].waker.wakeThroughEventFD() }
                         let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
                         // Other workers may now wake this one with ring messages, and this one them.
-                        control.waker.ringFileDescriptor.store(io.ring.fileDescriptor, ordering: .releasing)
+                        control.waker.ringFileDescriptor.store(io.waitRing.ring.fileDescriptor, ordering: .releasing)
                         CurrentRingMessenger.set(io)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
@@ -136,7 +141,9 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             wait()
             throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
         }
-        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker), \(connectionSlotBytes) bytes per connection slot")
+        let layout = plan.ringsPerWorker.isEmpty ? ""
+            : ", \(plan.ringCounts.max() ?? 0) ring(s) per worker of up to \(plan.ringsPerWorker.flatMap { $0 }.max() ?? 0) connections"
+        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker\(layout)), \(connectionSlotBytes) bytes per connection slot")
     }
 
     private enum BackendPlan {

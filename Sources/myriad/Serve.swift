@@ -15,6 +15,7 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_PORT")) var port: String?
     @Option(help: knobHelp("MYRIAD_WORKERS")) var workers: String?
     @Option(help: knobHelp("MYRIAD_MAX_CONNECTIONS")) var maxConnections: String?
+    @Option(help: knobHelp("MYRIAD_FIXED_FILES_PER_RING")) var fixedFilesPerRing: String?
     @Option(help: knobHelp("MYRIAD_BACKEND")) var backend: String?
     @Option(help: knobHelp("MYRIAD_RING_ENTRIES")) var ringEntries: String?
     @Option(help: knobHelp("MYRIAD_CQ_ENTRIES")) var cqEntries: String?
@@ -47,6 +48,7 @@ struct Serve: ParsableCommand {
             ("MYRIAD_PORT", port),
             ("MYRIAD_WORKERS", workers),
             ("MYRIAD_MAX_CONNECTIONS", maxConnections),
+            ("MYRIAD_FIXED_FILES_PER_RING", fixedFilesPerRing),
             ("MYRIAD_BACKEND", backend),
             ("MYRIAD_RING_ENTRIES", ringEntries),
             ("MYRIAD_CQ_ENTRIES", cqEntries),

@@ -47,6 +47,8 @@ final class EpollBackend: IOBackend {
     var overflowCount: Int { 0 }
     var droppedCompletionCount: Int { 0 }
     var spilledSubmissionCount: Int { 0 }
+    var ringCount: Int { 0 }
+    var acceptMoves: Int { 0 }
 
     static let initialDescriptorCapacity = 1024
 

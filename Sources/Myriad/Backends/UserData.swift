@@ -18,6 +18,8 @@ public enum Operation: UInt8, Sendable {
     case message = 11
     /// A message this ring sent that could not be posted (its slot names the target worker).
     case messageFailed = 12
+    /// Cancelling the multishot accept (moving it to another ring, or stopping).
+    case acceptCancel = 13
 }
 
 /// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the low 32 bits of the
