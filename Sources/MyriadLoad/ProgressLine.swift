@@ -73,20 +73,20 @@ public enum ProgressLine {
 
     /// One line, no newline: `hold ramp 12,500/25,000 open  8,123/s  failures connect=0
     /// handshake=0 read=0 unexpected_close=0 close=0  3.2s`. Churn shows cycles done instead
-    /// of connections open; fanout adds `published 12/50 delivered 228,000/228,000`.
+    /// of connections open; fanout, once its ramp is over, shows the publishing instead of
+    /// the handshake rate: `published 12/50  delivered 228,000/228,000`.
     public static func render(_ snapshot: ProgressSnapshot) -> String {
-        var counted = snapshot.mode == .churn
+        let counted = snapshot.mode == .churn
             ? "\(grouped(snapshot.handshakes))/\(grouped(snapshot.target)) cycles, \(grouped(snapshot.open)) open"
             : "\(grouped(snapshot.open))/\(grouped(snapshot.target)) open"
-        if snapshot.mode == .fanout {
-            counted += "  published \(grouped(snapshot.published))/\(grouped(snapshot.plannedPublishes))"
-                + " delivered \(grouped(snapshot.delivered))/\(grouped(snapshot.expected))"
-        }
         let failures = FailureKind.allCases.map { "\($0.rawValue)=\(grouped(snapshot.failures[$0] ?? 0))" }
             .joined(separator: " ")
-        let rate = grouped(Int(snapshot.ratePerSecond.rounded()))
+        let activity = snapshot.mode == .fanout && snapshot.phase != .ramp
+            ? "published \(grouped(snapshot.published))/\(grouped(snapshot.plannedPublishes))"
+                + "  delivered \(grouped(snapshot.delivered))/\(grouped(snapshot.expected))"
+            : grouped(Int(snapshot.ratePerSecond.rounded())) + "/s"
         let elapsed = String(Int(snapshot.elapsedSeconds)) + "." + String(Int(snapshot.elapsedSeconds * 10) % 10) + "s"
-        return "\(snapshot.mode.rawValue) \(snapshot.phase.name) \(counted)  \(rate)/s  failures \(failures)  \(elapsed)"
+        return "\(snapshot.mode.rawValue) \(snapshot.phase.name) \(counted)  \(activity)  failures \(failures)  \(elapsed)"
     }
 
     /// The line for a terminal: carriage return, the line, erase to the end of the line.
