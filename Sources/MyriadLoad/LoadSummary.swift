@@ -13,7 +13,7 @@
 ///   "peak": Int,                   // most connections open at once
 ///   "duration_s": Double,          // the whole run, start to summary
 ///   "ramp_s": Double,              // start to the last handshake of the ramp (churn: the cycling)
-///   "hold_s": Double,              // the hold / measurement window (0 for churn)
+///   "hold_s": Double,              // the hold / measurement window (0 for churn; fanout: the publishing)
 ///   "threads": Int, "sources": "127.0.0.2-127.0.0.3",
 ///   "failures": {                  // by kind, then by errno name or protocol reason; kinds always present
 ///     "connect": {"ECONNREFUSED": 3}, "handshake": {}, "read": {}, "unexpected_close": {}, "close": {}
@@ -27,7 +27,7 @@
 ///   "pings_sent": Int, "pongs_received": Int,   // the client's own pings (ping mode)
 ///   "server_pings_answered": Int,  // pongs sent for the server's pings
 ///   "rtt_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int},   // ping -> pong
-///   "messages_sent": Int, "messages_received": Int,
+///   "messages_sent": Int, "messages_received": Int,   // fanout: published; received, duplicates included
 ///   "messages_per_s": Double,      // echo: messages received per second in the hold window
 ///   "latency_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int}, // echo round trip;
 ///                                  // fanout: publish -> receive of every delivery
