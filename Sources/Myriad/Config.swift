@@ -15,6 +15,10 @@ public enum ServeApp: String, Sendable, CaseIterable {
     case echo
     /// Every connection subscribes to its request path; every message is published to it.
     case broadcast
+    /// The baseline topics are measured against: each worker keeps its connections per path
+    /// and sends every message to each of them itself, copying it per connection (a handler
+    /// without topics). Reaches the sender's worker only.
+    case naiveBroadcast = "naive-broadcast"
 }
 
 /// io_uring features that can be turned off by hand (MYRIAD_URING_DISABLE), to run the
@@ -286,10 +290,10 @@ extension Config {
             }
             config.logLevel = level
         },
-        Knob(variable: "MYRIAD_APP", flag: "app", defaultValue: "echo", range: "echo | broadcast",
-             help: "myriad serve's application: echo, or broadcast (each connection subscribes to its request path; each message is published to it, the sender included).") { config, value throws(ConfigError) in
+        Knob(variable: "MYRIAD_APP", flag: "app", defaultValue: "echo", range: "echo | broadcast | naive-broadcast",
+             help: "myriad serve's application: echo, or broadcast (each connection subscribes to its request path; each message is published to it, the sender included); naive-broadcast is the benchmarks' baseline (a loop over the worker's own connections, a copy each).") { config, value throws(ConfigError) in
             guard let app = ServeApp(rawValue: value) else {
-                throw ConfigError(variable: "MYRIAD_APP", value: value, expected: "one of echo, broadcast")
+                throw ConfigError(variable: "MYRIAD_APP", value: value, expected: "one of echo, broadcast, naive-broadcast")
             }
             config.app = app
         },

@@ -277,3 +277,32 @@ public struct BroadcastHandler: WebSocketHandler {
         }
     }
 }
+
+/// The baseline the topics are measured against (`myriad serve --app naive-broadcast`): what
+/// an application without topics writes. Each worker keeps its own connections per path and
+/// sends every message to each of them with `send`, a copy per connection; connections of
+/// other workers are not reached.
+public struct NaiveBroadcastHandler: WebSocketHandler {
+    public typealias ConnectionState = String
+    private var members: [String: [ConnectionID]] = [:]
+
+    public init() {}
+
+    public mutating func upgrade(_ request: UpgradeRequestHead, ticket: UpgradeTicket) -> UpgradeDecision<String> {
+        .accept(request.path)
+    }
+
+    public mutating func onOpen(_ connection: Connection) { members[connection.state, default: []].append(connection.id) }
+
+    public mutating func onClose(_ connection: Connection, event: CloseEvent) {
+        members[connection.state]?.removeAll { $0 == connection.id }
+    }
+
+    public mutating func onMessage(_ connection: Connection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
+        let context = connection.context
+        for member in members[connection.state] ?? [] {
+            let target = context.connection(member)
+            _ = kind == .text ? target.send(text: payload) : target.send(binary: payload)
+        }
+    }
+}

@@ -91,6 +91,7 @@ struct Serve: ParsableCommand {
         switch config.app {
         case .echo: try serve(Engine(config: config, logger: logger) { _ in EchoHandler(origins: origins) }, logger: logger)
         case .broadcast: try serve(Engine(config: config, logger: logger) { _ in BroadcastHandler(origins: origins) }, logger: logger)
+        case .naiveBroadcast: try serve(Engine(config: config, logger: logger) { _ in NaiveBroadcastHandler() }, logger: logger)
         }
     }
 
