@@ -57,6 +57,8 @@ final class ClientWorker {
     /// (the Host header names the port) with the offset of its key.
     private let destinations: UnsafeMutablePointer<sockaddr_in>
     private let requestTemplates: [UnsafeMutableRawBufferPointer]
+    /// Where the connection number goes in a request, when --path has `{i}`.
+    private let numberOffset: Int?
     private let keyOffsets: [Int]
     private let portCount: Int
     private let decoderConfiguration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 30)
@@ -150,7 +152,11 @@ final class ClientWorker {
         let chunkSize = options.mode == .echo ? options.depth * frameSize + 512 : 2048
         let largeChunkSize = options.mode == .fanout ? (frameSize > 1 << 20 ? 2 : 4) * frameSize + 512 : 0
         pool = ChunkPool(chunkSize: chunkSize, largeChunkSize: largeChunkSize)
-        let requestTarget = Array(options.path.utf8)
+        // `{i}` in --path becomes the connection's number (8 digits, written per connection
+        // like the key): one path, so one topic, per connection.
+        let numbered = options.path.firstRange(of: LoadOptions.connectionNumberPlaceholder)
+        let requestTarget = Array(options.path.replacing(LoadOptions.connectionNumberPlaceholder, with: "00000000").utf8)
+        numberOffset = numbered.map { 4 + options.path.utf8.distance(from: options.path.startIndex, to: $0.lowerBound) }
         let hostName = options.host == "localhost" ? "127.0.0.1" : options.host
         var templates: [UnsafeMutableRawBufferPointer] = []
         var offsets: [Int] = []
@@ -552,6 +558,14 @@ final class ClientWorker {
         c.pointee.nonceHigh = random.next64()
         withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
             ClientHandshake.writeKey(nonce: $0, into: base + keyOffsets[port])
+        }
+        if let numberOffset {
+            // Unique over the run's threads: slot-major, thread-minor, 8 decimal digits.
+            var number = Int(slot) * assignment.threadCount + assignment.index
+            for digit in (0..<8).reversed() {
+                (base + numberOffset + digit).storeBytes(of: UInt8(ascii: "0") + UInt8(number % 10), as: UInt8.self)
+                number /= 10
+            }
         }
         c.pointee.pendingChunk = chunk
         c.pointee.pendingLength = UInt32(template.count)

@@ -27,6 +27,8 @@ public struct LoadError: Error, CustomStringConvertible, Sendable {
 
 /// Everything a load run is told. `myriad load` fills it from flags; tests fill it directly.
 public struct LoadOptions: Sendable {
+    /// In --path, replaced by each connection's number.
+    public static let connectionNumberPlaceholder = "{i}"
     public var mode: LoadMode = .hold
     /// The server: an IPv4 address (or `localhost`).
     public var host = "127.0.0.1"
@@ -34,6 +36,7 @@ public struct LoadOptions: Sendable {
     /// them (see `portIndex(slot:thread:threadCount:)`); fanout's publisher is on the first.
     public var ports: [UInt16] = [8080]
     /// The request target of the upgrade request.
+    /// The request target; `{i}` in it becomes each connection's number (8 digits).
     public var path = "/"
     /// Connections to open and hold (hold, ping, echo). Churn ignores it: there the number of
     /// connections open at once is bounded by `concurrency`.
@@ -187,8 +190,9 @@ public struct LoadOptions: Sendable {
                               ("--close-timeout", closeTimeoutMilliseconds)] where value <= 0 {
             throw LoadError("\(name) must be above 0")
         }
-        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-            throw LoadError("--path \(path): expected an origin-form target such as / or /chat?room=1")
+        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }),
+              path.ranges(of: Self.connectionNumberPlaceholder).count <= 1 else {
+            throw LoadError("--path \(path): expected an origin-form target such as / or /chat?room=1 (at most one {i})")
         }
         _ = try destinationAddress()
     }

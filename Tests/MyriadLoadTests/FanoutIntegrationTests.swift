@@ -23,6 +23,27 @@ extension EndToEndTests {
             return options
         }
 
+        /// A topic per connection (`--path /t/{i}`): 2,000 topics of one subscriber each, and
+        /// every connection's verify message comes back through its own topic only.
+        @Test func aTopicPerConnection() throws {
+            let server = try TestServer(workers: 2) { _ in BroadcastHandler() }
+            defer { server.stop() }
+            var options = LoadOptions()
+            options.mode = .hold
+            options.ports = [server.port]
+            options.path = "/t/{i}"
+            options.connections = 2000
+            options.durationMilliseconds = 500
+            options.verifyEcho = true
+            options.timeLimitMilliseconds = 60_000
+            let summary = try LoadGenerator.run(options)
+            #expect(summary.succeeded, Comment(rawValue: summary.json))
+            #expect(summary.verifyOK == 2000)
+            #expect(summary.unexpectedMessages == 0)
+            let stats = server.stats()
+            #expect(stats[.deliveries] == 2000 && stats[.subscribes] == 2000, "\(stats.fields)")
+        }
+
         /// 1,000 subscribers on two workers, a message every 100 ms for 2 s: all 20 messages
         /// reach all 1,000 connections (the publisher too), once and in order, and the
         /// server's own count of deliveries agrees.
