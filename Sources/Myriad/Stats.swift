@@ -16,9 +16,6 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case acceptOther
     /// Accepted while the slab was full: closed at once.
     case acceptRejectedFull
-    /// io_uring: the accept moved to another of the worker's rings because its ring's
-    /// fixed-file table was filling up.
-    case acceptMoves
     /// io_uring: rings this worker runs (a gauge).
     case rings
     /// Receives that ended with -ENOBUFS (the buffer ring was empty) and were parked,
@@ -93,7 +90,6 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .acceptENOMEM: return "accept_enomem"
         case .acceptOther: return "accept_other"
         case .acceptRejectedFull: return "accept_rejected_full"
-        case .acceptMoves: return "accept_moves"
         case .rings: return "rings"
         case .enobufsRearms: return "enobufs_rearms"
         case .receiveRearms: return "recv_rearms"

@@ -156,7 +156,6 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.counters.set(.cqDropped, backend.droppedCompletionCount)
         core.counters.set(.sqSpills, backend.spilledSubmissionCount)
         core.counters.set(.rings, backend.ringCount)
-        core.counters.set(.acceptMoves, backend.acceptMoves)
         core.counters.set(.topics, core.topics.topicCount)
         core.counters.set(.subscriptions, core.topics.subscriptionCount)
         core.counters.set(.mailboxRefused, core.mailbox.refused.load(ordering: .relaxed))

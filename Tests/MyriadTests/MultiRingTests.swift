@@ -30,7 +30,8 @@ extension Integration {
             #expect(try client.readMessage()?.payload == Array("ring check \(index)".utf8))
         }
         let stats = server.stats()
-        #expect(stats[.open] == 100 && stats[.acceptMoves] >= 6, "\(stats.fields)")
+        #expect(stats[.open] == 100, "\(stats.fields)")
+        #expect(stats[.acceptENFILE] == 0, "no connection may be refused while a ring has room")
         // Full: the next one is refused, not left hanging.
         let extra = try RawClient(port: server.port)
         try? extra.send(RawClient.upgradeRequest())

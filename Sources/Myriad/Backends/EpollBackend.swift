@@ -48,7 +48,6 @@ final class EpollBackend: IOBackend {
     var droppedCompletionCount: Int { 0 }
     var spilledSubmissionCount: Int { 0 }
     var ringCount: Int { 0 }
-    var acceptMoves: Int { 0 }
 
     static let initialDescriptorCapacity = 1024
 

@@ -82,8 +82,6 @@ protocol IOBackend: AnyObject {
     var spilledSubmissionCount: Int { get }
     /// Rings (io_uring) the worker runs; 0 for epoll.
     var ringCount: Int { get }
-    /// Times the accept moved to another ring (io_uring).
-    var acceptMoves: Int { get }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

@@ -12,8 +12,10 @@ final class RingUnit {
     let capacity: UInt32
     /// Direct descriptors in the table: accepted, and not yet closed.
     var occupied: UInt32 = 0
-    /// The multishot accept is armed on this ring.
+    /// The multishot accept is armed on this ring (a worker with one ring).
     var accepting = false
+    /// Single-shot accepts in flight on this ring (a worker with several).
+    var acceptsArmed = 0
 
     init(index: Int, config: Config, flags: UInt32, capacity: UInt32, bufferGroup: UInt16, initiallyPostedBuffers: UInt32)
         throws(SystemError)

@@ -17,9 +17,13 @@ import Logging
 /// same eventfd carries wake-ups from other threads, and ring 0's fd takes ring messages from
 /// other workers: a worker is woken as a whole, whichever ring its work is on.
 ///
-/// **Accepting.** One listener per worker, one multishot accept armed on the ring with the
-/// most free fixed-file slots; it moves to another ring before its own fills (the kernel drops
-/// a connection accepted into a full table), and the worker sees one continuous accept.
+/// **Accepting.** One listener per worker. With one ring, a multishot accept straight into its
+/// table. With several, single-shot accepts, at most `acceptsInFlight` at a time, each armed on
+/// the ring with the most free slots not already promised to an accept in flight: a multishot
+/// accept drains the whole backlog in one go when it runs (measured: it went past a 64-slot
+/// margin and the kernel dropped the connections it could not install, ENFILE), so only
+/// accepts counted against free slots can guarantee that no connection is accepted into a full
+/// table while another ring has room. The worker sees one continuous accept either way.
 ///
 /// Completion handling follows the rules measured on these machines (docs/architecture.md):
 /// every CQE without `IORING_CQE_F_MORE` ends its request and the worker re-arms or closes;
@@ -45,23 +49,16 @@ final class URingBackend: IOBackend, RingMessenger {
     /// Completions the kernel reported dropped (`-EBADR`: it could not even keep them in its
     /// overflow list, under memory pressure).
     private(set) var droppedCompletionCount = 0
-    /// Times the accept moved to another ring because its own was filling up.
-    private(set) var acceptMoves = 0
     /// Wakes worker N through its eventfd when a ring message to it failed.
     var messageFallback: ((Int) -> Void)?
     var spilledSubmissionCount: Int { units.reduce(0) { $0 + $1.ring.spilledTotal } }
     var ringCount: Int { units.count }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
-    /// The ring the accept is armed on (nil: none armed).
-    private var acceptRing: Int?
 
     static let bufferGroup: UInt16 = 0
     /// Receive buffers posted at start; doubled whenever a burst empties the ring.
     static let initiallyPostedBuffers: UInt32 = 64
-    /// The accept leaves a ring once fewer of its fixed-file slots than this are free, so the
-    /// accepts already under way still find room.
-    static let acceptHeadroom: UInt32 = 64
 
     /// Creates the rings on the calling thread (the worker's: SINGLE_ISSUER binds them there),
     /// one per entry of `fixedFilesPerRing`.
@@ -100,47 +97,55 @@ final class URingBackend: IOBackend, RingMessenger {
 
     // MARK: - Accepting
 
+    /// Single-shot accepts kept in flight when the worker has several rings.
+    static let acceptsInFlight = 32
+
+    /// Whether accepts are single-shot (several rings) rather than one multishot accept.
+    var singleShotAccepts: Bool { units.count > 1 }
+
     func armAccept() -> Bool {
         guard listenerOpen else { return true }
-        if let current = acceptRing { units[current].accepting = false }
-        let best = units.max { $0.free < $1.free }!
-        armAccept(on: best)
+        if singleShotAccepts {
+            topUpAccepts()
+        } else if !units[0].accepting {
+            let sqe = units[0].ring.nextSubmission()
+            io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
+            io_uring_sqe_set_data64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue)
+            units[0].accepting = true
+        }
         return true
     }
 
-    private func armAccept(on unit: RingUnit) {
-        let sqe = unit.ring.nextSubmission()
-        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
-        io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(unit.index), generation: 0).rawValue)
-        unit.accepting = true
-        acceptRing = unit.index
-    }
-
-    /// Moves the accept off `unit` when its table is nearly full and another ring has more
-    /// room. The old accept is cancelled; its last completion is not reported to the worker.
-    private func moveAcceptIfFilling(_ unit: RingUnit) {
-        guard units.count > 1, unit.accepting, unit.free < Self.acceptHeadroom else { return }
-        let best = units.max { $0.free < $1.free }!
-        guard best.free > unit.free else { return }
-        let sqe = unit.ring.nextSubmission()
-        io_uring_prep_cancel64(sqe, UserData(.accept, slot: UInt32(unit.index), generation: 0).rawValue, 0)
-        io_uring_sqe_set_data64(sqe, UserData(.acceptCancel, slot: 0, generation: 0).rawValue)
-        unit.accepting = false
-        acceptMoves += 1
-        armAccept(on: best)
+    /// Arms single-shot accepts until `acceptsInFlight` are in flight, each on the ring with the
+    /// most free slots not yet promised to one. When every ring is full, one accept is armed
+    /// anyway: it fails with ENFILE (the kernel refuses that connection at once, as with one
+    /// ring), rather than leaving connections to wait in the backlog.
+    private func topUpAccepts() {
+        var total = units.reduce(0) { $0 + $1.acceptsArmed }
+        while total < Self.acceptsInFlight {
+            let best = units.max { $0.free - min($0.free, UInt32($0.acceptsArmed)) < $1.free - min($1.free, UInt32($1.acceptsArmed)) }!
+            let room = best.free - min(best.free, UInt32(best.acceptsArmed))
+            if room == 0 && total > 0 { break }
+            let sqe = best.ring.nextSubmission()
+            // liburing 2.3 adds 1 to the index it is given, so IORING_FILE_INDEX_ALLOC - 1.
+            io_uring_prep_accept_direct(sqe, listener, nil, nil, 0, UInt32(IORING_FILE_INDEX_ALLOC) - 1)
+            io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(best.index), generation: 0).rawValue)
+            best.acceptsArmed += 1
+            total += 1
+            if room == 0 { break }
+        }
     }
 
     func stopAccepting() {
         guard listenerOpen else { return }
-        if let current = acceptRing {
-            let unit = units[current]
+        for unit in units where unit.accepting || unit.acceptsArmed > 0 {
             let sqe = unit.ring.nextSubmission()
-            io_uring_prep_cancel64(sqe, UserData(.accept, slot: UInt32(current), generation: 0).rawValue, 0)
+            io_uring_prep_cancel64(sqe, UserData(.accept, slot: UInt32(unit.index), generation: 0).rawValue,
+                                   Int32(IORING_ASYNC_CANCEL_ALL))
             io_uring_sqe_set_data64(sqe, UserData(.acceptCancel, slot: 0, generation: 0).rawValue)
             _ = io_uring_submit(unit.ring.pointer)
             syscallCount += 1
             unit.accepting = false
-            acceptRing = nil
         }
         // Pending connections in the backlog are reset when the listener goes.
         Glibc.close(listener)
@@ -334,21 +339,30 @@ final class URingBackend: IOBackend, RingMessenger {
             if result >= 0 {
                 unit.occupied += 1
                 sink.accepted(handle: RingHandle.make(ring: unit.index, index: result))
-                moveAcceptIfFilling(unit)
             }
-            // The last completion of an accept this ring no longer carries (it moved) is not
-            // the worker's business; the accept goes on elsewhere.
-            guard !more, Int(tag.slot) == acceptRing, unit.accepting else { return }
+            if singleShotAccepts {
+                unit.acceptsArmed -= 1
+                if result >= 0 {
+                    if listenerOpen { topUpAccepts() }
+                } else if result != -ECANCELED {
+                    // ENFILE: every ring was full and the kernel refused the connection; the
+                    // worker re-arms at once. Anything else: a tick later.
+                    sink.acceptEnded(result: result, retryNow: result == -ENFILE)
+                }
+                return
+            }
+            guard !more else { return }
             unit.accepting = false
-            acceptRing = nil
             // ENFILE: the kernel took the connection and dropped it for want of a fixed-file
             // slot, so re-arming at once refuses each further one quickly.
             sink.acceptEnded(result: min(result, 0), retryNow: result >= 0 || result == -ENFILE)
         case .close:
             unit.occupied -= 1
+            if singleShotAccepts && listenerOpen { topUpAccepts() }
             sink.operationDone(tag, result: result)
         case .closeOrphan:
             unit.occupied -= 1
+            if singleShotAccepts && listenerOpen { topUpAccepts() }
         case .cancel, .cancelSend, .shutdown:
             sink.operationDone(tag, result: result)
         case .wake:
