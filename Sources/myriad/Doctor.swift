@@ -1,9 +1,10 @@
 import ArgumentParser
 import Glibc
 import Myriad
+import MyriadDoctor
 
 /// `myriad doctor`: reads this host's limits and says, row by row, whether N connections fit
-/// and what fixes each shortfall. The logic lives in Myriad (`HostFacts`, `Doctor`).
+/// and what fixes each shortfall. The logic lives in MyriadDoctor (`HostFacts`, `Doctor`).
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Myriad
+import Myriad
+@testable import MyriadDoctor
 
 @Suite struct HostFactsParsingTests {
     static let status = """
@@ -33,22 +34,22 @@ import Testing
             Buffers:           12345 kB
 
             """
-        let memory = HostFacts.parseMeminfo(text)
+        let memory = ProcText.parseMeminfo(text)
         #expect(memory.totalBytes == 24_684_084 * 1024)
         #expect(memory.availableBytes == 24_113_496 * 1024)
-        #expect(HostFacts.parseMeminfo("MemTotal: 1 kB\n").availableBytes == nil)
+        #expect(ProcText.parseMeminfo("MemTotal: 1 kB\n").availableBytes == nil)
     }
 
     @Test func sysctlValues() {
-        #expect(HostFacts.parseInteger("4096\n") == 4096)
-        #expect(HostFacts.parseInteger("") == nil)
-        #expect(HostFacts.parseInteger("1 2") == nil)
+        #expect(ProcText.parseInteger("4096\n") == 4096)
+        #expect(ProcText.parseInteger("") == nil)
+        #expect(ProcText.parseInteger("1 2") == nil)
         #expect(HostFacts.parsePortRange("32768\t60999\n") == 32768...60999)
         #expect(HostFacts.parsePortRange("60999\t32768") == nil)
         #expect(HostFacts.parseTCPMemory("287898\t383867\t575796\n")
                 == .init(minimum: 287_898, pressure: 383_867, maximum: 575_796))
         #expect(HostFacts.parseTCPMemory("1 2") == nil)
-        #expect(HostFacts.parseIntegers("641\t0\t2466170\n").first == 641)
+        #expect(ProcText.parseIntegers("641\t0\t2466170\n").first == 641)
     }
 
     @Test func liveReadingMatchesGetrlimit() {

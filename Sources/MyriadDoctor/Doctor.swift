@@ -1,3 +1,5 @@
+import Myriad
+
 /// `myriad doctor`: what N connections need from this host, compared with what it has.
 ///
 /// Pure calculation over `HostFacts` (read separately, or built by hand in tests): every
@@ -184,10 +186,10 @@ extension Doctor {
             return DoctorCheck(id: "kernel", name: name, status: .warn, measured: "unknown", needed: needed,
                                fix: "could not read uname: the io_uring row says what works")
         }
-        if version >= KernelVersion(major: 6, minor: 1) {
+        if (version.major, version.minor) >= (6, 1) {
             return DoctorCheck(id: "kernel", name: name, status: .ok, measured: release, needed: needed, fix: "")
         }
-        let fix = version < KernelVersion(major: 5, minor: 19)
+        let fix = (version.major, version.minor) < (5, 19)
             ? "kernel >= 5.19 for multishot accept and buffer rings (6.1+ recommended); until then the epoll backend serves, capped by the fd limit"
             : "kernel >= 6.1: before 6.0 receives are single-shot (re-armed after each completion), before 6.1 there is no DEFER_TASKRUN"
         return DoctorCheck(id: "kernel", name: name, status: .warn, measured: release, needed: needed, fix: fix)
