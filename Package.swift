@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Myriad", targets: ["Myriad"]),
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
         .library(name: "MyriadService", targets: ["MyriadService"]),
+        .library(name: "MyriadDoctor", targets: ["MyriadDoctor"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -40,6 +41,12 @@ let package = Package(
             name: "MyriadService",
             dependencies: ["Myriad", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
+        // `myriad doctor` and serve's start-up warnings: what N connections need from this host
+        // against what it has (kept apart: the engine itself never needs it).
+        .target(
+            name: "MyriadDoctor",
+            dependencies: ["Myriad"]
+        ),
         .target(
             name: "MyriadLoad",
             dependencies: ["Myriad", "WebSocketCodec", "CLibURing"]
@@ -48,6 +55,7 @@ let package = Package(
             name: "myriad",
             dependencies: [
                 "Myriad",
+                "MyriadDoctor",
                 "MyriadLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -70,6 +78,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        .testTarget(
+            name: "MyriadDoctorTests",
+            dependencies: ["MyriadDoctor", "Myriad"]
         ),
         .testTarget(
             name: "MyriadLoadTests",

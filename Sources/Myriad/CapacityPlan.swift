@@ -7,18 +7,21 @@
 /// A total is split as evenly as integers allow (worker shares differ by at most one), so any
 /// worker count can hold any total that fits: rounding every share up, as the engine once did,
 /// asked for more than the fd limit allows whenever the workers did not divide it.
-struct CapacityPlan: Equatable, Sendable {
+package struct CapacityPlan: Equatable, Sendable {
     /// Connections each worker holds, indexed by worker.
-    var perWorker: [Int]
+    package var perWorker: [Int]
     /// io_uring: the fixed-file table size of each of a worker's rings, indexed by worker
     /// (their sum is the worker's share). Empty for epoll.
-    var ringsPerWorker: [[Int]] = []
+    package var ringsPerWorker: [[Int]] = []
 
-    var total: Int { perWorker.reduce(0, +) }
+    package var total: Int { perWorker.reduce(0, +) }
+
+    /// The most rings one worker may run (a connection's handle has 11 bits for its ring).
+    package static var maxRingsPerWorker: Int { RingHandle.maxRings }
 
     /// Descriptors the epoll backend keeps for itself besides connections: stdio, the
     /// listeners, each worker's epoll and eventfd, and a margin for the application.
-    static func epollReserve(workers: Int) -> Int { 64 + 4 * workers }
+    package static func epollReserve(workers: Int) -> Int { 64 + 4 * workers }
 
     /// `total` split over `workers`: the first `total % workers` workers get one more.
     static func split(_ total: Int, over workers: Int) -> [Int] {
@@ -31,7 +34,7 @@ struct CapacityPlan: Equatable, Sendable {
     /// The plan for io_uring: a worker's share is spread over as few rings as hold it, each
     /// with at most `fixedFilesPerRing` direct descriptors (RLIMIT_NOFILE at registration, and
     /// the kernel's own cap), shares differing by at most one.
-    static func uring(workers: Int, fixedFilesPerRing: Int, maxConnections: Int?) throws(EngineError) -> CapacityPlan {
+    package static func uring(workers: Int, fixedFilesPerRing: Int, maxConnections: Int?) throws(EngineError) -> CapacityPlan {
         precondition(fixedFilesPerRing > 0)
         let total = maxConnections ?? workers * fixedFilesPerRing
         guard total >= workers else {
@@ -50,11 +53,11 @@ struct CapacityPlan: Equatable, Sendable {
     }
 
     /// Rings every worker runs (io_uring), most first.
-    var ringCounts: [Int] { ringsPerWorker.map(\.count) }
+    package var ringCounts: [Int] { ringsPerWorker.map(\.count) }
 
     /// The plan for epoll: every connection is a descriptor of this process, so all workers
     /// together hold what the soft fd limit leaves after `epollReserve`.
-    static func epoll(workers: Int, softFileLimit: Int, maxConnections: Int?) throws(EngineError) -> CapacityPlan {
+    package static func epoll(workers: Int, softFileLimit: Int, maxConnections: Int?) throws(EngineError) -> CapacityPlan {
         let available = softFileLimit - epollReserve(workers: workers)
         guard available >= workers else {
             throw EngineError(

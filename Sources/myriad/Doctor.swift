@@ -1,15 +1,16 @@
 import ArgumentParser
 import Glibc
 import Myriad
+import MyriadDoctor
 
 /// `myriad doctor`: reads this host's limits and says, row by row, whether N connections fit
-/// and what fixes each shortfall. The logic lives in Myriad (`HostFacts`, `Doctor`).
+/// and what fixes each shortfall. The logic lives in MyriadDoctor (`HostFacts`, `Doctor`).
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Check this host's limits against N connections; print each check with its fix.",
         discussion: "Exit status: 0 when no check fails, 1 when one does, 64 on a bad option or MYRIAD_* value. Reads the same "
-            + "MYRIAD_* variables as serve (workers, backend, backlog, buffers). Run it the way serve runs "
+            + "MYRIAD_* variables as serve (workers, backend, backlog, buffers, fixed files per ring). Run it the way serve runs "
             + "(same user, same service limits): the fd limit it reports is its own.")
 
     @Option(help: "Connections to check for (default: MYRIAD_MAX_CONNECTIONS, else 1000000).")
@@ -18,7 +19,7 @@ struct DoctorCommand: ParsableCommand {
     @Option(help: "server: this host runs myriad serve. client: it opens the connections (a loopback host holds both ends).")
     var role: String = "server"
 
-    @Option(help: "Workers (io_uring rings) to check (default: MYRIAD_WORKERS, else as many as N needs).")
+    @Option(help: "Worker threads to check (default: MYRIAD_WORKERS, else one per core, as serve); each runs as many io_uring rings as its share of N needs.")
     var workers: String?
 
     @Flag(help: "Print the rows as a JSON array of objects (id, check, status, measured, needed, fix).")

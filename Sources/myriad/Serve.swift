@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import Myriad
+import MyriadDoctor
 
 /// `myriad serve`: the engine with the echo application. Every flag has a MYRIAD_* twin;
 /// a flag wins over its variable.

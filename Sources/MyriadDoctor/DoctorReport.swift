@@ -48,15 +48,23 @@ public struct DoctorReport: Sendable {
 }
 
 extension Doctor {
-    /// Every check with a summary: the route to N (io_uring workers x fixed-file slots, or
-    /// one process's fds), the memory estimate, and the counts.
+    /// Every check with a summary: the route to N (io_uring: workers x rings per worker x
+    /// fixed files per ring, or one process's fds), the memory estimate, and the counts.
     public func report() -> DoctorReport {
         let checks = self.checks()
         let estimate = memoryEstimate
         var plan = "\(connections) connections, role \(role.rawValue): "
         if usesIOURing {
-            plan += "io_uring route = \(counted(plannedWorkers, "worker")) x \(fixedFilesPerRing) fixed-file slots = "
-                + "\(plannedWorkers * fixedFilesPerRing) (per-process fd limit \(facts.fileLimit.hard))"
+            let fdLimit = "per-process fd limit \(facts.fileLimit.hard)"
+            switch (role, ringLayout) {
+            case (.server, .success(let layout)):
+                plan += "io_uring route = \(layout) (\(fdLimit))"
+            case (.server, .failure):
+                plan += "io_uring route does not fit (\(fdLimit); see the io_uring fixed files row)"
+            case (.client, _):
+                plan += "io_uring route = \(counted(ringsNeeded, "ring")) x \(fixedFilesPerRing) fixed files"
+                    + " >= \(connections) (\(fdLimit))"
+            }
         } else {
             plan += "epoll route = one process's fds, at most \(fileDescriptorCapacity)"
         }

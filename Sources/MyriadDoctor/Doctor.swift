@@ -1,3 +1,5 @@
+import Myriad
+
 /// `myriad doctor`: what N connections need from this host, compared with what it has.
 ///
 /// Pure calculation over `HostFacts` (read separately, or built by hand in tests): every
@@ -9,10 +11,12 @@ public struct Doctor: Sendable {
     /// Connections to hold (server) or to open (client).
     public var connections: Int
     public var role: DoctorRole
-    /// Workers (io_uring rings) to check; nil: the doctor works out how many are needed.
+    /// Worker threads to check; nil: `myriad serve`'s default, one per core. Each runs as many
+    /// io_uring rings as its share of the connections needs.
     public var workers: Int?
-    /// The engine settings that size per-worker memory and the listen backlog
-    /// (MYRIAD_BACKEND, MYRIAD_BACKLOG, MYRIAD_BUFFER_*, MYRIAD_RING_ENTRIES, MYRIAD_CQ_ENTRIES).
+    /// The engine settings that size the rings, their memory and the listen backlog
+    /// (MYRIAD_BACKEND, MYRIAD_BACKLOG, MYRIAD_BUFFER_*, MYRIAD_RING_ENTRIES, MYRIAD_CQ_ENTRIES,
+    /// MYRIAD_FIXED_FILES_PER_RING).
     public var config: Config
     /// User-space bytes per connection: the engine's real slab slot.
     public var connectionBytes: Int
@@ -68,7 +72,47 @@ public struct DoctorCheck: Sendable, Equatable {
     }
 }
 
-/// The per-connection and per-worker costs the memory estimate uses. The kernel figures were
+/// How the engine spreads N connections over its worker threads and their io_uring rings
+/// (`CapacityPlan.uring`, as `Engine.start` computes it): worker shares differ by at most one,
+/// each share is spread over as few rings as hold it, and a worker's tables differ by at most
+/// one entry.
+public struct RingLayout: Sendable, Equatable, CustomStringConvertible {
+    /// The most rings one worker may run (a connection's handle has 11 bits for its ring).
+    public static var maximumRingsPerWorker: Int { CapacityPlan.maxRingsPerWorker }
+
+    public var workers: Int
+    /// The fewest and the most rings a worker runs.
+    public var ringsPerWorker: ClosedRange<Int>
+    /// The smallest and the largest ring's fixed-file table.
+    public var fixedFilesPerRing: ClosedRange<Int>
+    /// Rings over all workers.
+    public var rings: Int
+    /// Connections the tables hold together.
+    public var connections: Int
+
+    init(_ plan: CapacityPlan) {
+        let counts = plan.ringCounts
+        let tables = plan.ringsPerWorker.flatMap { $0 }
+        workers = plan.perWorker.count
+        ringsPerWorker = counts.min()!...counts.max()!
+        fixedFilesPerRing = tables.min()!...tables.max()!
+        rings = tables.count
+        connections = plan.total
+    }
+
+    /// "2 workers x 25 rings x 20000 fixed files = 1000000"; a range where they differ
+    /// ("25-26 rings x 19231-20000 fixed files").
+    public var description: String {
+        func span(_ range: ClosedRange<Int>) -> String {
+            range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+        }
+        let rings = ringsPerWorker.upperBound == 1 ? "ring" : "rings"
+        let files = fixedFilesPerRing.upperBound == 1 ? "fixed file" : "fixed files"
+        return "\(counted(workers, "worker")) x \(span(ringsPerWorker)) \(rings) x \(span(fixedFilesPerRing)) \(files) = \(connections)"
+    }
+}
+
+/// The per-connection and per-ring costs the memory estimate uses. The kernel figures were
 /// measured on the dev machines' kernel 6.18 (docs/architecture.md, "Kernel memory per idle
 /// connection"); the rest follow from the engine's own layout.
 public enum ConnectionCost {
@@ -92,7 +136,8 @@ public enum ConnectionCost {
 
 extension Doctor {
     /// Ordinary fds a Myriad process keeps besides connections (stdio, logs, and per
-    /// worker a listener, a ring or epoll fd, an eventfd): the engine's epoll reserve.
+    /// worker a listener, an epoll fd, an eventfd, and a margin): the engine's epoll reserve.
+    /// With io_uring every ring is one more fd on top of it (`ringFileDescriptors`).
     public static func processReserve(workers: Int) -> Int { CapacityPlan.epollReserve(workers: workers) }
 
     /// Connections "arriving at once" are capped here: 65535 is the largest accept queue
@@ -100,23 +145,86 @@ extension Doctor {
     public static let largestAcceptQueue = 65_535
     /// Packets per CPU a loopback burst may need queued (kernel-tuning's netdev_max_backlog).
     public static let largestInputQueue = 16_384
+    /// The most workers MYRIAD_WORKERS accepts.
+    static let maximumWorkers = 1024
 
     /// Whether the engine would use io_uring: MYRIAD_BACKEND is not epoll and the probe passed.
     public var usesIOURing: Bool { config.backend != .epoll && facts.ioUring.isAvailable }
 
-    /// A ring's fixed-file table may hold up to RLIMIT_NOFILE entries (checked when it is
-    /// registered; the engine raises its soft limit to the hard one first), at most 2^20.
-    /// Direct descriptors are not process fds, so no reserve is taken from this.
-    public var fixedFilesPerRing: Int { max(1, min(facts.fileLimit.hard, maximumFixedFilesPerRing)) }
+    /// The most entries a ring's fixed-file table may have here: RLIMIT_NOFILE (checked when
+    /// the table is registered; the engine raises its soft limit to the hard one first), at
+    /// most 2^20. Direct descriptors are not process fds, so no reserve is taken from this.
+    public var fixedFileLimit: Int { max(1, min(facts.fileLimit.hard, maximumFixedFilesPerRing)) }
 
-    /// io_uring rings (workers) needed for `connections`: ceil(N / fixed files per ring).
-    public var workersNeeded: Int { ceilDivide(connections, fixedFilesPerRing) }
+    /// The largest table a ring gets: on a server MYRIAD_FIXED_FILES_PER_RING (a serve knob),
+    /// else the limit.
+    public var fixedFilesPerRing: Int {
+        role == .server ? config.fixedFilesPerRing ?? fixedFileLimit : fixedFileLimit
+    }
 
-    /// The workers the estimate assumes: those given, else enough rings for N (at least one
-    /// per core, `myriad serve`'s default); with epoll, those given or one per core.
-    public var plannedWorkers: Int {
-        if let workers { return workers }
-        return usesIOURing ? max(facts.onlineCores, workersNeeded) : facts.onlineCores
+    /// The fewest rings that hold N: ceil(N / fixed files per ring). A load generator's layout
+    /// (myriad load runs one ring per thread); the engine's is `ringLayout`.
+    public var ringsNeeded: Int { ceilDivide(connections, fixedFilesPerRing) }
+
+    /// The worker threads the checks assume: those given, else `myriad serve`'s default, one
+    /// per core (never more than N: every worker needs a connection).
+    public var plannedWorkers: Int { workers ?? max(1, min(facts.onlineCores, connections)) }
+
+    /// How the engine would spread N over `plannedWorkers` with io_uring, or why it would
+    /// refuse to start: a MYRIAD_FIXED_FILES_PER_RING above `fixedFileLimit`, more than
+    /// `RingLayout.maximumRingsPerWorker` rings per worker, fewer connections than workers, or
+    /// more rings than the process may open (each ring is an fd: `ringFileDescriptors`).
+    public var ringLayout: Result<RingLayout, EngineError> {
+        switch enginePlan {
+        case .failure(let refusal):
+            return .failure(refusal)
+        case .success(let plan):
+            let layout = RingLayout(plan)
+            let descriptors = ringFileDescriptors(rings: layout.rings)
+            guard descriptors <= facts.fileLimit.hard else {
+                return .failure(EngineError("\(layout.rings) rings are \(layout.rings) io_uring fds, and with the engine's own "
+                                            + "\(descriptors - layout.rings) that is more than RLIMIT_NOFILE (\(facts.fileLimit.hard)) allows"))
+            }
+            return .success(layout)
+        }
+    }
+
+    /// `CapacityPlan.uring` for N on `plannedWorkers` (the arithmetic `Engine.start` uses),
+    /// after the engine's own check of MYRIAD_FIXED_FILES_PER_RING against the fd limit.
+    var enginePlan: Result<CapacityPlan, EngineError> {
+        if role == .server, fixedFilesPerRing > fixedFileLimit {
+            return .failure(EngineError("MYRIAD_FIXED_FILES_PER_RING=\(fixedFilesPerRing) is more than a ring's table may hold here "
+                                        + "(RLIMIT_NOFILE \(fixedFileLimit))"))
+        }
+        do {
+            return .success(try CapacityPlan.uring(workers: plannedWorkers, fixedFilesPerRing: fixedFilesPerRing,
+                                                   maxConnections: connections))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Process fds the engine needs with `rings` io_uring rings: every ring is an fd (the
+    /// io_uring instance) besides its direct descriptors, on top of the engine's reserve
+    /// (stdio, listeners, eventfds, a margin).
+    public func ringFileDescriptors(rings: Int) -> Int { Doctor.ringFileDescriptors(rings: rings, workers: plannedWorkers) }
+
+    static func ringFileDescriptors(rings: Int, workers: Int) -> Int { rings + processReserve(workers: workers) }
+
+    /// Whether the engine starts with N on `workers` threads, rings of up to `files` fixed
+    /// files and an fd limit of `fdLimit`: the plan exists and its rings' fds fit.
+    func engineStarts(workers: Int, files: Int, fdLimit: Int) -> Bool {
+        guard files <= min(fdLimit, maximumFixedFilesPerRing),
+              let plan = try? CapacityPlan.uring(workers: workers, fixedFilesPerRing: files, maxConnections: connections)
+        else { return false }
+        return Doctor.ringFileDescriptors(rings: plan.ringCounts.reduce(0, +), workers: workers) <= fdLimit
+    }
+
+    /// The io_uring rings the memory estimate counts: the engine's plan on a server, else
+    /// (a load host, or a plan the engine refuses) the fewest that hold N.
+    var plannedRings: Int {
+        if role == .server, case .success(let plan) = enginePlan { return plan.ringCounts.reduce(0, +) }
+        return ringsNeeded
     }
 
     /// Connections one process can hold as ordinary fds (the epoll backend, plain sockets):
@@ -134,29 +242,40 @@ extension Doctor {
         public var kernelBytes: Int
         /// Slab slots (the engine's per-connection struct).
         public var userBytes: Int
-        /// Per worker: receive buffers and their ring, SQ and CQ, fixed-file table.
+        /// Per worker besides its rings: the epoll backend's receive buffer (0 with io_uring,
+        /// where every such buffer belongs to a ring).
         public var workerBytes: Int
-        public var totalBytes: Int { kernelBytes + userBytes + workerBytes }
+        /// io_uring rings, every one with its own SQ and CQ, provided buffer ring (descriptors
+        /// and buffers) and fixed-file table. 0 with epoll.
+        public var ringBytes: Int = 0
+        /// How many rings `ringBytes` counts.
+        public var rings: Int = 0
+        public var totalBytes: Int { kernelBytes + userBytes + workerBytes + ringBytes }
     }
 
-    /// N x (kernel socket + armed receive + slab slot) + per-worker rings and buffers. On a
-    /// client (loopback) host the kernel part is doubled: both ends are sockets with a
-    /// receive armed; the load generator's own user-space state is not counted.
+    /// N x (kernel socket + armed receive + slab slot) + rings x (SQ + CQ + buffer ring) + the
+    /// fixed-file tables (N slots in all: the engine sizes each table to its share), or with
+    /// epoll a receive buffer per worker. On a client (loopback) host the kernel part is
+    /// doubled: both ends are sockets with a receive armed; the load generator's own
+    /// user-space state is not counted.
     public var memoryEstimate: MemoryEstimate {
         let receiveArm = usesIOURing ? ConnectionCost.multishotReceiveBytes : ConnectionCost.epollRegistrationBytes
         let kernel = socketsOnHost * (ConnectionCost.kernelSocketBytes + receiveArm)
         let user = connections * connectionBytes
-        let buffers = Int(config.bufferCount) * (Int(config.bufferSizeBytes) + ConnectionCost.bufferDescriptorBytes)
-        let perWorker: Int
-        if usesIOURing {
-            let completions = Int(config.completionEntries ?? config.ringEntries * 4)
-            perWorker = buffers + Int(config.ringEntries) * ConnectionCost.submissionEntryBytes
-                + completions * ConnectionCost.completionEntryBytes
-                + min(fixedFilesPerRing, ceilDivide(connections, plannedWorkers)) * ConnectionCost.fixedFileSlotBytes
-        } else {
-            perWorker = Int(config.bufferSizeBytes)
+        guard usesIOURing else {
+            return MemoryEstimate(kernelBytes: kernel, userBytes: user,
+                                  workerBytes: plannedWorkers * Int(config.bufferSizeBytes))
         }
-        return MemoryEstimate(kernelBytes: kernel, userBytes: user, workerBytes: plannedWorkers * perWorker)
+        // What RingUnit allocates for each ring (the buffers are counted in full, though they
+        // are MAP_NORESERVE and only those a burst touches become resident).
+        let buffers = Int(config.bufferCount) * (Int(config.bufferSizeBytes) + ConnectionCost.bufferDescriptorBytes)
+        let completions = Int(config.completionEntries ?? config.ringEntries * 4)
+        let perRing = buffers + Int(config.ringEntries) * ConnectionCost.submissionEntryBytes
+            + completions * ConnectionCost.completionEntryBytes
+        let rings = plannedRings
+        let tables = connections * ConnectionCost.fixedFileSlotBytes
+        return MemoryEstimate(kernelBytes: kernel, userBytes: user, workerBytes: 0,
+                              ringBytes: rings * perRing + tables, rings: rings)
     }
 
     /// Connections one listener may see arrive at once: every client of a worker
@@ -184,10 +303,10 @@ extension Doctor {
             return DoctorCheck(id: "kernel", name: name, status: .warn, measured: "unknown", needed: needed,
                                fix: "could not read uname: the io_uring row says what works")
         }
-        if version >= KernelVersion(major: 6, minor: 1) {
+        if (version.major, version.minor) >= (6, 1) {
             return DoctorCheck(id: "kernel", name: name, status: .ok, measured: release, needed: needed, fix: "")
         }
-        let fix = version < KernelVersion(major: 5, minor: 19)
+        let fix = (version.major, version.minor) < (5, 19)
             ? "kernel >= 5.19 for multishot accept and buffer rings (6.1+ recommended); until then the epoll backend serves, capped by the fd limit"
             : "kernel >= 6.1: before 6.0 receives are single-shot (re-armed after each completion), before 6.1 there is no DEFER_TASKRUN"
         return DoctorCheck(id: "kernel", name: name, status: .warn, measured: release, needed: needed, fix: fix)
@@ -252,53 +371,112 @@ extension Doctor {
             fix += ", after raising fs.nr_open above it (kernel-tuning/sysctl.d/99-myriad.conf)"
         }
         if usesIOURing {
-            let rings = max(workersNeeded, workers ?? 0)
-            let holder = role == .server ? "Myriad still gets there" : "a load generator gets there"
-            fix += ". Or without it: \(holder) with io_uring, where each connection is a direct descriptor in a ring's "
-                + "fixed-file table, not a process fd: workers x fixed-file slots = \(rings) x \(fixedFilesPerRing) = "
-                + "\(rings * fixedFilesPerRing) >= \(connections)"
-                + (role == .server ? " (myriad serve --workers \(rings), MYRIAD_WORKERS=\(rings))"
-                                   : ", or \(ceilDivide(connections, max(1, fileDescriptorCapacity))) processes")
+            let direct = "with io_uring, where each connection is a direct descriptor in a ring's fixed-file table, not a process fd"
+            switch (role, ringLayout) {
+            case (.server, .success(let layout)):
+                fix += ". Or without it: Myriad still gets there \(direct): workers x rings per worker x fixed files per ring = "
+                    + "\(layout) (myriad serve --max-connections \(connections), MYRIAD_MAX_CONNECTIONS=\(connections))"
+            case (.server, .failure):
+                fix += ". io_uring, where connections are direct descriptors in rings' fixed-file tables, cannot hold "
+                    + "\(connections) here either: see the io_uring fixed files row"
+            case (.client, _):
+                fix += ". Or without it: a load generator gets there \(direct): rings x fixed files per ring = "
+                    + "\(counted(ringsNeeded, "ring")) x \(fixedFilesPerRing) = \(ringsNeeded * fixedFilesPerRing) >= \(connections) "
+                    + "(myriad load runs a thread per ring), or \(ceilDivide(connections, max(1, fileDescriptorCapacity))) processes"
+            }
         } else {
             fix += ". io_uring is not usable here (see the io_uring row), so this limit is the ceiling"
         }
         return DoctorCheck(id: "nofile", name: name, status: .fail, measured: measured, needed: needed, fix: fix)
     }
 
+    /// The engine's io_uring layout for N: workers x rings per worker x fixed files per ring.
+    /// Fails only when the engine would refuse it: a MYRIAD_FIXED_FILES_PER_RING above what
+    /// a table may hold, or more than `RingLayout.maximumRingsPerWorker` rings per worker.
     func fixedFilesCheck() -> DoctorCheck {
-        let name = "io_uring fixed-file slots (workers)"
+        let name = "io_uring fixed files (rings)"
+        let limit = fixedFileLimit
         let perRing = fixedFilesPerRing
-        let needed = "\(counted(workersNeeded, "worker")) x \(perRing) >= \(connections)"
+        let maxRings = RingLayout.maximumRingsPerWorker
+        var measured = "\(limit) per ring (RLIMIT_NOFILE)"
+        if role == .server, let asked = config.fixedFilesPerRing {
+            measured = "MYRIAD_FIXED_FILES_PER_RING=\(asked); at most \(limit) per ring (RLIMIT_NOFILE)"
+        }
+        func limitFix(_ limit: Int) -> String { "LimitNOFILE=\(limit), kernel-tuning/systemd/myriad.service" }
         guard usesIOURing else {
             let why = config.backend == .epoll ? "MYRIAD_BACKEND=epoll" : "io_uring unavailable (see the io_uring row)"
-            return DoctorCheck(id: "fixed_files", name: name, status: .warn, measured: "n/a: \(why)", needed: needed,
+            return DoctorCheck(id: "fixed_files", name: name, status: .warn, measured: "n/a: \(why)",
+                               needed: "\(connections) direct descriptors, at most \(limit) per ring",
                                fix: "the epoll backend holds at most the fd limit (see the per-process fd limit row)")
         }
-        let limitFix = "raise RLIMIT_NOFILE (LimitNOFILE=, kernel-tuning/systemd/myriad.service) for larger rings"
-        let maximumWorkers = 1024
-        if workersNeeded > maximumWorkers {
-            return DoctorCheck(id: "fixed_files", name: name, status: .fail,
-                               measured: "\(perRing) per ring (RLIMIT_NOFILE)", needed: needed,
-                               fix: "more workers than MYRIAD_WORKERS allows (\(maximumWorkers)): \(limitFix)")
+        if role == .server, let asked = config.fixedFilesPerRing, asked > limit {
+            var fix = "MYRIAD_FIXED_FILES_PER_RING=\(limit) or less, or unset it (then a ring's table is the fd limit): "
+                + "the engine refuses to start with a table larger than RLIMIT_NOFILE"
+            if asked <= maximumFixedFilesPerRing { fix += "; or raise RLIMIT_NOFILE to \(asked) (\(limitFix(asked)))" }
+            return DoctorCheck(id: "fixed_files", name: name, status: .fail, measured: measured,
+                               needed: "MYRIAD_FIXED_FILES_PER_RING <= \(limit)", fix: fix)
         }
-        if let workers {
-            let capacity = workers * perRing
-            let measured = "\(perRing) per ring x \(counted(workers, "worker")) = \(capacity)"
-            guard capacity >= connections else {
-                return DoctorCheck(id: "fixed_files", name: name, status: .fail, measured: measured, needed: needed,
-                                   fix: "myriad serve --workers \(workersNeeded) (MYRIAD_WORKERS=\(workersNeeded)), or \(limitFix)")
+        if role == .client {
+            return DoctorCheck(id: "fixed_files", name: name, status: .ok, measured: measured,
+                               needed: "\(counted(ringsNeeded, "ring")) x \(perRing) fixed files >= \(connections) (a thread per ring in myriad load)",
+                               fix: "")
+        }
+        let workers = plannedWorkers
+        let hard = facts.fileLimit.hard
+        let needed: String
+        switch enginePlan {
+        case .success(let plan):
+            let layout = RingLayout(plan)
+            let descriptors = ringFileDescriptors(rings: layout.rings)
+            guard descriptors > hard else {
+                return DoctorCheck(id: "fixed_files", name: name, status: .ok, measured: measured,
+                                   needed: "\(layout) (at most \(maxRings) rings per worker)", fix: "")
             }
-            return DoctorCheck(id: "fixed_files", name: name, status: .ok, measured: measured, needed: needed, fix: "")
+            // Each ring is a process fd too (its io_uring instance).
+            needed = "\(layout), and \(descriptors) fds: one per ring + \(descriptors - layout.rings) for the engine"
+        case .failure(let refusal):
+            guard connections >= workers else {
+                return DoctorCheck(id: "fixed_files", name: name, status: .fail, measured: measured,
+                                   needed: "at least one connection per worker", fix: "\(refusal): --workers \(connections) or fewer")
+            }
+            // The engine fits N exactly when ceil(N / workers) <= rings x files, i.e. when
+            // N <= workers x rings x files.
+            needed = "\(counted(workers, "worker")) x at most \(maxRings) rings x \(perRing) fixed files = "
+                + "\(workers * maxRings * perRing) < \(connections)"
         }
-        let cores = facts.onlineCores
-        let measured = "\(perRing) per ring (RLIMIT_NOFILE)"
-        guard role == .server, workersNeeded > cores else {
-            return DoctorCheck(id: "fixed_files", name: name, status: .ok, measured: measured, needed: needed, fix: "")
+        // What would make it start, each found with the engine's own plan.
+        var fixes: [String] = []
+        if let asked = config.fixedFilesPerRing,
+           let files = smallest(from: asked + 1, to: limit, where: { engineStarts(workers: workers, files: $0, fdLimit: hard) }) {
+            fixes.append("MYRIAD_FIXED_FILES_PER_RING=\(files) or more (or unset it)")
         }
-        return DoctorCheck(id: "fixed_files", name: name, status: .warn, measured: measured, needed: needed,
-                           fix: "myriad serve's default, one worker per core (\(cores)), holds \(cores * perRing): "
-                               + "run myriad serve --workers \(workersNeeded) (MYRIAD_WORKERS=\(workersNeeded)); "
-                               + "idle workers sleep, so more workers than cores is fine; or \(limitFix)")
+        if fixes.isEmpty,  // (else the knob alone is enough)
+           let raised = smallest(from: hard + 1, to: maximumFixedFilesPerRing,
+                                 where: { engineStarts(workers: workers, files: $0, fdLimit: $0) }) {
+            fixes.append("raise RLIMIT_NOFILE to \(raised) (\(limitFix(raised))): larger tables, fewer rings"
+                         + (config.fixedFilesPerRing != nil ? ", with MYRIAD_FIXED_FILES_PER_RING unset" : ""))
+        }
+        let moreWorkers = ceilDivide(connections, maxRings * perRing)
+        if moreWorkers > workers, moreWorkers <= Doctor.maximumWorkers,
+           engineStarts(workers: moreWorkers, files: perRing, fdLimit: hard) {
+            fixes.append("myriad serve --workers \(moreWorkers) (MYRIAD_WORKERS=\(moreWorkers)) at \(perRing) fixed files per ring")
+        }
+        if fixes.isEmpty { fixes.append("fewer connections per process (several processes or hosts)") }
+        return DoctorCheck(id: "fixed_files", name: name, status: .fail, measured: measured, needed: needed,
+                           fix: fixes.joined(separator: ", or ") + "; as it is, myriad serve fails to start")
+    }
+
+    /// The smallest value in `lower...upper` for which `holds` is true, when it stays true for
+    /// every larger one (a binary search), or nil.
+    func smallest(from lower: Int, to upper: Int, where holds: (Int) -> Bool) -> Int? {
+        guard lower <= upper, holds(upper) else { return nil }
+        var low = lower
+        var high = upper
+        while low < high {
+            let middle = (low + high) / 2
+            if holds(middle) { high = middle } else { low = middle + 1 }
+        }
+        return low
     }
 
     func nrOpenCheck() -> DoctorCheck {
@@ -344,8 +522,13 @@ extension Doctor {
         let name = "memory for idle connections"
         let estimate = memoryEstimate
         let kernelPerConnection = estimate.kernelBytes / connections
-        let needed = "\(approximateBytes(estimate.totalBytes)): \(connections) x (\(kernelPerConnection) B kernel + "
-            + "\(connectionBytes) B slab) + \(counted(plannedWorkers, "worker")) x \(approximateBytes(estimate.workerBytes / max(1, plannedWorkers)))"
+        var needed = "\(approximateBytes(estimate.totalBytes)): \(connections) x (\(kernelPerConnection) B kernel + "
+            + "\(connectionBytes) B slab)"
+        if estimate.rings > 0 {
+            needed += " + \(counted(estimate.rings, "ring")) x \(approximateBytes(estimate.ringBytes / estimate.rings))"
+        } else {
+            needed += " + \(counted(plannedWorkers, "worker")) x \(approximateBytes(estimate.workerBytes / max(1, plannedWorkers)))"
+        }
         guard let available = facts.memoryAvailableBytes else {
             return DoctorCheck(id: "memory", name: name, status: .warn, measured: "unreadable", needed: needed,
                                fix: "grep MemAvailable /proc/meminfo")
@@ -357,7 +540,9 @@ extension Doctor {
             + (role == .client ? ", both ends" : "") + " + \(connectionBytes) B slab slot"
         if estimate.totalBytes > available {
             return DoctorCheck(id: "memory", name: name, status: .fail, measured: measured, needed: needed,
-                               fix: "more RAM, or fewer connections per host (\(basis)); fewer workers or MYRIAD_BUFFER_COUNT shrink the per-worker part")
+                               fix: "more RAM, or fewer connections per host (\(basis)); "
+                                   + (usesIOURing ? "MYRIAD_BUFFER_COUNT or MYRIAD_RING_ENTRIES shrink each ring, a higher fd limit means fewer rings"
+                                                  : "fewer workers or MYRIAD_BUFFER_SIZE shrink the per-worker part"))
         }
         if estimate.totalBytes * 10 > available * 8 {
             return DoctorCheck(id: "memory", name: name, status: .warn, measured: measured, needed: needed,
@@ -500,8 +685,12 @@ extension Doctor {
     public static func startupWarnings(config: Config, facts: HostFacts? = nil) -> [String] {
         let facts = facts ?? HostFacts.read(disabledURingFeatures: config.disabledURingFeatures)
         var doctor = Doctor(facts: facts, connections: 1, role: .server, workers: config.workers, config: config)
-        doctor.connections = config.maxConnections
-            ?? (doctor.usesIOURing ? config.workers * doctor.fixedFilesPerRing : max(1, doctor.fileDescriptorCapacity))
+        // Unset, the maximum is the engine's default plan: a full ring per worker (io_uring),
+        // or what the fd limit leaves (epoll, once the soft limit is raised to the hard one).
+        let defaultPlan = doctor.usesIOURing
+            ? try? CapacityPlan.uring(workers: config.workers, fixedFilesPerRing: doctor.fixedFilesPerRing, maxConnections: nil)
+            : try? CapacityPlan.epoll(workers: config.workers, softFileLimit: facts.fileLimit.hard, maxConnections: nil)
+        doctor.connections = config.maxConnections ?? max(1, defaultPlan?.total ?? 1)
         var skipped: Set<String> = ["kernel", "io_uring"]
         skipped.formUnion(doctor.usesIOURing ? ["nofile", "nr_open"] : ["fixed_files"])
         return doctor.checks()
@@ -510,7 +699,7 @@ extension Doctor {
     }
 }
 
-/// "1 worker", "50 workers".
+/// "1 worker", "2 workers".
 func counted(_ count: Int, _ noun: String) -> String {
     "\(count) \(noun)\(count == 1 ? "" : "s")"
 }

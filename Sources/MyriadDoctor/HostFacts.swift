@@ -1,4 +1,5 @@
 import Glibc
+import Myriad
 
 /// What this host and this process allow, as `myriad doctor` and `myriad serve` see it: the
 /// reading layer under `Doctor`. `HostFacts.read()` fills it from getrlimit, /proc and one
@@ -81,29 +82,29 @@ extension HostFacts {
     public static func read(disabledURingFeatures disabled: Set<URingFeature> = []) -> HostFacts {
         var facts = HostFacts()
         facts.fileLimit = FileLimit.current()
-        if let status = readProcFile("/proc/self/status") {
+        if let status = ProcText.readProcFile("/proc/self/status") {
             facts.canRaiseHardLimit = hasCapability(capabilitySysResource, inStatus: status)
         }
-        facts.nrOpen = readSysctl("fs/nr_open").flatMap(parseInteger)
-        facts.fileMax = readSysctl("fs/file-max").flatMap(parseInteger)
-        facts.filesOpen = readSysctl("fs/file-nr").flatMap { parseIntegers($0).first }
+        facts.nrOpen = readSysctl("fs/nr_open").flatMap(ProcText.parseInteger)
+        facts.fileMax = readSysctl("fs/file-max").flatMap(ProcText.parseInteger)
+        facts.filesOpen = readSysctl("fs/file-nr").flatMap { ProcText.parseIntegers($0).first }
         facts.localPortRange = readSysctl("net/ipv4/ip_local_port_range").flatMap(parsePortRange)
-        facts.somaxconn = readSysctl("net/core/somaxconn").flatMap(parseInteger)
-        facts.tcpMaxSynBacklog = readSysctl("net/ipv4/tcp_max_syn_backlog").flatMap(parseInteger)
-        facts.tcpSyncookies = readSysctl("net/ipv4/tcp_syncookies").flatMap(parseInteger)
-        facts.netdevMaxBacklog = readSysctl("net/core/netdev_max_backlog").flatMap(parseInteger)
+        facts.somaxconn = readSysctl("net/core/somaxconn").flatMap(ProcText.parseInteger)
+        facts.tcpMaxSynBacklog = readSysctl("net/ipv4/tcp_max_syn_backlog").flatMap(ProcText.parseInteger)
+        facts.tcpSyncookies = readSysctl("net/ipv4/tcp_syncookies").flatMap(ProcText.parseInteger)
+        facts.netdevMaxBacklog = readSysctl("net/core/netdev_max_backlog").flatMap(ProcText.parseInteger)
         facts.tcpMemPages = readSysctl("net/ipv4/tcp_mem").flatMap(parseTCPMemory)
         facts.pageSizeBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
-        facts.conntrackMax = readSysctl("net/netfilter/nf_conntrack_max").flatMap(parseInteger)
-        facts.conntrackCount = readSysctl("net/netfilter/nf_conntrack_count").flatMap(parseInteger)
-        if let meminfo = readProcFile("/proc/meminfo") {
-            let memory = parseMeminfo(meminfo)
+        facts.conntrackMax = readSysctl("net/netfilter/nf_conntrack_max").flatMap(ProcText.parseInteger)
+        facts.conntrackCount = readSysctl("net/netfilter/nf_conntrack_count").flatMap(ProcText.parseInteger)
+        if let meminfo = ProcText.readProcFile("/proc/meminfo") {
+            let memory = ProcText.parseMeminfo(meminfo)
             facts.memoryAvailableBytes = memory.availableBytes
             facts.memoryTotalBytes = memory.totalBytes
         }
         facts.kernelRelease = currentKernelRelease()
-        facts.ioUringDisabled = readSysctl("kernel/io_uring_disabled").flatMap(parseInteger)
-        switch URingBackend.probe(disabled: disabled) {
+        facts.ioUringDisabled = readSysctl("kernel/io_uring_disabled").flatMap(ProcText.parseInteger)
+        switch probeIOURing(disabled: disabled) {
         case .success(let capabilities):
             facts.ioUring = .available(multishotReceive: capabilities.multishotReceive,
                                        deferTaskrun: capabilities.deferTaskrun)
@@ -120,22 +121,6 @@ extension HostFacts {
         return withUnsafeBytes(of: &name.release) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-    }
-
-    /// The whole text of a /proc file (they report size 0, so read until EOF), or nil.
-    static func readProcFile(_ path: String, limitBytes: Int = 1 << 20) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < limitBytes {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes.append(contentsOf: chunk[..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -161,44 +146,16 @@ extension HostFacts {
         return nil
     }
 
-    /// MemAvailable and MemTotal (bytes) from a /proc/meminfo text (which counts in kB = KiB).
-    public static func parseMeminfo(_ text: String) -> (availableBytes: Int?, totalBytes: Int?) {
-        var available: Int?
-        var total: Int?
-        for line in text.split(separator: "\n") {
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard fields.count >= 2, let value = Int(fields[1]) else { continue }
-            let multiplier = fields.count >= 3 && fields[2] == "kB" ? 1024 : 1
-            switch fields[0] {
-            case "MemAvailable:": available = value * multiplier
-            case "MemTotal:": total = value * multiplier
-            default: break
-            }
-        }
-        return (available, total)
-    }
-
-    /// A single integer sysctl value ("4096\n").
-    public static func parseInteger(_ text: String) -> Int? {
-        let values = parseIntegers(text)
-        return values.count == 1 ? values[0] : nil
-    }
-
-    /// The integers of a multi-value sysctl ("287898\t383867\t575796\n").
-    public static func parseIntegers(_ text: String) -> [Int] {
-        text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
-    }
-
     /// net.ipv4.ip_local_port_range ("32768\t60999").
     public static func parsePortRange(_ text: String) -> ClosedRange<Int>? {
-        let values = parseIntegers(text)
+        let values = ProcText.parseIntegers(text)
         guard values.count == 2, values[0] <= values[1] else { return nil }
         return values[0]...values[1]
     }
 
     /// net.ipv4.tcp_mem ("min pressure max", pages).
     public static func parseTCPMemory(_ text: String) -> TCPMemory? {
-        let values = parseIntegers(text)
+        let values = ProcText.parseIntegers(text)
         guard values.count == 3 else { return nil }
         return TCPMemory(minimum: values[0], pressure: values[1], maximum: values[2])
     }
