@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
         .library(name: "Myriad", targets: ["Myriad"]),
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
+        .library(name: "MyriadCluster", targets: ["MyriadCluster"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -36,6 +37,12 @@ let package = Package(
             name: "MyriadLoad",
             dependencies: ["Myriad", "WebSocketCodec", "CLibURing"]
         ),
+        // Topics across nodes (issue 17): a small strict NATS client and the topic-to-subject
+        // mapping. Off the engine's hot path; depends on nothing of the engine.
+        .target(
+            name: "MyriadCluster",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "myriad",
             dependencies: [
@@ -58,6 +65,11 @@ let package = Package(
         .testTarget(
             name: "MyriadTests",
             dependencies: ["Myriad", "MyriadTestSupport", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Against a real nats-server (installed by scripts/ensure-deps.sh) and fake hostile servers.
+        .testTarget(
+            name: "MyriadClusterTests",
+            dependencies: ["MyriadCluster", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "MyriadLoadTests",
