@@ -171,10 +171,14 @@ final class NATSConnectionLoop {
                 }
                 if now >= drainDeadline { return false }
             }
-            if batchOffset < batch.count { writeSome() }
-            // Draining and everything written: go round at once for the final PING (nothing
-            // else would wake poll before the drain deadline).
-            if drainDeadlineMs != nil && !drainPingSent && batchOffset == batch.count && failure == nil { continue }
+            if batchOffset < batch.count {
+                writeSome()
+                // Written whole: go round and take what came meanwhile before sleeping. A
+                // publisher that appended since the last take saw `wakeRequested` already set
+                // and sent no signal of its own (and the one sent may already be drained), so
+                // poll would sleep on pending bytes; when draining, the final PING is due.
+                if failure == nil && phase == .ready && batchOffset == batch.count { continue }
+            }
             if failure == nil { checkTimers(now: now) }
             if let failure { return ended(failure) }
 
