@@ -171,13 +171,15 @@ final class NATSConnectionLoop {
                 }
                 if now >= drainDeadline { return false }
             }
+            // A batch written whole means: take again before sleeping. A publisher that
+            // appended since the last take saw `wakeRequested` already set and sent no signal
+            // of its own (the one sent may already be drained), so a sleeping poll would leave
+            // its bytes waiting for a timer; when draining, the final PING is due. Poll still
+            // runs, without waiting, so reads are never starved by a steady stream of publishes.
+            var takeAgainAtOnce = false
             if batchOffset < batch.count {
                 writeSome()
-                // Written whole: go round and take what came meanwhile before sleeping. A
-                // publisher that appended since the last take saw `wakeRequested` already set
-                // and sent no signal of its own (and the one sent may already be drained), so
-                // poll would sleep on pending bytes; when draining, the final PING is due.
-                if failure == nil && phase == .ready && batchOffset == batch.count { continue }
+                takeAgainAtOnce = failure == nil && phase == .ready && batchOffset == batch.count
             }
             if failure == nil { checkTimers(now: now) }
             if let failure { return ended(failure) }
@@ -185,7 +187,7 @@ final class NATSConnectionLoop {
             fds[0].events = phase == .tcpConnecting ? Int16(POLLOUT) : Int16(POLLIN) | (batchOffset < batch.count ? Int16(POLLOUT) : 0)
             fds[0].revents = 0
             fds[1].revents = 0
-            let ready = poll(&fds, 2, pollTimeoutMs(now: now))
+            let ready = poll(&fds, 2, takeAgainAtOnce ? 0 : pollTimeoutMs(now: now))
             if ready < 0 && errno != EINTR { return ended(.socket(NATSSocketError.errno("poll").description)) }
             if fds[1].revents != 0 { core.wake.drain() }
             guard fds[0].revents != 0 else { continue }

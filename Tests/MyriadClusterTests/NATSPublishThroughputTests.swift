@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import XCTest
 
 @testable import MyriadCluster
@@ -78,6 +79,48 @@ extension NATSPublishThroughputTests {
             XCTAssertTrue(try waitUntil(seconds: 3) { try server.messagesIn() == expected }, "round \(round): in_msgs \((try? server.messagesIn()) ?? -1) of \(expected)")
         }
         XCTAssertEqual(client.stats().droppedBufferFull, UInt64(refusals), "every refusal for a full buffer is counted")
+    }
+}
+
+extension NATSPublishThroughputTests {
+    /// A node that publishes without pause must still read: MSGs from other nodes and the
+    /// server's PINGs may not wait until its publishers rest.
+    func testAFloodingPublisherStillReceives() throws {
+        let server = try NATSServerProcess()
+        let (flooder, inbox) = try makeClient(url: server.url, name: "flooder")
+        let (other, _) = try makeClient(url: server.url, name: "other")
+        defer {
+            flooder.stop()
+            other.stop()
+        }
+        flooder.subscribe("inbound")
+        flooder.start()
+        other.start()
+        XCTAssertTrue(other.waitUntilConnected(timeoutMs: 5_000))
+        XCTAssertTrue(try waitUntil(seconds: 5) { try server.subscriptions(ofClientNamed: "flooder") == ["inbound"] })
+
+        let flooding = Atomic<Bool>(true)
+        let floodEnded = DispatchSemaphore(value: 0)
+        Thread {
+            let payload = [UInt8](repeating: 0x66, count: 32)
+            let deadline = Date().addingTimeInterval(10)
+            payload.withUnsafeBytes { bytes in
+                while flooding.load(ordering: .relaxed) && Date() < deadline {
+                    flooder.publish(subject: "flood", payload: bytes)
+                }
+            }
+            floodEnded.signal()
+        }.start()
+        usleep(100_000)
+        for index in 0..<10 {
+            other.publish(subject: "inbound", payload: Array("\(index)".utf8))
+            usleep(20_000)
+        }
+        let receivedDuringFlood = waitUntil(seconds: 3) { inbox.count == 10 }
+        flooding.store(false, ordering: .relaxed)
+        floodEnded.wait()
+        XCTAssertTrue(receivedDuringFlood, "received \(inbox.count) of 10 while flooding")
+        XCTAssertGreaterThan(flooder.stats().published, 1_000, "the flood was real")
     }
 }
 
