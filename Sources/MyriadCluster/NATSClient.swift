@@ -1,6 +1,5 @@
 import Glibc
 import Logging
-import Synchronization
 
 /// A small, strict NATS core client for sharing topics between Myriad nodes.
 ///
@@ -31,7 +30,7 @@ public final class NATSClient: Sendable {
     private let core: NATSClientCore
     private let logger: Logger
     private let onMessage: MessageHandler
-    private let thread = Mutex<ThreadState>(.notStarted)
+    private let thread = NATSLocked<ThreadState>(.notStarted)
 
     private enum ThreadState {
         case notStarted
@@ -164,12 +163,12 @@ public final class NATSClient: Sendable {
 /// state, and the wake-up signal. Owned by both, so the thread can outlive nothing it needs.
 final class NATSClientCore: Sendable {
     let configuration: NATSClientConfiguration
-    let state: Mutex<NATSClientSharedState>
+    let state: NATSLocked<NATSClientSharedState>
     let wake = NATSWakeSignal()
 
     init(configuration: NATSClientConfiguration) {
         self.configuration = configuration
-        self.state = Mutex(
+        self.state = NATSLocked(
             NATSClientSharedState(
                 outboundBufferLimitBytes: configuration.outboundBufferLimitBytes,
                 maxPayloadBytes: configuration.maxPayloadBytes))

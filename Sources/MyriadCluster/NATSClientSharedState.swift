@@ -1,5 +1,5 @@
 /// What callers' threads and the client's own thread share, always behind one mutex
-/// (`NATSClientCore.state`): the outbound buffer, the set of subscribed subjects, the counters.
+/// (`NATSClientCore.state`, a `NATSLocked`): the outbound buffer, the set of subscribed subjects, the counters.
 ///
 /// Callers only append and return; the client's thread takes whole batches. Publishes go to
 /// `pending` (PUB frames, counted against `outboundBufferLimitBytes` together with the batch

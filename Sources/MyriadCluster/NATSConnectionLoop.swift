@@ -1,6 +1,5 @@
 import Glibc
 import Logging
-import Synchronization
 
 /// The client's thread: connects, runs the handshake, moves bytes both ways, keeps the
 /// connection alive with PINGs, and reconnects with backoff until asked to stop.

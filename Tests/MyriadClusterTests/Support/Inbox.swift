@@ -1,26 +1,27 @@
 import Foundation
 import Logging
 import MyriadCluster
-import Synchronization
 
-/// Collects what a client's `onMessage` delivers (copied: the payload is borrowed).
-final class Inbox: Sendable {
+/// Collects what a client's `onMessage` delivers (copied: the payload is borrowed). NSLock,
+/// not Synchronization.Mutex, whose contended path ThreadSanitizer cannot see on Linux.
+final class Inbox: @unchecked Sendable {
     struct Message: Equatable {
         let subject: String
         let payload: [UInt8]
     }
 
-    private let messages = Mutex<[Message]>([])
+    private let lock = NSLock()
+    private var messages: [Message] = []
 
     var handler: NATSClient.MessageHandler {
         { [self] subject, payload in
             let message = Message(subject: subject, payload: Array(payload))
-            messages.withLock { $0.append(message) }
+            lock.withLock { messages.append(message) }
         }
     }
 
-    var all: [Message] { messages.withLock { $0 } }
-    var count: Int { messages.withLock { $0.count } }
+    var all: [Message] { lock.withLock { messages } }
+    var count: Int { lock.withLock { messages.count } }
     func payloads(on subject: String) -> [[UInt8]] { all.filter { $0.subject == subject }.map(\.payload) }
 }
 
