@@ -28,8 +28,8 @@ build-release: deps
 serve: build-release
 	MYRIAD_PORT=$${MYRIAD_PORT:-8080} MYRIAD_STATS_INTERVAL=$${MYRIAD_STATS_INTERVAL:-10s} .build/release/myriad serve
 
-# Builds everything (the tests run the real `myriad` binary too), then runs every test and
-# the Autobahn conformance suite.
+# Builds everything (the tests run the real `myriad` binary too), then runs every test, the
+# Autobahn conformance suite, and each example under examples/ with its real-client check.
 # The load generator's end-to-end tests run after the engine's, not beside them: both start
 # servers and thousands of sockets, and keep-alive deadlines should not share the CPU.
 test: deps
@@ -37,6 +37,7 @@ test: deps
 	$(SWIFT) test --skip MyriadLoadTests
 	$(SWIFT) test --filter MyriadLoadTests
 	scripts/conformance.sh
+	scripts/examples.sh
 	scripts/fuzz.sh --replay
 	scripts/fuzz.sh 30
 

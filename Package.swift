@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
         .library(name: "Myriad", targets: ["Myriad"]),
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
+        .library(name: "MyriadService", targets: ["MyriadService"]),
         .library(name: "MyriadCluster", targets: ["MyriadCluster"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
@@ -15,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,6 +34,12 @@ let package = Package(
                 "CLibURing", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The engine as a swift-service-lifecycle Service (kept apart so the engine itself does
+        // not depend on it).
+        .target(
+            name: "MyriadService",
+            dependencies: ["Myriad", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
         .target(
             name: "MyriadLoad",
@@ -64,7 +72,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MyriadTests",
-            dependencies: ["Myriad", "MyriadTestSupport", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Myriad", "MyriadService", "MyriadTestSupport", "WebSocketCodec",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Against a real nats-server (installed by scripts/ensure-deps.sh) and fake hostile servers.
         .testTarget(

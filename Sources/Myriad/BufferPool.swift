@@ -2,7 +2,7 @@ import Glibc
 
 /// A buffer borrowed from a worker's `BufferPool`: partial handshakes, fragmented messages
 /// being reassembled, control payloads split across receives, and send queues. Sixteen
-/// bytes in a `Connection`; all zero when the connection holds nothing.
+/// bytes in a `ConnectionSlot`; all zero when the connection holds nothing.
 struct PooledBuffer {
     var base: UnsafeMutableRawPointer? = nil
     /// Bytes in use, from `base`.
@@ -177,7 +177,8 @@ final class BufferPool {
 
     /// Appends `bytes` to `buffer`, acquiring or growing it as needed (contents are kept).
     /// Returns false, leaving `buffer` as it was, when the result would exceed the largest
-    /// class, the budget, or memory. A buffer keeps the budget it was first acquired with.
+    /// class, the budget, or memory. A buffer that grows takes the budget of the request that
+    /// grew it.
     func append(_ bytes: UnsafeRawBufferPointer, to buffer: inout PooledBuffer, budget: PoolBudget = .exempt) -> Bool {
         if bytes.isEmpty { return true }
         guard let destination = reserve(bytes.count, in: &buffer, budget: budget) else { return false }
@@ -194,8 +195,10 @@ final class BufferPool {
         let needed = Int(buffer.count) + byteCount
         // An empty handle needs a buffer even for zero bytes: the result points into it.
         if needed > buffer.capacity || buffer.base == nil {
-            let category = buffer.base == nil ? budget : buffer.budget
-            guard var bigger = acquire(minimumBytes: needed, budget: category, replacing: buffer.capacity) else { return nil }
+            // The grown buffer counts against the budget of this request (an exempt close frame
+            // appended to queued data never fails; data appended to a pong's buffer is budgeted).
+            let replacing = buffer.budget == budget ? buffer.capacity : 0
+            guard var bigger = acquire(minimumBytes: needed, budget: budget, replacing: replacing) else { return nil }
             if let old = buffer.base, buffer.count > 0 {
                 bigger.base!.copyMemory(from: old, byteCount: Int(buffer.count))
             }

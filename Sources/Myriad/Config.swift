@@ -9,6 +9,18 @@ public enum BackendChoice: String, Sendable, CaseIterable {
     case epoll
 }
 
+/// The application `myriad serve` runs.
+public enum ServeApp: String, Sendable, CaseIterable {
+    /// Every message goes back to its sender.
+    case echo
+    /// Every connection subscribes to its request path; every message is published to it.
+    case broadcast
+    /// The baseline topics are measured against: each worker keeps its connections per path
+    /// and sends every message to each of them itself, copying it per connection (a handler
+    /// without topics). Reaches the sender's worker only.
+    case naiveBroadcast = "naive-broadcast"
+}
+
 /// io_uring features that can be turned off by hand (MYRIAD_URING_DISABLE), to run the
 /// fallback paths a newer kernel would otherwise never take.
 public enum URingFeature: String, Sendable, CaseIterable {
@@ -16,6 +28,10 @@ public enum URingFeature: String, Sendable, CaseIterable {
     case deferTaskrun = "defer_taskrun"
     /// Multishot recv (6.0): fall back to single-shot receives re-armed after each completion.
     case multishotReceive = "multishot_recv"
+    /// IORING_OP_MSG_RING (5.18): wake other workers through their eventfd instead.
+    case messageRing = "msg_ring"
+    /// The socket getsockopt command (6.7): upgrade hooks see no peer address with io_uring.
+    case peerName = "peer_name"
 }
 
 /// Every knob of the engine, read from `MYRIAD_*` environment variables and validated.
@@ -40,6 +56,18 @@ public struct Config: Sendable {
     public var maxQueuedBytes = 4 << 20
     /// nil: a quarter of the host's memory (or of the cgroup's limit) over the workers.
     public var bufferBudgetBytes: Int? = nil
+    /// Commands and bytes each worker's mailbox holds (requests from other threads).
+    public var mailboxCapacity = 65_536
+    public var mailboxBytes = 64 << 20
+    /// Topic subscriptions in the whole process.
+    public var maxSubscriptions = 10_000_000
+    /// io_uring: the largest fixed-file table a ring gets (nil: RLIMIT_NOFILE, the kernel's
+    /// own bound). Fewer per ring means more rings per worker.
+    public var fixedFilesPerRing: Int? = nil
+    /// `myriad serve`'s application.
+    public var app: ServeApp = .echo
+    /// `myriad serve`'s Origin allow-list.
+    public var allowedOrigins = OriginPolicy.any
     public var maxHeaderBytes = 8192
     public var listenBacklog = 4096
     public var timerTickMilliseconds = 50
@@ -152,13 +180,18 @@ extension Config {
             config.port = UInt16(try integer("MYRIAD_PORT", value, 0...65535))
         },
         Knob(variable: "MYRIAD_WORKERS", flag: "workers", defaultValue: "online cores", range: "1-1024",
-             help: "Worker threads, each with its own ring, listener, slab and timing wheel.") { config, value throws(ConfigError) in
+             help: "Worker threads, each with its own rings, listener, slab and timing wheel.") { config, value throws(ConfigError) in
             config.workers = try integer("MYRIAD_WORKERS", value, 1...1024)
         },
         Knob(variable: "MYRIAD_MAX_CONNECTIONS", flag: "max-connections",
              defaultValue: "workers x fd limit (io_uring), fd limit (epoll)", range: "1-16777216",
-             help: "Connections held at once, split evenly over workers. With io_uring each worker holds at most RLIMIT_NOFILE (its fixed-file table).") { config, value throws(ConfigError) in
+ help: "Connections held at once, split evenly over workers. With io_uring a worker runs as many rings as its share needs (each holds at most RLIMIT_NOFILE).") { config, value throws(ConfigError) in
             config.maxConnections = try integer("MYRIAD_MAX_CONNECTIONS", value, 1...16_777_216)
+        },
+        Knob(variable: "MYRIAD_FIXED_FILES_PER_RING", flag: "fixed-files-per-ring", defaultValue: "fd limit (RLIMIT_NOFILE)",
+             range: "1-1048576 (at most the fd limit)",
+             help: "io_uring: connections one ring's fixed-file table holds; a worker runs as many rings as its share needs, on its one thread.") { config, value throws(ConfigError) in
+            config.fixedFilesPerRing = try integer("MYRIAD_FIXED_FILES_PER_RING", value, 1...1_048_576)
         },
         Knob(variable: "MYRIAD_BACKEND", flag: "backend", defaultValue: "auto", range: "auto | io_uring | epoll",
              help: "I/O backend; auto probes io_uring and falls back to epoll, logging why.") { config, value throws(ConfigError) in
@@ -195,6 +228,18 @@ extension Config {
              defaultValue: "memory / 4 / workers", range: "1 MiB-1 TiB, >= 2 x max message size",
              help: "Per worker: bytes of partial messages and queued sends together (partial messages at most half); past it the connection asking for more is closed with 1013 (memory_budget).") { config, value throws(ConfigError) in
             config.bufferBudgetBytes = try size("MYRIAD_BUFFER_BUDGET", value, (1 << 20)...(1 << 40))
+        },
+        Knob(variable: "MYRIAD_MAILBOX_CAPACITY", flag: "mailbox-capacity", defaultValue: "65536", range: "16-16777216",
+             help: "Per worker: requests from other threads and workers (sends, closes, subscribes, publishes) waiting to be applied; past it the caller is told queueFull.") { config, value throws(ConfigError) in
+            config.mailboxCapacity = try integer("MYRIAD_MAILBOX_CAPACITY", value, 16...16_777_216)
+        },
+        Knob(variable: "MYRIAD_MAILBOX_BYTES", flag: "mailbox-bytes", defaultValue: "64 MiB", range: "64 KiB-16 GiB",
+             help: "Per worker: bytes of messages in those requests; past it the caller is told queueFull.") { config, value throws(ConfigError) in
+            config.mailboxBytes = try size("MYRIAD_MAILBOX_BYTES", value, (64 << 10)...(16 << 30))
+        },
+        Knob(variable: "MYRIAD_MAX_SUBSCRIPTIONS", flag: "max-subscriptions", defaultValue: "10000000", range: "1-1000000000",
+             help: "Topic subscriptions in the whole process; past it subscribe returns limitReached (subscriptions_refused).") { config, value throws(ConfigError) in
+            config.maxSubscriptions = try integer("MYRIAD_MAX_SUBSCRIPTIONS", value, 1...1_000_000_000)
         },
         Knob(variable: "MYRIAD_MAX_HEADER_SIZE", flag: "max-header-size", defaultValue: "8 KiB", range: "256 B-64 KiB",
              help: "Largest upgrade request head; larger ones get 431.") { config, value throws(ConfigError) in
@@ -245,15 +290,34 @@ extension Config {
             }
             config.logLevel = level
         },
+        Knob(variable: "MYRIAD_APP", flag: "app", defaultValue: "echo", range: "echo | broadcast | naive-broadcast",
+             help: "myriad serve's application: echo, or broadcast (each connection subscribes to its request path; each message is published to it, the sender included); naive-broadcast is the benchmarks' baseline (a loop over the worker's own connections, a copy each).") { config, value throws(ConfigError) in
+            guard let app = ServeApp(rawValue: value) else {
+                throw ConfigError(variable: "MYRIAD_APP", value: value, expected: "one of echo, broadcast, naive-broadcast")
+            }
+            config.app = app
+        },
+        Knob(variable: "MYRIAD_ALLOWED_ORIGINS", flag: "allowed-origins", defaultValue: "(any)",
+             range: "comma list of origins, e.g. https://chat.example.com",
+             help: "myriad serve: upgrades whose Origin header is not in the list are refused with 403 (cross-site WebSocket hijacking); requests without Origin (not from a browser) are allowed.") { config, value throws(ConfigError) in
+            for origin in value.split(separator: ",").map({ String($0).trimmingSpaces }) where !origin.isEmpty {
+                guard origin.hasPrefix("http://") || origin.hasPrefix("https://"), !origin.hasSuffix("/"),
+                      origin.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                    throw ConfigError(variable: "MYRIAD_ALLOWED_ORIGINS", value: value,
+                                      expected: "a comma list of origins as browsers send them: scheme://host[:port], no path or trailing slash")
+                }
+            }
+            config.allowedOrigins = OriginPolicy(list: value)
+        },
         Knob(variable: "MYRIAD_URING_DISABLE", flag: "uring-disable", defaultValue: "(none)",
-             range: "comma list of: defer_taskrun, multishot_recv",
+             range: "comma list of: defer_taskrun, multishot_recv, msg_ring, peer_name",
              help: "Turn off io_uring features to run their fallbacks (for testing older-kernel paths).") { config, value throws(ConfigError) in
             var disabled: Set<URingFeature> = []
             for item in value.split(separator: ",") {
                 let name = String(item).trimmingSpaces
                 guard let feature = URingFeature(rawValue: name) else {
                     throw ConfigError(variable: "MYRIAD_URING_DISABLE", value: value,
-                                      expected: "a comma list of: defer_taskrun, multishot_recv")
+                                      expected: "a comma list of: defer_taskrun, multishot_recv, msg_ring, peer_name")
                 }
                 disabled.insert(feature)
             }

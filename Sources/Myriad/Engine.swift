@@ -26,12 +26,29 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public private(set) var connectionsPerWorker = 0
     private var controls: [WorkerControl] = []
     private var threads: [pthread_t] = []
+    /// `wait` may be called from several threads (a service's join thread, a test's stop):
+    /// each worker thread is joined once, and every caller returns once all have exited.
+    private let joinLock = Mutex(())
+    let shared: EngineShared
 
     public init(config: Config, logger: Logger, makeHandler: @escaping @Sendable (Int) -> Handler) {
         self.config = config
         self.logger = logger
         self.makeHandler = makeHandler
+        let mailboxes = (0..<config.workers).map { index in
+            Mailbox(capacityCommands: config.mailboxCapacity, capacityBytes: config.mailboxBytes,
+                    waker: WorkerWaker(eventFileDescriptor: eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK)), workerIndex: index))
+        }
+        shared = EngineShared(mailboxes: mailboxes, maxSubscriptions: config.maxSubscriptions)
     }
+
+    deinit {
+        for mailbox in shared.mailboxes where mailbox.waker.eventFileDescriptor >= 0 { close(mailbox.waker.eventFileDescriptor) }
+    }
+
+    /// The handle for any thread and async code: send, close, subscribe, publish, complete
+    /// deferred upgrades. Valid before `start` (calls return `.engineStopped` until it runs).
+    public var handle: EngineHandle { EngineHandle(shared: shared) }
 
     public func start() throws(EngineError) {
         let limit = FileLimit.raiseSoftToHard()
@@ -40,7 +57,12 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         let plan: CapacityPlan
         switch backend {
         case .uring:
-            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: min(limit.soft, maximumFixedFilesPerRing),
+            let perRing = min(limit.soft, maximumFixedFilesPerRing)
+            if let asked = config.fixedFilesPerRing, asked > perRing {
+                throw EngineError("MYRIAD_FIXED_FILES_PER_RING=\(asked) is more than a ring's fixed-file table may hold here: "
+                                  + "RLIMIT_NOFILE = \(perRing) at registration")
+            }
+            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: config.fixedFilesPerRing ?? perRing,
                                           maxConnections: config.maxConnections)
         case .epoll:
             plan = try CapacityPlan.epoll(workers: workers, softFileLimit: limit.soft, maxConnections: config.maxConnections)
@@ -62,11 +84,16 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         }
 
         for index in 0..<workers {
-            let eventFD = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
-            guard eventFD >= 0 else { throw EngineError("eventfd: \(SystemError.name(of: errno))") }
-            controls.append(WorkerControl(index: index, waker: Waker(fileDescriptor: eventFD)))
+            let waker = shared.mailboxes[index].waker
+            guard waker.eventFileDescriptor >= 0 else {
+                for fd in listeners { close(fd) }
+                throw EngineError("eventfd for worker \(index) could not be created (the fd limit?)")
+            }
+            controls.append(WorkerControl(index: index, waker: waker))
         }
         let settings = WorkerSettings(config)
+        let shared = self.shared
+        shared.running.store(true, ordering: .releasing)
         for index in 0..<workers {
             let control = controls[index]
             let listener = listeners[index]
@@ -76,17 +103,24 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             let capacity = UInt32(plan.perWorker[index])
             let thread = spawnThread(name: "myriad-w\(index)") {
                 do {
-                    let core = try WorkerCore(index: index, settings: settings, capacity: capacity)
+                    let core = try WorkerCore(index: index, settings: settings, capacity: capacity, shared: shared)
+                    let eventFD = Waker(fileDescriptor: control.waker.eventFileDescriptor)
                     switch backend {
                     case .uring(let capabilities):
-                        let io = try URingBackend(config: config, capabilities: capabilities, listener: listener,
-                                                  waker: control.waker, fixedFiles: capacity)
-                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        let io = try URingBackend(config: config, capabilities: capabilities, listener: listener, waker: eventFD,
+                                                  fixedFilesPerRing: plan.ringsPerWorker[index].map { UInt32($0) })
+                        io.messageFallback = { target in shared.mailboxes[target].waker.wakeThroughEventFD() }
+                        let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        // Other workers may now wake this one with ring messages, and this one them.
+                        control.waker.ringFileDescriptor.store(io.waitRing.ring.fileDescriptor, ordering: .releasing)
+                        CurrentRingMessenger.set(io)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
+                        control.waker.ringFileDescriptor.store(-1, ordering: .releasing)
+                        CurrentRingMessenger.set(nil)
                     case .epoll:
-                        let io = try EpollBackend(config: config, listener: listener, waker: control.waker)
-                        let worker = Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
+                        let io = try EpollBackend(config: config, listener: listener, waker: eventFD)
+                        let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
                         control.phase.store(1, ordering: .releasing)
                         worker.run()
                     }
@@ -107,7 +141,9 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
             wait()
             throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
         }
-        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker), \(connectionSlotBytes) bytes per connection slot")
+        let layout = plan.ringsPerWorker.isEmpty ? ""
+            : ", \(plan.ringCounts.max() ?? 0) ring(s) per worker of up to \(plan.ringsPerWorker.flatMap { $0 }.max() ?? 0) connections"
+        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker\(layout)), \(connectionSlotBytes) bytes per connection slot")
     }
 
     private enum BackendPlan {
@@ -140,15 +176,30 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public func shutdown() {
         for control in controls {
             control.stopRequested.store(true, ordering: .relaxed)
-            control.waker.wake()
+            control.waker.wakeThroughEventFD()
         }
     }
 
-    /// Waits for every worker thread to exit.
+    /// Waits for every worker thread to exit. The handle refuses work from then on.
     public func wait() {
-        for thread in threads { pthread_join(thread, nil) }
-        threads.removeAll()
-        for control in controls { close(control.waker.fileDescriptor) }
+        // Held while joining: a second caller waits for the first to finish.
+        joinLock.withLock { _ in
+            for thread in threads { pthread_join(thread, nil) }
+            threads.removeAll()
+        }
+        shared.running.store(false, ordering: .releasing)
+    }
+
+    /// Suspends until every worker thread has exited (after `shutdown`), without blocking a
+    /// thread of the caller's executor: a helper thread joins the workers.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let joiner = spawnThread(name: "myriad-join") {
+                self.wait()
+                continuation.resume()
+            }
+            pthread_detach(joiner)
+        }
     }
 
     /// Counters summed over every worker.

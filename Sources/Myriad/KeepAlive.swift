@@ -29,7 +29,7 @@ extension Worker {
         }
     }
 
-    private func keepAlive(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    private func keepAlive(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         let settings = core.settings
         let now = core.now32
         if connection.pointee.flags.contains(.pingOutstanding) {
@@ -64,7 +64,7 @@ extension Worker {
 
     /// Points the connection's wheel entry at its next keep-alive deadline (none when pings
     /// and the idle timeout are both off).
-    func scheduleKeepAlive(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    func scheduleKeepAlive(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         let settings = core.settings
         var next: UInt64?
         if connection.pointee.flags.contains(.pingOutstanding) {

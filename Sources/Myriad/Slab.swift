@@ -23,7 +23,7 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(worker).\(slot).\(generation)" }
 }
 
-/// A worker's fixed-capacity arena of `Connection` structs.
+/// A worker's fixed-capacity arena of `ConnectionSlot` structs.
 ///
 /// The arena is reserved up front with one `MAP_NORESERVE` mapping of `capacity` slots and
 /// never moves, so slots can be addressed by pointer. Pages become resident only when a slot
@@ -34,7 +34,7 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
 /// Invariants: `occupied + free-list length + (capacity - highWater) == capacity`; a slot
 /// is in the free list iff its state is `.free`; generations only grow (64 bits: never wrap).
 struct Slab: ~Copyable {
-    let slots: UnsafeMutablePointer<Connection>
+    let slots: UnsafeMutablePointer<ConnectionSlot>
     let capacity: UInt32
     private let mappedBytes: Int
     /// The free-list head, the high-water mark and the occupancy, held by pointer so that
@@ -48,21 +48,21 @@ struct Slab: ~Copyable {
 
     init(capacity: UInt32) throws(SystemError) {
         precondition(capacity > 0 && capacity - 1 <= UserData.maxSlot, "a slab holds at most 2^24 slots (UserData carries 24 bits)")
-        let bytes = Int(capacity) * MemoryLayout<Connection>.stride
+        let bytes = Int(capacity) * MemoryLayout<ConnectionSlot>.stride
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         mappedBytes = (bytes + page - 1) / page * page
         guard let memory = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), memory != MAP_FAILED else {
             throw SystemError("mmap(slab of \(capacity) connections)", errno: errno)
         }
-        slots = memory.bindMemory(to: Connection.self, capacity: Int(capacity))
+        slots = memory.bindMemory(to: ConnectionSlot.self, capacity: Int(capacity))
         self.capacity = capacity
         counts = .allocate(capacity: 1)
-        counts.initialize(to: (Connection.noSlot, 0, 0))
+        counts.initialize(to: (ConnectionSlot.noSlot, 0, 0))
     }
 
     deinit {
-        // Connection holds only trivial fields: nothing to deinitialize.
+        // ConnectionSlot holds only trivial fields: nothing to deinitialize.
         munmap(UnsafeMutableRawPointer(slots), mappedBytes)
         counts.deallocate()
     }
@@ -70,14 +70,14 @@ struct Slab: ~Copyable {
     var isFull: Bool { occupied == capacity }
 
     @inline(__always)
-    subscript(slot: UInt32) -> UnsafeMutablePointer<Connection> {
+    subscript(slot: UInt32) -> UnsafeMutablePointer<ConnectionSlot> {
         precondition(slot < highWater, "slot \(slot) was never allocated")
         return slots + Int(slot)
     }
 
     /// A connection whose ID matches (slot in use, same generation), or nil if it is gone.
     @inline(__always)
-    func live(_ id: ConnectionID) -> UnsafeMutablePointer<Connection>? {
+    func live(_ id: ConnectionID) -> UnsafeMutablePointer<ConnectionSlot>? {
         guard id.slot < highWater else { return nil }
         let connection = slots + Int(id.slot)
         guard connection.pointee.generation == id.generation, connection.pointee.state != .free else { return nil }
@@ -87,18 +87,18 @@ struct Slab: ~Copyable {
     /// Takes a free slot and resets it (keeping its generation), or nil when full.
     func allocate() -> UInt32? {
         let slot: UInt32
-        if counts.pointee.freeHead != Connection.noSlot {
+        if counts.pointee.freeHead != ConnectionSlot.noSlot {
             slot = counts.pointee.freeHead
             let connection = slots + Int(slot)
             assert(connection.pointee.state == .free)
             counts.pointee.freeHead = connection.pointee.listNext
             let generation = connection.pointee.generation
-            connection.pointee = Connection()
+            connection.pointee = ConnectionSlot()
             connection.pointee.generation = generation
         } else if counts.pointee.highWater < capacity {
             slot = counts.pointee.highWater
             counts.pointee.highWater += 1
-            (slots + Int(slot)).initialize(to: Connection())
+            (slots + Int(slot)).initialize(to: ConnectionSlot())
         } else {
             return nil
         }
@@ -112,9 +112,10 @@ struct Slab: ~Copyable {
         let connection = self[slot]
         precondition(connection.pointee.state != .free, "double release of slot \(slot)")
         precondition(connection.pointee.inFlight == 0, "slot \(slot) released with operations in flight")
-        assert(!connection.pointee.inbound.isAllocated && !connection.pointee.sendFlight.isAllocated
-               && !connection.pointee.sendPending.isAllocated && !connection.pointee.control.isAllocated,
-               "slot released while holding pooled buffers")
+        assert(!connection.pointee.inbound.isAllocated && connection.pointee.sendHead == SendSegment.none
+               && !connection.pointee.control.isAllocated && connection.pointee.subscriptions == Subscription.none,
+               "slot released while holding buffers, queued bytes or subscriptions")
+        assert(!connection.pointee.flags.contains(.stateInitialized), "slot released with its state still set")
         connection.pointee.generation &+= 1
         connection.pointee.state = .free
         connection.pointee.listNext = counts.pointee.freeHead
@@ -125,8 +126,8 @@ struct Slab: ~Copyable {
 
 /// Lets the timing wheel reach the `TimerNode` inside each slab slot.
 struct SlabTimerStore: TimerNodeStore {
-    let slots: UnsafeMutablePointer<Connection>
-    static let timerOffset = MemoryLayout<Connection>.offset(of: \Connection.timer)!
+    let slots: UnsafeMutablePointer<ConnectionSlot>
+    static let timerOffset = MemoryLayout<ConnectionSlot>.offset(of: \ConnectionSlot.timer)!
 
     @inline(__always)
     func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
@@ -136,4 +137,4 @@ struct SlabTimerStore: TimerNodeStore {
 }
 
 /// Bytes of user-space memory one connection occupies while idle: its slab slot.
-public let connectionSlotBytes = MemoryLayout<Connection>.stride
+public let connectionSlotBytes = MemoryLayout<ConnectionSlot>.stride

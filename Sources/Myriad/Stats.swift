@@ -16,6 +16,11 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case acceptOther
     /// Accepted while the slab was full: closed at once.
     case acceptRejectedFull
+    /// io_uring: the accept moved to another of the worker's rings because its ring's
+    /// fixed-file table was filling up.
+    case acceptMoves
+    /// io_uring: rings this worker runs (a gauge).
+    case rings
     /// Receives that ended with -ENOBUFS (the buffer ring was empty) and were parked,
     /// then re-armed when buffers came back. Nothing is lost.
     case enobufsRearms
@@ -49,6 +54,32 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case lostCompletions
     /// SQEs that waited in user space because the kernel would not take a full SQ.
     case sqSpills
+    /// Upgrades the handler answered `.pending`; decisions that came after the connection
+    /// was gone; extra response headers left out because they were not valid.
+    case upgradesPending
+    case upgradesStale
+    case badUpgradeHeaders
+    /// Commands taken from the worker's mailbox; posts to it refused because it was full.
+    case mailboxCommands
+    case mailboxRefused
+    /// Sends and closes this worker handed to another worker's mailbox, those refused (full
+    /// mailbox), and forwarded sends (or subscribes) that found their connection gone.
+    case forwarded
+    case forwardsRefused
+    case forwardedToClosed
+    /// Topics and subscriptions on this worker (gauges); subscribe and unsubscribe operations;
+    /// subscribes refused by MYRIAD_MAX_SUBSCRIPTIONS.
+    case topics
+    case subscriptions
+    case subscribes
+    case unsubscribes
+    case subscriptionsRefused
+    /// Publishes made on this worker, refused because a target mailbox was full, received
+    /// from other workers or threads; messages queued to subscribers by publishes.
+    case publishes
+    case publishesRefused
+    case publishesReceived
+    case deliveries
     // One counter per close reason follows `closesBase`.
     case closesBase
 
@@ -62,6 +93,8 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .acceptENOMEM: return "accept_enomem"
         case .acceptOther: return "accept_other"
         case .acceptRejectedFull: return "accept_rejected_full"
+        case .acceptMoves: return "accept_moves"
+        case .rings: return "rings"
         case .enobufsRearms: return "enobufs_rearms"
         case .receiveRearms: return "recv_rearms"
         case .cqOverflows: return "cq_overflows"
@@ -79,6 +112,23 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .cqDropped: return "cq_dropped"
         case .lostCompletions: return "lost_completions"
         case .sqSpills: return "sq_spills"
+        case .upgradesPending: return "upgrades_pending"
+        case .upgradesStale: return "upgrades_stale"
+        case .badUpgradeHeaders: return "bad_upgrade_headers"
+        case .mailboxCommands: return "mailbox_commands"
+        case .mailboxRefused: return "mailbox_refused"
+        case .forwarded: return "forwarded"
+        case .forwardsRefused: return "forwards_refused"
+        case .forwardedToClosed: return "forwarded_to_closed"
+        case .topics: return "topics"
+        case .subscriptions: return "subscriptions"
+        case .subscribes: return "subscribes"
+        case .unsubscribes: return "unsubscribes"
+        case .subscriptionsRefused: return "subscriptions_refused"
+        case .publishes: return "publishes"
+        case .publishesRefused: return "publishes_refused"
+        case .publishesReceived: return "publishes_received"
+        case .deliveries: return "deliveries"
         case .closesBase: return "closes"
         }
     }

@@ -1,5 +1,5 @@
 /// The wheel's intrusive links for one entry, stored inside the entry's owner (a
-/// `Connection` in the slab) so that timers cost no allocation and no memory of their own.
+/// `ConnectionSlot` in the slab) so that timers cost no allocation and no memory of their own.
 public struct TimerNode: Sendable {
     /// Index of the next node in the slot's circular list; `TimerNode.unlinked` when the
     /// entry is not scheduled.

@@ -9,13 +9,13 @@ import WebSocketCodec
 final class WorkerControl: Sendable {
     let index: Int
     let board = StatsBoard()
-    let waker: Waker
+    let waker: WorkerWaker
     let stopRequested = Atomic<Bool>(false)
     /// 0 starting, 1 running, 2 failed to start, 3 exited.
     let phase = Atomic<Int>(0)
     let failure = Mutex<String?>(nil)
 
-    init(index: Int, waker: Waker) {
+    init(index: Int, waker: WorkerWaker) {
         self.index = index
         self.waker = waker
     }
@@ -38,7 +38,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     let logger: Logger
     private let startNanoseconds: Int64
     /// Connections whose receive ended with -ENOBUFS, linked through `starvedNext`.
-    private var starvedHead = Connection.noSlot
+    private var starvedHead = ConnectionSlot.noSlot
     /// Accept failures since the last successful accept (logged once per burst).
     private var acceptFailures = 0
     private var acceptRearmTick: UInt64?
@@ -49,15 +49,24 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private var clockStale = false
     private var lastKernelErrorLogNanoseconds: Int64 = .min / 2
     private var kernelErrorsLogged = 0
+    /// The handler's per-connection states.
+    let states: StateTable<Handler.ConnectionState>
+    /// What handshaking connections need besides their slot.
+    let handshakes: HandshakeTable
+    /// Commands taken from the mailbox, being applied (kept to reuse its capacity).
+    var mailboxCommands: [MailboxCommand] = []
 
-    init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) {
+    init(core: WorkerCore, backend: Backend, handler: Handler, control: WorkerControl, logger: Logger) throws(SystemError) {
         self.core = core
         self.backend = backend
         handlerStorage = .allocate(capacity: 1)
         handlerStorage.initialize(to: handler)
         self.control = control
         self.logger = logger
+        states = try StateTable(capacity: core.slab.capacity)
+        handshakes = try HandshakeTable(capacity: core.slab.capacity)
         startNanoseconds = monotonicNanoseconds()
+        mailboxCommands.reserveCapacity(1024)
     }
 
     deinit {
@@ -66,16 +75,16 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     @inline(__always)
-    var slab: UnsafeMutablePointer<Connection> { core.slab.slots }
+    var slab: UnsafeMutablePointer<ConnectionSlot> { core.slab.slots }
 
     @inline(__always)
-    func tag(_ operation: Operation, _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) -> UserData {
+    func tag(_ operation: Operation, _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) -> UserData {
         UserData(operation, slot: slot, generation: connection.pointee.generation)
     }
 
     @inline(__always)
-    func handle(_ slot: UInt32) -> WebSocketConnection {
-        WebSocketConnection(id: core.id(of: slot), worker: core)
+    func handle(_ slot: UInt32) -> WebSocketConnection<Handler.ConnectionState> {
+        WebSocketConnection(id: core.id(of: slot), core: core, states: states.base)
     }
 
     // MARK: - Loop
@@ -91,13 +100,18 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
                 acceptRearmTick = nil
                 armAccept()
             }
+            drainMailbox()
             flush()
             rearmStarved()
             publish()
             clockStale = true
-            backend.poll(timeoutNanoseconds: waitNanoseconds(), sink: self)
+            // Sleep only when nothing was posted since the drain (else look and come back).
+            let maySleep = core.mailbox.prepareToSleep()
+            backend.poll(timeoutNanoseconds: maySleep ? waitNanoseconds() : 0, sink: self)
+            core.mailbox.awake()
         }
         backend.submit()
+        drainMailbox()
         publish()
     }
 
@@ -114,7 +128,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     /// after an idle spell would likewise get a close deadline that fires before the reply
     /// is flushed.
     @inline(__always)
-    private func refreshClockIfStale() {
+    func refreshClockIfStale() {
         if clockStale {
             clockStale = false
             updateClock()
@@ -141,6 +155,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.counters.set(.cqOverflows, backend.overflowCount)
         core.counters.set(.cqDropped, backend.droppedCompletionCount)
         core.counters.set(.sqSpills, backend.spilledSubmissionCount)
+        core.counters.set(.rings, backend.ringCount)
+        core.counters.set(.acceptMoves, backend.acceptMoves)
+        core.counters.set(.topics, core.topics.topicCount)
+        core.counters.set(.subscriptions, core.topics.subscriptionCount)
+        core.counters.set(.mailboxRefused, core.mailbox.refused.load(ordering: .relaxed))
         core.counters.set(.kernelErrors, backend.kernelErrorCount)
         if backend.kernelErrorCount != kernelErrorsLogged { reportKernelErrors() }
         control.board.publish(core.counters)
@@ -176,28 +195,19 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
                 continue
             }
             let sending = connection.pointee.flags.contains(.sendInFlight)
-            if !sending && connection.pointee.sendPending.count > 0 {
-                startSend(slot, connection)
+            if !sending && connection.pointee.sendHead != SendSegment.none {
+                submitSend(slot, connection)
             } else if !sending && connection.pointee.state == .draining {
                 closeSocket(slot, connection)
             }
         }
     }
 
+    /// Sends what is left of the first segment of the connection's queue.
     @inline(__always)
-    private func startSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
-        assert(!connection.pointee.flags.contains(.sendInFlight) && !connection.pointee.sendFlight.isAllocated)
-        connection.pointee.sendFlight = connection.pointee.sendPending
-        connection.pointee.sendPending = PooledBuffer()
-        connection.pointee.sendFlightOffset = 0
-        submitSend(slot, connection)
-    }
-
-    @inline(__always)
-    private func submitSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
-        let flight = connection.pointee.sendFlight
-        let offset = Int(connection.pointee.sendFlightOffset)
-        let bytes = UnsafeRawBufferPointer(start: flight.base! + offset, count: Int(flight.count) - offset)
+    private func submitSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
+        let segment = core.segments[connection.pointee.sendHead].pointee
+        let bytes = UnsafeRawBufferPointer(start: segment.buffer.base! + Int(segment.sentBytes), count: segment.unsentBytes)
         connection.pointee.flags.insert(.sendInFlight)
         connection.pointee.inFlight += 1
         backend.send(handle: connection.pointee.handle, bytes: bytes, tag: tag(.send, slot, connection))
@@ -211,21 +221,24 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         connection.pointee.inFlight -= 1
         connection.pointee.flags.remove(.sendInFlight)
         if result < 0 {
-            core.pool.release(&connection.pointee.sendFlight)
             if result != -ECANCELED { abortNow(slot, connection, cause: .socketError) }
+            // The socket is closed: closeSocket kept only this segment, for this completion.
+            core.releaseQueue(connection, keepingHead: false)
             releaseIfDone(slot)
             return
         }
-        connection.pointee.sendFlightOffset += UInt32(result)
-        if connection.pointee.sendFlightOffset < connection.pointee.sendFlight.count && connection.pointee.state != .closed {
+        let head = core.segments[connection.pointee.sendHead]
+        head.pointee.sentBytes += UInt32(result)
+        connection.pointee.queuedBytes -= UInt32(result)
+        if head.pointee.unsentBytes > 0 && connection.pointee.state != .closed {
             submitSend(slot, connection)  // a short send: the rest goes out next
             return
         }
-        core.pool.release(&connection.pointee.sendFlight)
-        connection.pointee.sendFlightOffset = 0
+        core.popHeadSegment(connection)
         if connection.pointee.state == .closed {
+            core.releaseQueue(connection, keepingHead: false)
             releaseIfDone(slot)
-        } else if connection.pointee.sendPending.count > 0 || connection.pointee.state == .draining {
+        } else if connection.pointee.sendHead != SendSegment.none || connection.pointee.state == .draining {
             core.markForFlush(slot, connection)
         }
     }
@@ -253,6 +266,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         connection.pointee.handle = handle
         connection.pointee.state = .handshaking
         connection.pointee.lastInboundTick = core.now32
+        requestPeerAddress(slot, connection)
         armReceive(slot, connection)
         core.wheel.schedule(slot, at: core.nowTick + UInt64(core.settings.handshakeTicks))
     }
@@ -297,14 +311,14 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     // MARK: - Receiving
 
     @inline(__always)
-    func armReceive(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    func armReceive(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         connection.pointee.flags.insert(.receiveArmed)
         connection.pointee.inFlight += 1
         backend.armReceive(handle: connection.pointee.handle, tag: tag(.receive, slot, connection))
     }
 
     @inline(__always)
-    func wantsToRead(_ connection: UnsafeMutablePointer<Connection>) -> Bool {
+    func wantsToRead(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
         switch connection.pointee.state {
         case .handshaking, .open, .closing: return true
         default: return false
@@ -366,7 +380,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             default: break  // draining: the reply still goes out, then the socket closes
             }
         default:
-            if connection.pointee.state.rawValue < ConnectionState.draining.rawValue {
+            if connection.pointee.state.rawValue < SlotState.draining.rawValue {
                 abortNow(slot, connection, cause: .socketError)
             }
         }
@@ -375,11 +389,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
     private func rearmStarved() {
         var slot = starvedHead
-        starvedHead = Connection.noSlot
-        while slot != Connection.noSlot {
+        starvedHead = ConnectionSlot.noSlot
+        while slot != ConnectionSlot.noSlot {
             let connection = core.slab[slot]
             let next = connection.pointee.starvedNext
-            connection.pointee.starvedNext = Connection.noSlot
+            connection.pointee.starvedNext = ConnectionSlot.noSlot
             connection.pointee.flags.remove(.starved)
             if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
                 armReceive(slot, connection)
@@ -393,8 +407,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     // MARK: - Closing
 
     /// Nothing more to read: send what is queued, then close (bounded by MYRIAD_CLOSE_TIMEOUT).
-    func beginDraining(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, cause: CloseReason) {
-        guard connection.pointee.state.rawValue < ConnectionState.draining.rawValue else { return }
+    func beginDraining(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
+        guard connection.pointee.state.rawValue < SlotState.draining.rawValue else { return }
         if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
         connection.pointee.state = .draining
         core.pool.release(&connection.pointee.inbound)
@@ -404,7 +418,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     /// Closes the socket now, without a close handshake.
-    func abortNow(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, cause: CloseReason) {
+    func abortNow(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
         guard connection.pointee.state != .closed else { return }
         if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
         closeSocket(slot, connection)
@@ -412,7 +426,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
     /// Submits the socket's close (cancelling its receive and send first) and drops every
     /// buffer except the one a send in flight still reads.
-    func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         precondition(!connection.pointee.flags.contains(.closeSubmitted), "socket closed twice")
         if connection.pointee.flags.contains(.handlerOpened) {
             let code = connection.pointee.flags.contains(.closeFrameSent) || connection.pointee.flags.contains(.closeFrameReceived)
@@ -423,9 +437,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         connection.pointee.flags.insert(.closeSubmitted)
         connection.pointee.flags.remove(.abortRequested)
         core.wheel.cancel(slot)
+        core.removeAllSubscriptions(connection)
+        releaseHandshakeEntry(connection)
         core.pool.release(&connection.pointee.inbound)
         core.pool.release(&connection.pointee.control)
-        core.pool.release(&connection.pointee.sendPending)
+        core.releaseQueue(connection, keepingHead: connection.pointee.flags.contains(.sendInFlight))
         let handle = connection.pointee.handle
         if connection.pointee.flags.contains(.receiveArmed) {
             connection.pointee.inFlight += 1
@@ -456,7 +472,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             } else if tag.operation == .cancelSend && connection.pointee.flags.contains(.sendInFlight) {
                 connection.pointee.flags.remove(.sendInFlight)
                 connection.pointee.inFlight -= 1
-                core.pool.release(&connection.pointee.sendFlight)
+                core.releaseQueue(connection, keepingHead: false)
                 core.counters.add(.lostCompletions)
             }
         }
@@ -464,23 +480,34 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     /// Returns the slot to the slab once the socket is closed and nothing refers to it.
-    private func releaseIfDone(_ slot: UInt32) {
+    func releaseIfDone(_ slot: UInt32) {
         let connection = core.slab[slot]
         guard connection.pointee.state == .closed, connection.pointee.inFlight == 0,
               !connection.pointee.flags.contains(.inFlushList), !connection.pointee.flags.contains(.starved)
         else { return }
-        core.pool.release(&connection.pointee.sendFlight)
+        core.releaseQueue(connection, keepingHead: false)
+        releaseHandshakeEntry(connection)
+        if connection.pointee.flags.contains(.stateInitialized) { dropState(slot, connection) }
         core.counters.closed(connection.pointee.closeReason == .none ? .normal : connection.pointee.closeReason)
         core.slab.release(slot)
     }
 
-    /// Delivers `onClose` once for a connection the handler saw open.
+    /// Delivers `onClose` once for a connection the handler saw open, then drops its state.
     func notifyClose(_ slot: UInt32, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason? = nil) {
         let connection = core.slab[slot]
         guard connection.pointee.flags.contains(.handlerOpened) else { return }
         connection.pointee.flags.remove(.handlerOpened)
         let event = CloseEvent(code: code, reason: reason, cause: cause ?? connection.pointee.closeReason)
         handlerStorage.pointee.onClose(handle(slot), event: event)
+        if connection.pointee.flags.contains(.stateInitialized) { dropState(slot, connection) }
+    }
+
+    /// Deinitialises the connection's state: once, after `onClose` (or when the slot goes, for
+    /// a connection that never got that far).
+    func dropState(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
+        precondition(connection.pointee.flags.contains(.stateInitialized), "state dropped twice")
+        connection.pointee.flags.remove(.stateInitialized)
+        states.deinitialize(slot)
     }
 
     func woken() {}

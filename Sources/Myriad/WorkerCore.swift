@@ -1,55 +1,25 @@
 import WebSocketCodec
 
-/// The knobs a worker uses on its hot path, converted once to its own units (ticks, bytes).
-struct WorkerSettings {
-    let tickNanoseconds: Int64
-    let handshakeTicks: UInt32
-    /// 0: pings off.
-    let pingTicks: UInt32
-    let pongTicks: UInt32
-    /// 0: idle timeout off.
-    let idleTicks: UInt32
-    let closeTicks: UInt32
-    let shutdownTicks: UInt32
-    let maxQueuedBytes: Int
-    let maxHeaderBytes: Int
-    /// MYRIAD_BUFFER_BUDGET for this worker's pool.
-    let bufferBudgetBytes: Int
-    let decoder: FrameDecoderConfiguration
-
-    init(_ config: Config, memoryBytes: Int = memoryLimitBytes()) {
-        let tick = config.timerTickMilliseconds
-        func ticks(_ milliseconds: Int) -> UInt32 {
-            milliseconds == 0 ? 0 : UInt32(max(1, (milliseconds + tick - 1) / tick))
-        }
-        tickNanoseconds = Int64(tick) * 1_000_000
-        handshakeTicks = ticks(config.handshakeTimeoutMilliseconds)
-        pingTicks = ticks(config.pingIntervalMilliseconds)
-        pongTicks = ticks(config.pongTimeoutMilliseconds)
-        idleTicks = ticks(config.idleTimeoutMilliseconds)
-        closeTicks = ticks(config.closeTimeoutMilliseconds)
-        shutdownTicks = ticks(config.shutdownTimeoutMilliseconds)
-        maxQueuedBytes = config.maxQueuedBytes
-        maxHeaderBytes = config.maxHeaderBytes
-        bufferBudgetBytes = config.bufferBudgetPerWorker(memoryBytes: memoryBytes)
-        decoder = FrameDecoderConfiguration(role: .server, maxMessageSizeBytes: UInt64(config.maxMessageSizeBytes))
-    }
-}
-
 /// The part of a worker that connection handles reach: the slab, the timing wheel, the
-/// buffer pool, the counters and the list of connections with bytes to flush.
+/// buffer pool, the send queues, the topics, the counters, the mailbox and the list of
+/// connections with work to flush.
 ///
-/// It never performs I/O itself. Sends are queued into the connection's pending buffer and
-/// the connection is linked into the flush list; closes change the connection's state. The
-/// worker's event loop turns both into backend operations once per batch, so every send and
-/// ping due in one batch leaves with one submit.
+/// It never performs I/O itself. Sends are queued on the connection and the connection is
+/// linked into the flush list; closes change the connection's state. The worker's event loop
+/// turns both into backend operations once per batch, so every send and ping due in one batch
+/// (every delivery of one publish among them) leaves with one submit.
 final class WorkerCore {
     let index: Int
     let settings: WorkerSettings
     let slab: Slab
     let wheel: TimingWheel<SlabTimerStore>
     let pool: BufferPool
+    let segments = SendSegmentPool()
+    let topics: TopicTable
     let counters = WorkerCounters()
+    /// The engine-wide state: every worker's mailbox, the topic registry.
+    let shared: EngineShared
+    var mailbox: Mailbox { shared.mailboxes[index] }
     /// The clock and the flush list, by pointer: read on every event, so kept out of class
     /// stored `var`s (each access to one is a dynamic exclusivity check).
     private let state: UnsafeMutablePointer<(nowTick: UInt64, flushHead: UInt32, flushTail: UInt32)>
@@ -60,14 +30,16 @@ final class WorkerCore {
         @inline(__always) set { state.pointee.nowTick = newValue }
     }
 
-    init(index: Int, settings: WorkerSettings, capacity: UInt32) throws(SystemError) {
+    init(index: Int, settings: WorkerSettings, capacity: UInt32, shared: EngineShared) throws(SystemError) {
         self.index = index
         self.settings = settings
+        self.shared = shared
         slab = try Slab(capacity: capacity)
         wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: capacity, startTick: 0)
         pool = BufferPool(budgetBytes: settings.bufferBudgetBytes)
+        topics = try TopicTable(subscriptionCapacity: UInt32(min(shared.maxSubscriptions, Int(Subscription.none - 1))))
         state = .allocate(capacity: 1)
-        state.initialize(to: (0, Connection.noSlot, Connection.noSlot))
+        state.initialize(to: (0, ConnectionSlot.noSlot, ConnectionSlot.noSlot))
     }
 
     deinit { state.deallocate() }
@@ -92,7 +64,7 @@ final class WorkerCore {
 
     /// The connection `id` names, if it is this worker's and still in its slot.
     @inline(__always)
-    func live(_ id: ConnectionID) -> UnsafeMutablePointer<Connection>? {
+    func live(_ id: ConnectionID) -> UnsafeMutablePointer<ConnectionSlot>? {
         guard Int(id.worker) == index else { return nil }
         return slab.live(id)
     }
@@ -101,11 +73,11 @@ final class WorkerCore {
 
     /// Links `slot` into the flush list (once).
     @inline(__always)
-    func markForFlush(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    func markForFlush(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         guard !connection.pointee.flags.contains(.inFlushList) else { return }
         connection.pointee.flags.insert(.inFlushList)
-        connection.pointee.listNext = Connection.noSlot
-        if state.pointee.flushTail == Connection.noSlot {
+        connection.pointee.listNext = ConnectionSlot.noSlot
+        if state.pointee.flushTail == ConnectionSlot.noSlot {
             state.pointee.flushHead = slot
         } else {
             slab[state.pointee.flushTail].pointee.listNext = slot
@@ -117,20 +89,31 @@ final class WorkerCore {
     @inline(__always)
     func popFlush() -> UInt32? {
         let slot = state.pointee.flushHead
-        guard slot != Connection.noSlot else { return nil }
+        guard slot != ConnectionSlot.noSlot else { return nil }
         let connection = slab[slot]
         state.pointee.flushHead = connection.pointee.listNext
-        if state.pointee.flushHead == Connection.noSlot { state.pointee.flushTail = Connection.noSlot }
-        connection.pointee.listNext = Connection.noSlot
+        if state.pointee.flushHead == ConnectionSlot.noSlot { state.pointee.flushTail = ConnectionSlot.noSlot }
+        connection.pointee.listNext = ConnectionSlot.noSlot
         connection.pointee.flags.remove(.inFlushList)
         return slot
     }
 
-    // MARK: - Queueing frames
+    // MARK: - Sending to an ID
 
-    /// Queues a message for `id` if it is open.
+    /// Queues a message for `id`: at once if it is this worker's, through its worker's
+    /// mailbox otherwise.
     func send(to id: ConnectionID, opcode: Opcode, payload: UnsafeRawBufferPointer) -> SendResult {
-        guard let connection = live(id), connection.pointee.state == .open else { return .closed }
+        guard Int(id.worker) == index else {
+            guard Int(id.worker) < shared.workerCount else { return .closed }
+            let frame = SharedFrame.encode(opcode: opcode, payload: payload)
+            guard shared.mailboxes[Int(id.worker)].post(.send(id, frame)) else {
+                counters.add(.forwardsRefused)
+                return .queueFull
+            }
+            counters.add(.forwarded)
+            return .forwarded
+        }
+        guard let connection = slab.live(id), connection.pointee.state == .open else { return .closed }
         let result = queueFrame(id.slot, connection, opcode: opcode, payload: payload)
         if result == .queued {
             connection.pointee.lastMessageTick = now32
@@ -139,79 +122,25 @@ final class WorkerCore {
         return result
     }
 
-    /// Appends one frame to the connection's pending buffer.
-    ///
-    /// MYRIAD_MAX_QUEUED_BYTES bounds the backlog, not the size of a message: a frame that
-    /// finds nothing waiting is always queued (so a message larger than the limit can still
-    /// be sent, or echoed), while one that would take waiting bytes past the limit marks the
-    /// connection for closing as a slow consumer and queues nothing. Data frames count against
-    /// the worker's MYRIAD_BUFFER_BUDGET; past it the connection is closed with 1013.
-    @inline(__always)
-    func queueFrame(
-        _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, opcode: Opcode,
-        payload: UnsafeRawBufferPointer, closeCode: CloseCode? = nil
-    ) -> SendResult {
-        let payloadCount = closeCode == nil ? payload.count : FrameEncoder.closePayloadSize(code: closeCode, reason: payload)
-        let frameSize = FrameEncoder.frameSize(payloadLength: payloadCount, masked: false)
-        let queued = connection.pointee.queuedBytes
-        if queued > 0 && queued + frameSize > settings.maxQueuedBytes {
-            requestAbort(slot, connection, cause: .slowConsumer)
-            return .slowConsumer
-        }
-        let budget: PoolBudget = opcode.isControl ? .exempt : .outbound
-        guard let destination = pool.reserve(frameSize, in: &connection.pointee.sendPending, budget: budget) else {
-            if pool.lastFailure == .overBudget {
-                closeOverBudget(slot, connection)
-                return .memoryBudget
-            }
-            requestAbort(slot, connection, cause: .outOfMemory)
-            return .closed
-        }
-        let headerSize = FrameEncoder.writeHeader(into: destination, opcode: opcode, payloadLength: payloadCount)
-        if let closeCode {
-            let written = FrameEncoder.writeClosePayload(into: destination + headerSize, code: closeCode, reason: payload)
-            precondition(written == payloadCount, "close payload size and the bytes written disagree")
-        } else if let base = payload.baseAddress, payload.count > 0 {
-            (destination + headerSize).copyMemory(from: base, byteCount: payload.count)
-        }
-        connection.pointee.sendPending.count += UInt32(frameSize)
-        counters.add(.bytesOut, frameSize)
-        markForFlush(slot, connection)
-        return .queued
-    }
-
-    /// The worker's MYRIAD_BUFFER_BUDGET cannot lend `connection` what it asked for: close it
-    /// with 1013 (try again later), counted as memory_budget. The close frame is exempt from
-    /// the budget, so the close handshake still happens.
-    func closeOverBudget(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
-        var reason = "memory budget"
-        reason.withUTF8 {
-            startClose(slot, connection, code: .tryAgainLater, reason: UnsafeRawBufferPointer($0), cause: .memoryBudget)
-        }
-    }
-
-    /// Queues bytes that are not a frame (HTTP responses).
-    func queueRaw(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ text: StaticString) {
-        let bytes = UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
-        guard pool.append(bytes, to: &connection.pointee.sendPending) else {
-            requestAbort(slot, connection, cause: .outOfMemory)
-            return
-        }
-        counters.add(.bytesOut, bytes.count)
-        markForFlush(slot, connection)
-    }
-
     // MARK: - Closing
 
     /// Starts the close handshake: our close frame, then wait (MYRIAD_CLOSE_TIMEOUT) for the
-    /// peer's. Data frames that arrive meanwhile are dropped.
+    /// peer's. Data frames that arrive meanwhile are dropped. For another worker's connection
+    /// the request goes through that worker's mailbox.
     func close(_ id: ConnectionID, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason) {
+        guard Int(id.worker) == index else {
+            if Int(id.worker) < shared.workerCount {
+                let posted = shared.mailboxes[Int(id.worker)].post(.close(id, code, String(decoding: reason, as: UTF8.self)))
+                counters.add(posted ? .forwarded : .forwardsRefused)
+            }
+            return
+        }
         guard let connection = live(id) else { return }
         startClose(id.slot, connection, code: code, reason: reason, cause: cause)
     }
 
     func startClose(
-        _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode,
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode,
         reason: UnsafeRawBufferPointer, cause: CloseReason
     ) {
         guard connection.pointee.state == .open else { return }
@@ -225,9 +154,19 @@ final class WorkerCore {
         markForFlush(slot, connection)
     }
 
+    /// The worker's MYRIAD_BUFFER_BUDGET cannot lend `connection` what it asked for: close it
+    /// with 1013 (try again later), counted as memory_budget. The close frame is exempt from
+    /// the budget, so the close handshake still happens.
+    func closeOverBudget(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
+        var reason = "memory budget"
+        reason.withUTF8 {
+            startClose(slot, connection, code: .tryAgainLater, reason: UnsafeRawBufferPointer($0), cause: .memoryBudget)
+        }
+    }
+
     /// Asks the loop to close the socket without a close handshake (queued bytes are dropped).
-    func requestAbort(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, cause: CloseReason) {
-        guard connection.pointee.state.rawValue < ConnectionState.closed.rawValue else { return }
+    func requestAbort(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
+        guard connection.pointee.state.rawValue < SlotState.closed.rawValue else { return }
         if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
         connection.pointee.state = .draining
         connection.pointee.flags.insert(.abortRequested)

@@ -7,7 +7,11 @@ import WebSocketCodec
 extension Worker {
     // MARK: - Handshake
 
-    func handshakeBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+    func handshakeBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeMutableRawBufferPointer) {
+        if connection.pointee.flags.contains(.upgradePending) {
+            keepWhilePending(slot, connection, UnsafeRawBufferPointer(bytes))
+            return
+        }
         if !connection.pointee.inbound.isAllocated {
             // The usual case: the whole request in one receive, parsed where it lies.
             let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
@@ -38,7 +42,7 @@ extension Worker {
 
     /// No memory to hold the rest of an upgrade request: 503 when the worker's budget is
     /// used up (the client may retry), else close at once.
-    private func refuseHandshakeForMemory(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>) {
+    private func refuseHandshakeForMemory(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         core.pool.release(&connection.pointee.inbound)
         guard core.pool.lastFailure == .overBudget else {
             abortNow(slot, connection, cause: .outOfMemory)
@@ -49,7 +53,7 @@ extension Worker {
     }
 
     func completeHandshake(
-        _ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ step: HandshakeStep,
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ step: HandshakeStep,
         _ bytes: UnsafeMutableRawBufferPointer
     ) {
         switch step {
@@ -64,34 +68,13 @@ extension Worker {
             core.queueRaw(slot, connection, response)
             beginDraining(slot, connection, cause: .http)
         case .upgrade(let request, let headLength):
-            let subprotocol = handlerStorage.pointee.chooseSubprotocol(offered: request.offeredSubprotocols)
-            let size = HandshakeResponse.switchingProtocolsSize(subprotocolLength: subprotocol?.count ?? 0)
-            guard let destination = core.pool.reserve(size, in: &connection.pointee.sendPending) else {
-                abortNow(slot, connection, cause: .outOfMemory)
-                return
-            }
-            let written = HandshakeResponse.writeSwitchingProtocols(
-                for: request, subprotocol: subprotocol,
-                into: UnsafeMutableRawBufferPointer(start: destination, count: size))
-            precondition(written == size)
-            connection.pointee.sendPending.count += UInt32(size)
-            core.counters.add(.bytesOut, size)
-            core.markForFlush(slot, connection)
-            connection.pointee.state = .open
-            connection.pointee.lastMessageTick = core.now32
-            connection.pointee.flags.insert(.handlerOpened)
-            core.counters.add(.handshakes)
-            scheduleKeepAlive(slot, connection)
-            handlerStorage.pointee.onOpen(handle(slot))
-            if headLength < bytes.count && connection.pointee.state == .open {
-                frameBytes(slot, connection, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
-            }
+            upgradeRequested(slot, connection, request, headLength: headLength, bytes)
         }
     }
 
     // MARK: - Frames
 
-    func frameBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ bytes: UnsafeMutableRawBufferPointer) {
+    func frameBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeMutableRawBufferPointer) {
         var offset = 0
         while true {
             switch connection.pointee.decoder.next(bytes, offset: &offset, configuration: core.settings.decoder) {
@@ -109,7 +92,7 @@ extension Worker {
     }
 
     @inline(__always)
-    func handleChunk(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ chunk: FrameChunk) {
+    func handleChunk(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ chunk: FrameChunk) {
         switch chunk.opcode {
         case .text, .binary:
             guard connection.pointee.state == .open else { return }  // after our close: dropped
@@ -172,7 +155,7 @@ extension Worker {
     }
 
     @inline(__always)
-    func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+    func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         connection.pointee.lastMessageTick = core.now32
         core.counters.add(.messagesIn)
         handlerStorage.pointee.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
@@ -180,7 +163,7 @@ extension Worker {
 
     /// The peer's close frame: echo its code (our reply ends the handshake it started), or
     /// finish the handshake we started.
-    func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode, reason: UnsafeRawBufferPointer) {
+    func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, reason: UnsafeRawBufferPointer) {
         connection.pointee.flags.insert(.closeFrameReceived)
         if connection.pointee.flags.contains(.closeFrameSent) {
             beginDraining(slot, connection, cause: connection.pointee.closeReason)
@@ -199,7 +182,7 @@ extension Worker {
 
     /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
     /// code, then close the socket without waiting for the peer's.
-    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<Connection>, code: CloseCode, cause: CloseReason? = nil) {
+    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, cause: CloseReason? = nil) {
         let cause = cause ?? CloseReason(failure: code)
         if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
             connection.pointee.flags.insert(.closeFrameSent)

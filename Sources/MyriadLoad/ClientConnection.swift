@@ -42,6 +42,8 @@ struct ClientFlags: OptionSet {
     static let timedOut = ClientFlags(rawValue: 1 << 10)
     /// A failure was already counted for this connection (count one per connection).
     static let failed = ClientFlags(rawValue: 1 << 11)
+    /// fanout: this connection publishes (its frames use the pool's large chunks).
+    static let publisher = ClientFlags(rawValue: 1 << 12)
 }
 
 /// One client connection: a plain struct in a per-thread slab, indexed by slot, which is also
@@ -52,10 +54,12 @@ struct ClientConnection {
     var decoder = FrameDecoder()
     var responseParser = UpgradeResponseParser()
     /// The 16 random bytes behind our Sec-WebSocket-Key (kept to check the accept value).
+    /// Needed only until the upgrade completes; after it (`opened`, which zeroes them) the
+    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 144 B.
     var nonceLow: UInt64 = 0
     var nonceHigh: UInt64 = 0
-    /// The first 8 payload bytes of the data message being received (echo: its send time;
-    /// verify: its token).
+    /// The first 8 payload bytes of the data message being received (echo, fanout: its send
+    /// time; verify: its token).
     var prefix: UInt64 = 0
     var generation: UInt32 = 0
     /// Chunk being sent (`ChunkPool.none` when no send is in flight), and how far.
@@ -78,6 +82,22 @@ struct ClientConnection {
     /// Operations in flight that will complete (connect, receive, send, cancel, close).
     var inFlight: UInt8 = 0
     var prefixCount: UInt8 = 0
+}
+
+extension ClientConnection {
+    /// fanout, once open: payload bytes 8-15 of the data message being received (its
+    /// sequence number). Stored in `nonceLow`.
+    var prefixHigh: UInt64 {
+        @inline(__always) get { nonceLow }
+        @inline(__always) set { nonceLow = newValue }
+    }
+
+    /// fanout, once open: 1 + the highest sequence received (0: none yet). Stored in
+    /// `nonceHigh`.
+    var sequenceEnd: UInt32 {
+        @inline(__always) get { UInt32(truncatingIfNeeded: nonceHigh) }
+        @inline(__always) set { nonceHigh = UInt64(newValue) }
+    }
 }
 
 /// What an SQE asked for, carried back in its CQE.

@@ -53,9 +53,14 @@ final class ClientWorker {
     private var connectDeadlines = DeadlineQueue()
     private var handshakeDeadlines = DeadlineQueue()
     private var closeDeadlines = DeadlineQueue()
-    private let destination: UnsafeMutablePointer<sockaddr_in>
-    private let requestTemplate: UnsafeMutableRawBufferPointer
-    private let keyOffset: Int
+    /// The server's address at each port, and the upgrade request written once per port
+    /// (the Host header names the port) with the offset of its key.
+    private let destinations: UnsafeMutablePointer<sockaddr_in>
+    private let requestTemplates: [UnsafeMutableRawBufferPointer]
+    /// Where the connection number goes in a request, when --path has `{i}`.
+    private let numberOffset: Int?
+    private let keyOffsets: [Int]
+    private let portCount: Int
     private let decoderConfiguration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 30)
     private var counters = CounterValues()
     private var roundTrip = Histogram()
@@ -94,6 +99,28 @@ final class ClientWorker {
     /// The clock, read once per loop iteration and once per completion batch.
     private var now: Int64
 
+    // Fanout.
+    /// This thread's slot 0 publishes (thread 0).
+    private let publishes: Bool
+    private let plannedPublishes: Int
+    private let publishInterval: Int64
+    private let publishDuration: Int64
+    /// When this thread entered the publish phase: message k leaves at start + k x interval.
+    private var publishStart: Int64 = 0
+    /// Messages whose time has come (the next sequence), and of them those sent: a message
+    /// that finds the publisher's send queue full is skipped (and counted as a dropped frame).
+    private var scheduledCount = 0
+    private var publishedCount = 0
+    private var publishOver = false
+    private var deliveredPerPort: [Int]
+    private var connectedPerPort: [Int]
+    /// By sequence: the slowest publish-to-receive time of this thread's deliveries.
+    private var slowest: [UInt64]
+    private var drainSettled = false
+    private var nextDrainCheck: Int64 = 0
+    /// How often the drain looks for open connections still missing the last message.
+    private static let drainCheckNanoseconds: Int64 = 10_000_000
+
     /// Creates the ring and tables on the calling thread (SINGLE_ISSUER binds the ring to it).
     init(assignment: ThreadAssignment, options: LoadOptions, shared: ThreadShared, control: RunControl) throws(LoadError) {
         self.assignment = assignment
@@ -110,17 +137,50 @@ final class ClientWorker {
         closeTimeout = Int64(options.closeTimeoutMilliseconds) * 1_000_000
         verifyTimeout = 10_000_000_000 + Int64(assignment.slots) * 100_000
         pingInterval = Int64(options.pingIntervalMilliseconds) * 1_000_000
+        portCount = options.ports.count
+        publishes = options.mode == .fanout && assignment.index == 0
+        plannedPublishes = options.mode == .fanout ? options.plannedPublishes : 0
+        publishInterval = Int64(options.publishIntervalMilliseconds) * 1_000_000
+        publishDuration = Int64(options.durationMilliseconds) * 1_000_000
+        deliveredPerPort = [Int](repeating: 0, count: options.ports.count)
+        connectedPerPort = [Int](repeating: 0, count: options.ports.count)
+        slowest = [UInt64](repeating: 0, count: plannedPublishes)
 
-        // Chunks: a request or control frames; in echo mode `depth` whole messages as well.
+        // Chunks: a request or control frames; in echo mode `depth` whole messages as well;
+        // fanout's publisher takes large chunks of a few messages each.
         let frameSize = FrameEncoder.frameSize(payloadLength: options.messageSizeBytes, masked: true)
         let chunkSize = options.mode == .echo ? options.depth * frameSize + 512 : 2048
-        pool = ChunkPool(chunkSize: chunkSize)
-        let requestHost = Array((options.host == "localhost" ? "127.0.0.1" : options.host).utf8) + Array(":\(options.port)".utf8)
-        let requestTarget = Array(options.path.utf8)
-        let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count)
-        guard requestSize <= chunkSize else {
-            throw LoadError("--path is too long: the upgrade request must fit in \(chunkSize) bytes")
+        let largeChunkSize = options.mode == .fanout ? (frameSize > 1 << 20 ? 2 : 4) * frameSize + 512 : 0
+        pool = ChunkPool(chunkSize: chunkSize, largeChunkSize: largeChunkSize)
+        // `{i}` in --path becomes the connection's number (8 digits, written per connection
+        // like the key): one path, so one topic, per connection.
+        let numbered = options.path.firstRange(of: LoadOptions.connectionNumberPlaceholder)
+        let requestTarget = Array(options.path.replacing(LoadOptions.connectionNumberPlaceholder, with: "00000000").utf8)
+        numberOffset = numbered.map { 4 + options.path.utf8.distance(from: options.path.startIndex, to: $0.lowerBound) }
+        let hostName = options.host == "localhost" ? "127.0.0.1" : options.host
+        var templates: [UnsafeMutableRawBufferPointer] = []
+        var offsets: [Int] = []
+        for port in options.ports {
+            let requestHost = Array(hostName.utf8) + Array(":\(port)".utf8)
+            let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count)
+            guard requestSize <= chunkSize else {
+                for template in templates { template.deallocate() }
+                throw LoadError("--path is too long: the upgrade request must fit in \(chunkSize) bytes")
+            }
+            // The upgrade request, written once; each connection copies it and writes its own key.
+            let template = UnsafeMutableRawBufferPointer.allocate(byteCount: requestSize, alignment: 1)
+            let placeholder = [UInt8](repeating: 0x41, count: ClientHandshake.keyLength)
+            _ = requestTarget.withUnsafeBytes { t in
+                requestHost.withUnsafeBytes { h in
+                    placeholder.withUnsafeBytes { k in ClientHandshake.writeRequest(target: t, host: h, key: k, into: template) }
+                }
+            }
+            templates.append(template)
+            offsets.append(ClientHandshake.keyOffset(targetLength: requestTarget.count, hostLength: requestHost.count))
         }
+        requestTemplates = templates
+        keyOffsets = offsets
+        func releaseTemplates() { for template in templates { template.deallocate() } }
 
         var ring: Ring?
         var lastError = SystemError("io_uring_setup", errno: EINVAL)
@@ -137,9 +197,13 @@ final class ClientWorker {
                 if error.errno != EINVAL { break }
             }
         }
-        guard let ring = ring.take() else { throw LoadError("thread \(assignment.index): \(lastError)") }
+        guard let ring = ring.take() else {
+            releaseTemplates()
+            throw LoadError("thread \(assignment.index): \(lastError)")
+        }
         let registered = io_uring_register_files_sparse(ring.pointer, capacity)
         guard registered == 0 else {
+            releaseTemplates()
             throw LoadError("thread \(assignment.index): io_uring_register_files_sparse(\(capacity)): \(errnoName(-registered))"
                 + (registered == -EMFILE ? " (a fixed-file table may not exceed RLIMIT_NOFILE)" : ""))
         }
@@ -153,6 +217,17 @@ final class ClientWorker {
             var count: UInt32 = 1024
             while count > 64 && Int(count) * Int(size) > 16 << 20 { count >>= 1 }
             bufferCount = count
+        } else if options.mode == .fanout {
+            // Every connection of the thread receives each message at about the same time: a
+            // buffer per delivery, thousands at once. 4,096 buffers big enough for a small
+            // message's frame (at most 8 MiB a thread); a burst beyond parks receives
+            // (-ENOBUFS, re-armed: nothing lost).
+            var size: UInt32 = 512
+            while size < UInt32(min(frameSize, 16384)) { size <<= 1 }
+            bufferSize = size
+            var count: UInt32 = 4096
+            while count > 512 && Int(count) * Int(size) > 8 << 20 { count >>= 1 }
+            bufferCount = count
         } else {
             // Idle connections receive a few bytes now and then; a burst beyond 512 buffers
             // between two reaps parks receives (-ENOBUFS) until buffers return. Every buffer
@@ -163,35 +238,35 @@ final class ClientWorker {
         do {
             buffers = try BufferRing(ring: ring, groupID: 0, count: bufferCount, sizeBytes: bufferSize)
         } catch {
+            releaseTemplates()
             throw LoadError("thread \(assignment.index): \(error)")
         }
         self.ring = ring
 
         slab = .allocate(capacity: assignment.slots)
-        destination = .allocate(capacity: 1)
-        destination.initialize(to: sockaddr_in())
-        destination.pointee.sin_family = sa_family_t(AF_INET)
-        destination.pointee.sin_port = options.port.bigEndian
-        destination.pointee.sin_addr.s_addr = assignment.destination.bigEndian
-
-        // The upgrade request, written once; each connection copies it and writes its own key.
-        let template = UnsafeMutableRawBufferPointer.allocate(byteCount: requestSize, alignment: 1)
-        let placeholder = [UInt8](repeating: 0x41, count: ClientHandshake.keyLength)
-        _ = requestTarget.withUnsafeBytes { t in
-            requestHost.withUnsafeBytes { h in
-                placeholder.withUnsafeBytes { k in ClientHandshake.writeRequest(target: t, host: h, key: k, into: template) }
-            }
+        destinations = .allocate(capacity: options.ports.count)
+        for (index, port) in options.ports.enumerated() {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = assignment.destination.bigEndian
+            (destinations + index).initialize(to: address)
         }
-        requestTemplate = template
-        keyOffset = ClientHandshake.keyOffset(targetLength: requestTarget.count, hostLength: requestHost.count)
     }
 
     deinit {
         buffers.unregister(ring: ring)
         if highWater > 0 { slab.deinitialize(count: Int(highWater)) }
         slab.deallocate()
-        destination.deallocate()
-        requestTemplate.deallocate()
+        destinations.deallocate()
+        for template in requestTemplates { template.deallocate() }
+    }
+
+    /// The port (index into `options.ports`) of the connection on `slot`.
+    @inline(__always)
+    private func portIndex(_ slot: UInt32) -> Int {
+        LoadOptions.portIndex(slot: Int(slot), thread: assignment.index, threadCount: assignment.threadCount,
+                              portCount: portCount)
     }
 
     var histograms: (roundTrip: Histogram, latency: Histogram) { (roundTrip, latency) }
@@ -208,6 +283,8 @@ final class ClientWorker {
             expireDeadlines()
             if options.mode == .ping && (phase == .ramp || phase == .hold) { pingSweep() }
             if phase == .verify { verifyStep() }
+            if phase == .publish && publishes { publishStep() }
+            if phase == .drain { drainCheck() }
             if phase == .close { closeStep() }
             rearmStarved()
             updateDoneFlags()
@@ -216,6 +293,11 @@ final class ClientWorker {
         }
         publish()
         shared.histograms.withLock { $0 = (roundTrip, latency) }
+        if options.mode == .fanout {
+            let result = FanoutThreadResult(deliveredPerPort: deliveredPerPort, connectedPerPort: connectedPerPort,
+                                            slowest: slowest)
+            shared.fanout.withLock { $0 = result }
+        }
     }
 
     private func enter(_ phase: LoadPhase) {
@@ -226,6 +308,10 @@ final class ClientWorker {
             verifyDeadline = now + verifyTimeout
         case .close:
             closeCursor = 0
+        case .publish:
+            publishStart = now
+        case .drain:
+            nextDrainCheck = now
         default:
             break
         }
@@ -252,6 +338,12 @@ final class ClientWorker {
             if let deadline = queue.nextDeadline { wait = min(wait, max(0, deadline - now)) }
         }
         if phaseSeen == .verify { wait = min(wait, max(0, verifyDeadline - now)) }
+        if phaseSeen == .publish && publishes && !publishOver {
+            let next = scheduledCount < plannedPublishes
+                ? publishStart + Int64(scheduledCount) * publishInterval : publishStart + publishDuration
+            wait = min(wait, max(0, next - now))
+        }
+        if phaseSeen == .drain && !drainSettled { wait = min(wait, ClientWorker.drainCheckNanoseconds) }
         if options.mode == .ping && highWater > 0 {
             // Pings leave in batches at most every 20 ms (a few per thread at a time), not
             // one wake-up per ping: a million connections on a 25 s interval are 40,000
@@ -390,6 +482,7 @@ final class ClientWorker {
         let c = connection(slot)
         c.pointee.state = .connecting
         c.pointee.flags = .establishing
+        if publishes && slot == 0 { c.pointee.flags.insert(.publisher) }
         counters[.establishing] += 1
         counters[.attempts] += 1
         let sources = assignment.sources
@@ -422,7 +515,7 @@ final class ClientWorker {
             return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
         }
         let sqe = ring.nextSubmission()
-        destination.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        (destinations + portIndex(slot)).withMemoryRebound(to: sockaddr.self, capacity: 1) {
             io_uring_prep_connect(sqe, Int32(bitPattern: slot), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
@@ -458,14 +551,24 @@ final class ClientWorker {
             return
         }
         let base = pool.base(chunk)
-        base.copyMemory(from: requestTemplate.baseAddress!, byteCount: requestTemplate.count)
+        let port = portIndex(slot)
+        let template = requestTemplates[port]
+        base.copyMemory(from: template.baseAddress!, byteCount: template.count)
         c.pointee.nonceLow = random.next64()
         c.pointee.nonceHigh = random.next64()
         withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
-            ClientHandshake.writeKey(nonce: $0, into: base + keyOffset)
+            ClientHandshake.writeKey(nonce: $0, into: base + keyOffsets[port])
+        }
+        if let numberOffset {
+            // Unique over the run's threads: slot-major, thread-minor, 8 decimal digits.
+            var number = Int(slot) * assignment.threadCount + assignment.index
+            for digit in (0..<8).reversed() {
+                (base + numberOffset + digit).storeBytes(of: UInt8(ascii: "0") + UInt8(number % 10), as: UInt8.self)
+                number /= 10
+            }
         }
         c.pointee.pendingChunk = chunk
-        c.pointee.pendingLength = UInt32(requestTemplate.count)
+        c.pointee.pendingLength = UInt32(template.count)
         armReceive(slot, c)
         flushSend(slot, c)
         handshakeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + handshakeTimeout)
@@ -713,10 +816,14 @@ final class ClientWorker {
         case .accepted(let headLength):
             leaveEstablishing(c)
             c.pointee.state = .open
+            // The nonce is checked; its bytes now serve fanout (`prefixHigh`, `sequenceEnd`).
+            c.pointee.nonceLow = 0
+            c.pointee.nonceHigh = 0
             c.pointee.flags.insert(.counted)
             counters[.open] += 1
             counters[.handshakes] += 1
             counters[.lastHandshakeNanoseconds] = max(counters[.lastHandshakeNanoseconds], Int(now - control.startNanoseconds))
+            connectedPerPort[portIndex(slot)] += 1
             opened(slot, c)
             if headLength < bytes.count && (c.pointee.state == .open || c.pointee.state == .closing) {
                 frameBytes(slot, c, UnsafeMutableRawBufferPointer(rebasing: bytes[headLength...]))
@@ -760,12 +867,19 @@ final class ClientWorker {
         case .text, .binary:
             if chunk.isMessageStart {
                 c.pointee.prefix = 0
+                c.pointee.prefixHigh = 0
                 c.pointee.prefixCount = 0
                 c.pointee.messageLength = 0
             }
             var index = 0
-            while c.pointee.prefixCount < 8 && index < chunk.bytes.count {
-                c.pointee.prefix |= UInt64(chunk.bytes[index]) << (UInt64(c.pointee.prefixCount) * 8)
+            while c.pointee.prefixCount < prefixLimit && index < chunk.bytes.count {
+                let byte = UInt64(chunk.bytes[index])
+                let position = UInt64(c.pointee.prefixCount)
+                if position < 8 {
+                    c.pointee.prefix |= byte << (position * 8)
+                } else {
+                    c.pointee.prefixHigh |= byte << ((position - 8) * 8)
+                }
                 c.pointee.prefixCount += 1
                 index += 1
             }
@@ -820,7 +934,15 @@ final class ClientWorker {
         }
     }
 
+    /// Payload bytes kept from the start of each data message: 8 (a send time or a token),
+    /// fanout 16 (send time and sequence).
+    private var prefixLimit: UInt8 { options.mode == .fanout ? UInt8(FanoutMessage.headerBytes) : 8 }
+
     private func messageReceived(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        if options.mode == .fanout {
+            fanoutReceived(slot, c)
+            return
+        }
         if c.pointee.flags.contains(.verifyPending) {
             c.pointee.flags.remove(.verifyPending)
             verifyOutstanding -= 1
@@ -902,11 +1024,12 @@ final class ClientWorker {
     /// Room for `size` more bytes in the pending chunk, or nil.
     private func reserve(_ c: UnsafeMutablePointer<ClientConnection>, _ size: Int) -> UnsafeMutableRawPointer? {
         if c.pointee.pendingChunk == ChunkPool.none {
-            guard let chunk = pool.acquire() else { return nil }
+            let chunk = c.pointee.flags.contains(.publisher) ? pool.acquireLarge() : pool.acquire()
+            guard let chunk else { return nil }
             c.pointee.pendingChunk = chunk
             c.pointee.pendingLength = 0
         }
-        guard Int(c.pointee.pendingLength) + size <= pool.chunkSize else { return nil }
+        guard Int(c.pointee.pendingLength) + size <= pool.capacity(of: c.pointee.pendingChunk) else { return nil }
         return pool.base(c.pointee.pendingChunk) + Int(c.pointee.pendingLength)
     }
 
@@ -1095,6 +1218,107 @@ final class ClientWorker {
         }
     }
 
+    // MARK: - Fanout
+
+    /// The publisher (slot 0 of thread 0): message k leaves at publish start + k x interval,
+    /// stamped with the time it is written; late ones (after a long completion batch) leave
+    /// at once, so the count stays as planned. The publishing is over once every message's
+    /// time has come and the duration has passed, or when the publisher can no longer send.
+    private func publishStep() {
+        guard !publishOver else { return }
+        let c = connection(0)
+        guard highWater > 0, c.pointee.state == .open, !c.pointee.flags.contains(.closeSent) else {
+            publishOver = true
+            return
+        }
+        while scheduledCount < plannedPublishes && now >= publishStart + Int64(scheduledCount) * publishInterval {
+            if sendPublish(c, sequence: scheduledCount) {
+                publishedCount += 1
+                counters[.messagesSent] += 1
+                control.sequenceEnd.store(scheduledCount + 1, ordering: .relaxed)
+            }
+            scheduledCount += 1
+        }
+        flushSend(0, c)
+        if scheduledCount == plannedPublishes && now >= publishStart + publishDuration { publishOver = true }
+    }
+
+    /// Queues message `sequence` on the publisher; false when its send queue is full (the
+    /// message is skipped and counted as a dropped frame).
+    private func sendPublish(_ c: UnsafeMutablePointer<ClientConnection>, sequence: Int) -> Bool {
+        let payloadLength = options.messageSizeBytes
+        let size = FrameEncoder.frameSize(payloadLength: payloadLength, masked: true)
+        guard let destination = reserve(c, size) else {
+            counters[.droppedFrames] += 1
+            return false
+        }
+        let key = random.next32()
+        let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, payloadLength: payloadLength, maskKey: key)
+        let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: payloadLength)
+        if payloadLength > FanoutMessage.headerBytes {
+            (destination + header + FanoutMessage.headerBytes).initializeMemory(
+                as: UInt8.self, repeating: FanoutMessage.filler, count: payloadLength - FanoutMessage.headerBytes)
+        }
+        payload.storeBytes(of: UInt64(sequence).littleEndian, toByteOffset: 8, as: UInt64.self)
+        payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
+        Masking.apply(key: key, keyOffset: 0, to: payload)
+        c.pointee.pendingLength += UInt32(size)
+        return true
+    }
+
+    /// A fanout message arrived: a delivery, a duplicate or out of order, by the sequence
+    /// the connection received last. Allocates nothing.
+    @inline(__always)
+    private func fanoutReceived(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        let sequence = c.pointee.prefixHigh
+        guard c.pointee.prefixCount == UInt8(FanoutMessage.headerBytes),
+              c.pointee.messageLength == UInt32(options.messageSizeBytes), sequence < UInt64(plannedPublishes)
+        else {
+            counters[.unexpectedMessages] += 1
+            return
+        }
+        counters[.messagesReceived] += 1
+        let end = UInt32(sequence) + 1
+        let last = c.pointee.sequenceEnd
+        if end == last {
+            counters[.duplicated] += 1
+            return
+        }
+        if end < last {
+            // Lower than the last one: TCP and the server keep a topic's order, so this one
+            // is late (or a copy of an older one; only the last sequence is kept).
+            counters[.outOfOrder] += 1
+        } else {
+            c.pointee.sequenceEnd = end
+        }
+        counters[.delivered] += 1
+        deliveredPerPort[portIndex(slot)] += 1
+        let sent = Int64(bitPattern: c.pointee.prefix)
+        let received = monotonicNanoseconds()
+        if sent > 0 && sent <= received {
+            let elapsed = UInt64(received - sent)
+            latency.record(elapsed)
+            if elapsed > slowest[Int(sequence)] { slowest[Int(sequence)] = elapsed }
+        }
+    }
+
+    /// The drain: settled once every open connection has the last published message (TCP
+    /// delivers in order, so nothing older can still come); checked every 10 ms.
+    private func drainCheck() {
+        guard !drainSettled, now >= nextDrainCheck else { return }
+        nextDrainCheck = now + ClientWorker.drainCheckNanoseconds
+        let end = UInt32(control.sequenceEnd.load(ordering: .acquiring))
+        guard end > 0 else {
+            drainSettled = true
+            return
+        }
+        for slot in 0..<highWater {
+            let c = connection(slot)
+            if c.pointee.state == .open && c.pointee.sequenceEnd < end { return }
+        }
+        drainSettled = true
+    }
+
     private func updateDoneFlags() {
         let rampDone = options.mode == .churn
             ? remainingToStart == 0 && counters[.live] == 0
@@ -1102,5 +1326,7 @@ final class ClientWorker {
         counters[.rampDone] = rampDone ? 1 : 0
         counters[.verifyDone] = phaseSeen == .verify && verifyCursor >= highWater && verifyOutstanding == 0 ? 1 : 0
         counters[.closeDone] = phaseSeen == .close && closeCursor >= highWater && counters[.live] == 0 ? 1 : 0
+        counters[.publishDone] = publishes && publishOver ? 1 : 0
+        counters[.drainDone] = drainSettled ? 1 : 0
     }
 }

@@ -8,8 +8,10 @@ import Myriad
 /// every connection is resolved (open or failed) the hold starts (skipped when nothing is
 /// open); after the duration, `--verify-echo` sends one message per connection and waits
 /// for each; then every connection is closed with a close handshake and the run ends. Churn
-/// cycles during the ramp and ends when its cycles are done. The time limit stops
-/// everything at once, wherever the run is.
+/// cycles during the ramp and ends when its cycles are done. Fanout publishes instead of
+/// holding (for the duration), then drains (until every open connection has the last
+/// message, or `--drain`), then closes. The time limit stops everything at once, wherever
+/// the run is.
 public enum LoadGenerator {
     /// How often the coordinator looks at the threads.
     static let tickMicroseconds: UInt32 = 20_000
@@ -95,9 +97,17 @@ struct Coordinator {
     var rampEnd: Int64?
     var holdStart: Int64?
     var holdEnd: Int64?
+    /// Open connections when the hold (fanout: the drain) ended, or when the run was cut.
     var connectedAtHoldEnd = 0
+    var connectedRecorded = false
     var messagesAtHoldStart = 0
     var messagesAtHoldEnd = 0
+    // Fanout: the publishing window (holdStart...holdEnd), the drain, and the server's usage.
+    var drainEnd: Int64?
+    var deliveredAtHoldStart = 0
+    var deliveredAtHoldEnd = 0
+    var serverAtStart: (cpuNanoseconds: Int64, residentBytes: Int)?
+    var serverAtEnd: (cpuNanoseconds: Int64, residentBytes: Int)?
     var timeLimitReached = false
     var interrupted = false
     /// Signals that end the run (empty: none); blocked in every thread of the run.
@@ -114,13 +124,13 @@ struct Coordinator {
 
     func totals() -> (sum: CounterValues, all: (LoadCounter) -> Bool) {
         var sum = CounterValues()
-        var flags: [LoadCounter: Bool] = [.rampDone: true, .verifyDone: true, .closeDone: true]
+        var flags: [LoadCounter: Bool] = [.rampDone: true, .verifyDone: true, .closeDone: true, .drainDone: true]
         for thread in shared {
             let values = thread.snapshot()
             for counter in LoadCounter.allCases {
                 switch counter {
                 case .lastHandshakeNanoseconds: sum[counter] = max(sum[counter], values[counter])
-                case .rampDone, .verifyDone, .closeDone: if values[counter] == 0 { flags[counter] = false }
+                case .rampDone, .verifyDone, .closeDone, .drainDone: if values[counter] == 0 { flags[counter] = false }
                 default: sum[counter] += values[counter]
                 }
             }
@@ -137,6 +147,7 @@ struct Coordinator {
     mutating func drive(progress: ((ProgressSnapshot) -> Void)?) {
         let timeLimit = Int64(options.effectiveTimeLimitMilliseconds) * 1_000_000
         let duration = Int64(options.durationMilliseconds) * 1_000_000
+        let drain = Int64(options.drainMilliseconds) * 1_000_000
         var lastProgress: Int64 = 0
         var rateSample = (time: start, handshakes: 0)
         var rate = 0.0
@@ -147,14 +158,14 @@ struct Coordinator {
             let now = monotonicNanoseconds()
             if signal == SIGINT || signal == SIGTERM {
                 interrupted = true
-                if holdEnd == nil { connectedAtHoldEnd = totals().sum[.open] }
+                if !connectedRecorded { connectedAtHoldEnd = totals().sum[.open] }
                 break loop
             }
             let (sum, all) = totals()
             peak = max(peak, sum[.open])
             if now - start >= timeLimit {
                 timeLimitReached = true
-                if holdEnd == nil { connectedAtHoldEnd = sum[.open] }
+                if !connectedRecorded { connectedAtHoldEnd = sum[.open] }
                 break loop
             }
             switch phase {
@@ -164,10 +175,14 @@ struct Coordinator {
                 if options.mode == .churn { break loop }
                 holdStart = now
                 messagesAtHoldStart = sum[.messagesReceived]
+                deliveredAtHoldStart = sum[.delivered]
                 if sum[.open] == 0 {
                     // Nothing to hold: every connection failed.
                     holdEnd = now
                     move(to: .close)
+                } else if options.mode == .fanout {
+                    if let pid = options.serverPID { serverAtStart = ServerProcess.sample(pid: pid) }
+                    move(to: .publish)
                 } else {
                     move(to: .hold)
                 }
@@ -175,8 +190,24 @@ struct Coordinator {
                 guard now - holdStart! >= duration else { break }
                 holdEnd = now
                 connectedAtHoldEnd = sum[.open]
+                connectedRecorded = true
                 messagesAtHoldEnd = sum[.messagesReceived]
                 move(to: options.verifyEcho ? .verify : .close)
+            case .publish:
+                // The publisher's thread says when its last message is out and the duration
+                // has passed (or it can no longer publish).
+                guard sum[.publishDone] > 0 else { break }
+                holdEnd = now
+                deliveredAtHoldEnd = sum[.delivered]
+                move(to: .drain)
+            case .drain:
+                let expected = sum[.messagesSent] * options.target
+                guard all(.drainDone) || sum[.delivered] >= expected || now - holdEnd! >= drain else { break }
+                drainEnd = now
+                if let pid = options.serverPID { serverAtEnd = ServerProcess.sample(pid: pid) }
+                connectedAtHoldEnd = sum[.open]
+                connectedRecorded = true
+                move(to: .close)
             case .verify:
                 if all(.verifyDone) { move(to: .close) }
             case .close:
@@ -207,13 +238,15 @@ struct Coordinator {
         for kind in FailureKind.allCases { failures[kind] = sum[LoadCounter.failureCounter(kind)] }
         return ProgressSnapshot(
             mode: options.mode, phase: phase, open: sum[.open], target: options.target, handshakes: sum[.handshakes],
-            ratePerSecond: rate, failures: failures, elapsedSeconds: Double(now - start) / 1e9)
+            ratePerSecond: rate, failures: failures, elapsedSeconds: Double(now - start) / 1e9,
+            published: sum[.messagesSent], plannedPublishes: options.mode == .fanout ? options.plannedPublishes : 0,
+            delivered: sum[.delivered], expected: sum[.messagesSent] * options.target)
     }
 
     /// The summary, once every thread has exited.
     func summary() -> LoadSummary {
         let (sum, _) = totals()
-        var result = LoadSummary(mode: options.mode, server: "\(options.host):\(options.port)")
+        var result = LoadSummary(mode: options.mode, server: options.serverDescription)
         result.target = options.target
         result.connected = options.mode == .churn ? sum[.handshakes] : connectedAtHoldEnd
         result.peak = max(peak, result.connected)
@@ -252,6 +285,7 @@ struct Coordinator {
             result.verifyOK = sum[.verifyOK]
             result.verifyFailed = sum[.verifyFailed]
         }
+        if options.mode == .fanout { result.fanout = fanoutSummary(sum) }
         result.enobufsRearms = sum[.enobufs]
         result.cqOverflows = sum[.cqOverflows]
         result.droppedFrames = sum[.droppedFrames]
@@ -261,6 +295,54 @@ struct Coordinator {
         result.timeLimitReached = timeLimitReached
         result.interrupted = interrupted
         return result
+    }
+}
+
+extension Coordinator {
+    /// The fanout part of the summary, once every thread has exited.
+    func fanoutSummary(_ sum: CounterValues) -> FanoutSummary {
+        var fanout = FanoutSummary()
+        fanout.host = options.host
+        fanout.publishIntervalMilliseconds = options.publishIntervalMilliseconds
+        fanout.messageSizeBytes = options.messageSizeBytes
+        fanout.subscribers = options.target
+        fanout.plannedPublishes = options.plannedPublishes
+        fanout.published = sum[.messagesSent]
+        fanout.delivered = sum[.delivered]
+        fanout.duplicated = sum[.duplicated]
+        fanout.outOfOrder = sum[.outOfOrder]
+        if let holdStart {
+            let publishEnd = holdEnd ?? end
+            fanout.publishSeconds = Double(publishEnd - holdStart) / 1e9
+            fanout.drainSeconds = holdEnd.map { Double((drainEnd ?? end) - $0) / 1e9 } ?? 0
+            fanout.deliveredWhilePublishing = (holdEnd != nil ? deliveredAtHoldEnd : sum[.delivered]) - deliveredAtHoldStart
+        }
+        var slowest = [UInt64](repeating: 0, count: options.plannedPublishes)
+        fanout.nodes = options.ports.map { FanoutNode(port: $0) }
+        for (index, count) in options.connectionsPerPort().enumerated() {
+            fanout.nodes[index].subscribers = count
+            fanout.nodes[index].expected = count * fanout.published
+        }
+        for thread in shared {
+            guard let result = thread.fanout.withLock({ $0 }) else { continue }
+            for index in fanout.nodes.indices {
+                fanout.nodes[index].delivered += result.deliveredPerPort[index]
+                fanout.nodes[index].connected += result.connectedPerPort[index]
+            }
+            for sequence in result.slowest.indices where result.slowest[sequence] > slowest[sequence] {
+                slowest[sequence] = result.slowest[sequence]
+            }
+        }
+        for time in slowest where time > 0 { fanout.publishToLastDelivery.record(time) }
+        if let pid = options.serverPID, let first = serverAtStart {
+            // Without a sample at the end (the run was cut short), up to now.
+            let last = serverAtEnd ?? ServerProcess.sample(pid: pid) ?? first
+            var usage = ServerUsage(pid: pid)
+            usage.cpuNanoseconds = last.cpuNanoseconds - first.cpuNanoseconds
+            usage.residentBytes = last.residentBytes
+            fanout.server = usage
+        }
+        return fanout
     }
 }
 

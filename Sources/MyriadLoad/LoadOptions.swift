@@ -12,6 +12,11 @@ public enum LoadMode: String, CaseIterable, Sendable {
     case echo
     /// Connect, upgrade and close cleanly, at `rate` per second for the duration.
     case churn
+    /// N subscribers of one path (`myriad serve --app broadcast`); once the ramp is done one
+    /// of them, the publisher, sends a message every `publishInterval` for the duration;
+    /// every connection, the publisher included, must receive every message once and in
+    /// order. Loss, duplicates, order and publish-to-receive latency are measured.
+    case fanout
 }
 
 /// A rejected option, said so that the user knows what to change.
@@ -22,11 +27,16 @@ public struct LoadError: Error, CustomStringConvertible, Sendable {
 
 /// Everything a load run is told. `myriad load` fills it from flags; tests fill it directly.
 public struct LoadOptions: Sendable {
+    /// In --path, replaced by each connection's number.
+    public static let connectionNumberPlaceholder = "{i}"
     public var mode: LoadMode = .hold
     /// The server: an IPv4 address (or `localhost`).
     public var host = "127.0.0.1"
-    public var port: UInt16 = 8080
+    /// The server's ports (one server or several nodes): connections go round-robin over
+    /// them (see `portIndex(slot:thread:threadCount:)`); fanout's publisher is on the first.
+    public var ports: [UInt16] = [8080]
     /// The request target of the upgrade request.
+    /// The request target; `{i}` in it becomes each connection's number (8 digits).
     public var path = "/"
     /// Connections to open and hold (hold, ping, echo). Churn ignores it: there the number of
     /// connections open at once is bounded by `concurrency`.
@@ -46,7 +56,8 @@ public struct LoadOptions: Sendable {
     public var threads: Int?
     /// ping mode: interval between two pings on one connection.
     public var pingIntervalMilliseconds = 25_000
-    /// echo mode: payload bytes per message (at least 8: a send timestamp rides in it).
+    /// echo mode: payload bytes per message (at least 8: a send timestamp rides in it);
+    /// fanout: at least 16 (the send time and the sequence number).
     public var messageSizeBytes = 32
     /// echo mode: messages in flight per connection.
     public var depth = 1
@@ -56,8 +67,51 @@ public struct LoadOptions: Sendable {
     public var handshakeTimeoutMilliseconds = 10_000
     /// Time for the server to answer our close frame (and to close TCP after it).
     public var closeTimeoutMilliseconds = 10_000
+    /// fanout: time between two publishes.
+    public var publishIntervalMilliseconds = 1000
+    /// fanout: how long to wait after the last publish for deliveries still under way.
+    public var drainMilliseconds = 10_000
+    /// fanout: the server's process, whose CPU time (/proc/PID/stat) over the publishing
+    /// window and the drain is divided by the deliveries, and whose VmRSS is reported.
+    public var serverPID: Int32?
 
     public init() {}
+
+    /// The first (or only) port. Setting it makes it the only one.
+    public var port: UInt16 {
+        get { ports.first ?? 8080 }
+        set { ports = [newValue] }
+    }
+
+    /// Where the connection on `slot` of thread `thread` goes: its global index (slot x
+    /// threads + thread, which numbers a run's connections 0..<N since threads take equal
+    /// shares, larger first) modulo the ports. Slot 0 of thread 0, fanout's publisher, goes
+    /// to the first port.
+    @inline(__always)
+    public static func portIndex(slot: Int, thread: Int, threadCount: Int, portCount: Int) -> Int {
+        portCount == 1 ? 0 : (slot &* threadCount &+ thread) % portCount
+    }
+
+    /// Connections the round-robin sends to each port, out of `connections`.
+    public func connectionsPerPort() -> [Int] {
+        LoadPlan.split(connections, ports.count)
+    }
+
+    /// `host:port`, or `host:port1,port2,...` for several ports.
+    public var serverDescription: String {
+        "\(host):" + ports.map(String.init).joined(separator: ",")
+    }
+
+    /// The longest list `--port` may name.
+    public static let maximumPorts = 64
+    /// fanout: the most messages one run may publish (each client thread keeps 8 bytes per
+    /// message for its publish-to-last-delivery times).
+    public static let maximumPublishes = 100_000
+
+    /// fanout: messages the run publishes, one every interval over the duration (at least one).
+    public var plannedPublishes: Int {
+        max(1, durationMilliseconds / max(1, publishIntervalMilliseconds))
+    }
 
     /// Cycles a churn run makes: rate x duration.
     public var churnCycles: Int { max(1, Int((Double(rate) * Double(durationMilliseconds) / 1000).rounded())) }
@@ -71,10 +125,10 @@ public struct LoadOptions: Sendable {
     }
 
     /// Default for `--time-limit`: the duration, plus 2 minutes, plus 1 s per 2,000
-    /// connections (or the churn cycles' own length at the given rate).
+    /// connections (or the churn cycles' own length at the given rate); fanout adds the drain.
     public var defaultTimeLimitMilliseconds: Int {
         let perConnections = (simultaneousConnections + 1999) / 2000 * 1000
-        return durationMilliseconds + 120_000 + perConnections
+        return durationMilliseconds + 120_000 + perConnections + (mode == .fanout ? drainMilliseconds : 0)
     }
 
     public var effectiveTimeLimitMilliseconds: Int { timeLimitMilliseconds ?? defaultTimeLimitMilliseconds }
@@ -105,6 +159,29 @@ public struct LoadOptions: Sendable {
             }
             guard (1...1024).contains(depth) else { throw LoadError("--depth \(depth): expected 1...1024") }
         }
+        if mode == .fanout {
+            guard messageSizeBytes >= 16 && messageSizeBytes <= 16 << 20 else {
+                throw LoadError("--size \(messageSizeBytes): expected 16 B...16 MiB (the first 16 bytes carry the send time and the sequence)")
+            }
+            guard publishIntervalMilliseconds >= 1 else { throw LoadError("--publish-interval must be above 0") }
+            guard durationMilliseconds > 0 else { throw LoadError("fanout needs a --duration above 0") }
+            guard plannedPublishes <= LoadOptions.maximumPublishes else {
+                throw LoadError("--duration / --publish-interval = \(plannedPublishes) messages: at most \(LoadOptions.maximumPublishes) a run")
+            }
+            guard drainMilliseconds >= 0 && drainMilliseconds <= 600_000 else {
+                throw LoadError("--drain \(drainMilliseconds) ms: expected 0...10m")
+            }
+        }
+        if let serverPID {
+            guard serverPID > 0, ServerProcess.sample(pid: serverPID) != nil else {
+                throw LoadError("--server-pid \(serverPID): cannot read /proc/\(serverPID)/stat (no such process?)")
+            }
+        }
+        guard !ports.isEmpty, ports.count <= LoadOptions.maximumPorts else {
+            throw LoadError("--port: expected 1...\(LoadOptions.maximumPorts) ports")
+        }
+        guard !ports.contains(0) else { throw LoadError("--port 0: expected 1...65535") }
+        guard Set(ports).count == ports.count else { throw LoadError("--port names a port twice") }
         if verifyEcho && mode != .hold && mode != .ping {
             throw LoadError("--verify-echo applies to hold and ping")
         }
@@ -113,8 +190,9 @@ public struct LoadOptions: Sendable {
                               ("--close-timeout", closeTimeoutMilliseconds)] where value <= 0 {
             throw LoadError("\(name) must be above 0")
         }
-        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-            throw LoadError("--path \(path): expected an origin-form target such as / or /chat?room=1")
+        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }),
+              path.ranges(of: Self.connectionNumberPlaceholder).count <= 1 else {
+            throw LoadError("--path \(path): expected an origin-form target such as / or /chat?room=1 (at most one {i})")
         }
         _ = try destinationAddress()
     }
@@ -141,6 +219,16 @@ public func parseIPv4(_ text: String) -> UInt32? {
 /// `a.b.c.d` for an address in host byte order.
 public func formatIPv4(_ address: UInt32) -> String {
     "\(address >> 24).\((address >> 16) & 0xFF).\((address >> 8) & 0xFF).\(address & 0xFF)"
+}
+
+/// Ports from `8080` or a comma list `8080,8081`; nil when one is not a port 1...65535.
+public func parsePorts(_ text: String) -> [UInt16]? {
+    var result: [UInt16] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let port = UInt16(part.trimmingASCIISpaces), port > 0 else { return nil }
+        result.append(port)
+    }
+    return result.isEmpty ? nil : result
 }
 
 /// Milliseconds from `250ms`, `10s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.

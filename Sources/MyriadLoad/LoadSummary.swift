@@ -5,15 +5,15 @@
 ///
 /// ```
 /// {
-///   "mode": "hold" | "ping" | "echo" | "churn",
-///   "server": "127.0.0.1:8080",
+///   "mode": "hold" | "ping" | "echo" | "churn" | "fanout",
+///   "server": "127.0.0.1:8080",    // several ports: "127.0.0.1:8080,8081"
 ///   "target": Int,                 // connections to hold (hold/ping/echo); cycles (churn) = rate x duration
 ///   "connected": Int,              // open at the end of the hold/measurement, before the client closed
 ///                                  // them (churn: cycles that completed the upgrade)
 ///   "peak": Int,                   // most connections open at once
 ///   "duration_s": Double,          // the whole run, start to summary
 ///   "ramp_s": Double,              // start to the last handshake of the ramp (churn: the cycling)
-///   "hold_s": Double,              // the hold / measurement window (0 for churn)
+///   "hold_s": Double,              // the hold / measurement window (0 for churn; fanout: the publishing)
 ///   "threads": Int, "sources": "127.0.0.2-127.0.0.3",
 ///   "failures": {                  // by kind, then by errno name or protocol reason; kinds always present
 ///     "connect": {"ECONNREFUSED": 3}, "handshake": {}, "read": {}, "unexpected_close": {}, "close": {}
@@ -27,10 +27,29 @@
 ///   "pings_sent": Int, "pongs_received": Int,   // the client's own pings (ping mode)
 ///   "server_pings_answered": Int,  // pongs sent for the server's pings
 ///   "rtt_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int},   // ping -> pong
-///   "messages_sent": Int, "messages_received": Int,
+///   "messages_sent": Int, "messages_received": Int,   // fanout: published; received, duplicates included
 ///   "messages_per_s": Double,      // echo: messages received per second in the hold window
-///   "latency_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int}, // echo round trip
+///   "latency_ms": {"p50": Double, "p99": Double, "max": Double, "samples": Int}, // echo round trip;
+///                                  // fanout: publish -> receive of every delivery
 ///   "verify_echo": {"ok": Int, "failed": Int},   // only with --verify-echo
+///   "fanout": {                    // only in fanout mode
+///     "publish_interval_ms": Int, "size": Int,
+///     "subscribers": Int,          // N = target (the publisher is one of them)
+///     "publishes_planned": Int,    // duration / publish interval
+///     "published": Int,
+///     "expected": Int,             // published x subscribers
+///     "delivered": Int,            // first copies received, over every connection
+///     "lost": Int,                 // expected - delivered, after the drain
+///     "duplicated": Int,           // a connection got the sequence it got last, again
+///     "out_of_order": Int,         // a connection got a sequence lower than its last
+///     "publish_s": Double, "drain_s": Double,
+///     "deliveries_per_s": Double,  // deliveries received while publishing / publish_s
+///     "publish_to_last_delivery_ms": {"p50", "p99", "max", "samples"},  // per message
+///     "nodes": {"127.0.0.1:8080": {"subscribers": Int, "connected": Int, "expected": Int,
+///                                  "delivered": Int, "lost": Int}, ...},  // per --port, in order
+///     "server": {"pid": Int, "cpu_s": Double, "cpu_us_per_delivery": Double, "rss_mib": Double}
+///                                  // only with --server-pid
+///   },
 ///   "diagnostics": {               // the client's own backpressure, for explaining odd runs
 ///     "enobufs_rearms": Int,       // receives parked because the thread's buffer ring ran dry
 ///     "cq_overflows": Int,         // times the kernel held completions back (CQ full)
@@ -71,6 +90,8 @@ public struct LoadSummary: Sendable, Equatable {
     /// nil unless --verify-echo.
     public var verifyOK: Int?
     public var verifyFailed: Int?
+    /// nil unless fanout.
+    public var fanout: FanoutSummary?
     public var enobufsRearms = 0
     public var cqOverflows = 0
     public var droppedFrames = 0
@@ -90,7 +111,9 @@ public struct LoadSummary: Sendable, Equatable {
 
     /// Exit status 0 only when this is true: no setup error, the target was reached, no
     /// connection was lost, every verify echo came back; ping mode also wants every ping
-    /// answered; churn wants every cycle to complete cleanly (no failure of any kind).
+    /// answered; churn wants every cycle to complete cleanly (no failure of any kind); fanout
+    /// wants every planned message published and delivered to every connection exactly once,
+    /// in order (`FanoutSummary.complete`).
     public var succeeded: Bool {
         guard error == nil, !timeLimitReached, !interrupted else { return false }
         guard connected >= target, unexpectedCloses == 0, (verifyFailed ?? 0) == 0 else { return false }
@@ -100,6 +123,7 @@ public struct LoadSummary: Sendable, Equatable {
         case .ping: return pongsReceived == pingsSent
         case .echo: return messagesReceived > 0
         case .churn: return failures.total == 0
+        case .fanout: return fanout?.complete ?? false
         }
     }
 
@@ -149,6 +173,10 @@ public struct LoadSummary: Sendable, Equatable {
                     $0.field("ok", verifyOK)
                     $0.field("failed", verifyFailed)
                 }
+            }
+            if let fanout {
+                $0.key("fanout")
+                $0.fanout(fanout)
             }
             $0.key("diagnostics")
             $0.object {
@@ -220,6 +248,49 @@ struct JSONWriter {
             $0.field("p99", Double(histogram.percentile(0.99)) / 1e6)
             $0.field("max", Double(histogram.maximum) / 1e6)
             $0.field("samples", Int(histogram.count))
+        }
+    }
+
+    /// The `fanout` object (schema in `LoadSummary`).
+    mutating func fanout(_ fanout: FanoutSummary) {
+        object {
+            $0.field("publish_interval_ms", fanout.publishIntervalMilliseconds)
+            $0.field("size", fanout.messageSizeBytes)
+            $0.field("subscribers", fanout.subscribers)
+            $0.field("publishes_planned", fanout.plannedPublishes)
+            $0.field("published", fanout.published)
+            $0.field("expected", fanout.expected)
+            $0.field("delivered", fanout.delivered)
+            $0.field("lost", fanout.lost)
+            $0.field("duplicated", fanout.duplicated)
+            $0.field("out_of_order", fanout.outOfOrder)
+            $0.field("publish_s", fanout.publishSeconds)
+            $0.field("drain_s", fanout.drainSeconds)
+            $0.field("deliveries_per_s", fanout.deliveriesPerSecond)
+            $0.key("publish_to_last_delivery_ms")
+            $0.percentiles(fanout.publishToLastDelivery)
+            $0.key("nodes")
+            $0.object { nodes in
+                for node in fanout.nodes {
+                    nodes.key("\(fanout.host):\(node.port)")
+                    nodes.object {
+                        $0.field("subscribers", node.subscribers)
+                        $0.field("connected", node.connected)
+                        $0.field("expected", node.expected)
+                        $0.field("delivered", node.delivered)
+                        $0.field("lost", node.lost)
+                    }
+                }
+            }
+            if let server = fanout.server {
+                $0.key("server")
+                $0.object {
+                    $0.field("pid", Int(server.pid))
+                    $0.field("cpu_s", Double(server.cpuNanoseconds) / 1e9)
+                    $0.field("cpu_us_per_delivery", fanout.serverMicrosecondsPerDelivery ?? 0)
+                    $0.field("rss_mib", Double(server.residentBytes) / 1_048_576)
+                }
+            }
         }
     }
 

@@ -4,17 +4,23 @@ public enum LoadPhase: Int, Sendable, CaseIterable {
     case ramp = 0
     /// Holding (echo: measuring).
     case hold = 1
+    /// fanout: the publisher sends a message every interval for the duration.
+    case publish = 2
+    /// fanout: waiting (at most `--drain`) for the deliveries still under way.
+    case drain = 3
     /// --verify-echo: one message per connection, waiting for each to come back.
-    case verify = 2
+    case verify = 4
     /// Closing every connection with a close handshake.
-    case close = 3
+    case close = 5
     /// Stopping now (done, or the time limit).
-    case stop = 4
+    case stop = 6
 
     public var name: String {
         switch self {
         case .ramp: return "ramp"
         case .hold: return "hold"
+        case .publish: return "publish"
+        case .drain: return "drain"
         case .verify: return "verify"
         case .close: return "close"
         case .stop: return "stop"
@@ -35,9 +41,16 @@ public struct ProgressSnapshot: Sendable, Equatable {
     /// Failures so far, by kind.
     public var failures: [FailureKind: Int]
     public var elapsedSeconds: Double
+    /// fanout: messages published so far, of the planned number.
+    public var published: Int
+    public var plannedPublishes: Int
+    /// fanout: deliveries so far, of published x connections.
+    public var delivered: Int
+    public var expected: Int
 
     public init(mode: LoadMode, phase: LoadPhase, open: Int, target: Int, handshakes: Int,
-                ratePerSecond: Double, failures: [FailureKind: Int], elapsedSeconds: Double) {
+                ratePerSecond: Double, failures: [FailureKind: Int], elapsedSeconds: Double,
+                published: Int = 0, plannedPublishes: Int = 0, delivered: Int = 0, expected: Int = 0) {
         self.mode = mode
         self.phase = phase
         self.open = open
@@ -46,6 +59,10 @@ public struct ProgressSnapshot: Sendable, Equatable {
         self.ratePerSecond = ratePerSecond
         self.failures = failures
         self.elapsedSeconds = elapsedSeconds
+        self.published = published
+        self.plannedPublishes = plannedPublishes
+        self.delivered = delivered
+        self.expected = expected
     }
 }
 
@@ -56,16 +73,20 @@ public enum ProgressLine {
 
     /// One line, no newline: `hold ramp 12,500/25,000 open  8,123/s  failures connect=0
     /// handshake=0 read=0 unexpected_close=0 close=0  3.2s`. Churn shows cycles done instead
-    /// of connections open.
+    /// of connections open; fanout, once its ramp is over, shows the publishing instead of
+    /// the handshake rate: `published 12/50  delivered 228,000/228,000`.
     public static func render(_ snapshot: ProgressSnapshot) -> String {
         let counted = snapshot.mode == .churn
             ? "\(grouped(snapshot.handshakes))/\(grouped(snapshot.target)) cycles, \(grouped(snapshot.open)) open"
             : "\(grouped(snapshot.open))/\(grouped(snapshot.target)) open"
         let failures = FailureKind.allCases.map { "\($0.rawValue)=\(grouped(snapshot.failures[$0] ?? 0))" }
             .joined(separator: " ")
-        let rate = grouped(Int(snapshot.ratePerSecond.rounded()))
+        let activity = snapshot.mode == .fanout && snapshot.phase != .ramp
+            ? "published \(grouped(snapshot.published))/\(grouped(snapshot.plannedPublishes))"
+                + "  delivered \(grouped(snapshot.delivered))/\(grouped(snapshot.expected))"
+            : grouped(Int(snapshot.ratePerSecond.rounded())) + "/s"
         let elapsed = String(Int(snapshot.elapsedSeconds)) + "." + String(Int(snapshot.elapsedSeconds * 10) % 10) + "s"
-        return "\(snapshot.mode.rawValue) \(snapshot.phase.name) \(counted)  \(rate)/s  failures \(failures)  \(elapsed)"
+        return "\(snapshot.mode.rawValue) \(snapshot.phase.name) \(counted)  \(activity)  failures \(failures)  \(elapsed)"
     }
 
     /// The line for a terminal: carriage return, the line, erase to the end of the line.

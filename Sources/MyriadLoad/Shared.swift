@@ -23,8 +23,17 @@ enum LoadCounter: Int, CaseIterable {
     case pingsSent
     case pongsReceived
     case serverPingsAnswered
+    /// echo: messages sent; fanout: messages the publisher published.
     case messagesSent
+    /// echo: echoes received; fanout: data messages received (duplicates included).
     case messagesReceived
+    /// fanout: messages received that a connection had not received before (its first
+    /// copy of that sequence, late ones included).
+    case delivered
+    /// fanout: a connection received the sequence it received last, again.
+    case duplicated
+    /// fanout: a connection received a sequence lower than the one it received last.
+    case outOfOrder
     case verifyOK
     case verifyFailed
     /// Nanoseconds from the run's start to this thread's latest handshake (a maximum).
@@ -35,6 +44,12 @@ enum LoadCounter: Int, CaseIterable {
     case verifyDone
     /// 1 once every connection is closed.
     case closeDone
+    /// fanout, the publisher's thread only: 1 once the publishing is over (every message
+    /// sent and the duration passed, or the publisher is gone). Summed, not an all-flag.
+    case publishDone
+    /// fanout: 1 once every open connection of the thread has the last published message
+    /// (nothing more is coming: TCP delivers in order).
+    case drainDone
     /// Receives that ended with -ENOBUFS (parked and re-armed: nothing lost).
     case enobufs
     /// Times the kernel held completions back because the CQ was full.
@@ -46,6 +61,9 @@ enum LoadCounter: Int, CaseIterable {
     case droppedFrames
     /// Chunks lent out right now (a gauge).
     case chunksInUse
+
+    /// Published last, with release ordering: seeing one means seeing the counters behind it.
+    static let flags: [LoadCounter] = [.rampDone, .verifyDone, .closeDone, .publishDone, .drainDone]
 
     static func failureCounter(_ kind: FailureKind) -> LoadCounter {
         switch kind {
@@ -77,6 +95,8 @@ final class ThreadShared: @unchecked Sendable {
     let status = Atomic<Int>(0)
     let startError = Mutex<String?>(nil)
     let histograms = Mutex<(roundTrip: Histogram, latency: Histogram)?>(nil)
+    /// fanout: the thread's per-port and per-message results, once it has exited.
+    let fanout = Mutex<FanoutThreadResult?>(nil)
 
     init() {
         slots = .allocate(capacity: LoadCounter.allCases.count)
@@ -91,10 +111,10 @@ final class ThreadShared: @unchecked Sendable {
     /// Publishes the thread's counters (client thread only). The done flags are stored last
     /// with release ordering, so a coordinator that sees a flag sees the counters behind it.
     func publish(_ values: CounterValues) {
-        for counter in LoadCounter.allCases where counter != .rampDone && counter != .verifyDone && counter != .closeDone {
+        for counter in LoadCounter.allCases where !LoadCounter.flags.contains(counter) {
             slots[counter.rawValue].store(values[counter], ordering: .relaxed)
         }
-        for counter in [LoadCounter.rampDone, .verifyDone, .closeDone] {
+        for counter in LoadCounter.flags {
             slots[counter.rawValue].store(values[counter], ordering: .releasing)
         }
     }
@@ -116,6 +136,9 @@ final class RunControl: Sendable {
     let rampingThreads: Atomic<Int>
     /// `--concurrency`: connections establishing at once, over all threads.
     let totalConcurrency: Int
+    /// fanout: 1 + the last sequence published (set by the publisher; final once its
+    /// thread reports `publishDone`, which the drain waits for).
+    let sequenceEnd = Atomic<Int>(0)
 
     init(startNanoseconds: Int64, threads: Int, concurrency: Int) {
         self.startNanoseconds = startNanoseconds

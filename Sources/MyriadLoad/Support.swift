@@ -4,28 +4,41 @@ import Glibc
 /// Fixed-size chunks of memory for sends and for reassembling what arrives in pieces, lent
 /// to connections only while in use (an idle connection holds none). Chunks are allocated in
 /// blocks of 256 and never returned to the system; a free list recycles them.
+///
+/// Large chunks (`largeChunkSize`, allocated one at a time) serve the one connection whose
+/// frames outgrow a chunk: fanout's publisher, whose messages may be up to 16 MiB. Their
+/// indices start at `largeBase`.
 final class ChunkPool {
     static let none = UInt32.max
     static let blockShift = 8
     static let blockSize = 1 << blockShift
+    /// Indices from here up name large chunks.
+    static let largeBase: UInt32 = 0x8000_0000
 
     let chunkSize: Int
+    let largeChunkSize: Int
     private var blocks: [UnsafeMutableRawPointer] = []
     private var free: [UInt32] = []
+    private var large: [UnsafeMutableRawPointer] = []
+    private var freeLarge: [UInt32] = []
     private(set) var outstanding = 0
 
-    init(chunkSize: Int) {
+    init(chunkSize: Int, largeChunkSize: Int = 0) {
         precondition(chunkSize >= 256)
         self.chunkSize = chunkSize
+        self.largeChunkSize = max(chunkSize, largeChunkSize)
     }
 
-    deinit { for block in blocks { block.deallocate() } }
+    deinit {
+        for block in blocks { block.deallocate() }
+        for chunk in large { chunk.deallocate() }
+    }
 
     /// A chunk's index, or nil when memory is exhausted.
     func acquire() -> UInt32? {
         if free.isEmpty {
             let first = blocks.count << ChunkPool.blockShift
-            guard first + ChunkPool.blockSize < Int(ChunkPool.none) else { return nil }
+            guard first + ChunkPool.blockSize <= Int(ChunkPool.largeBase) else { return nil }
             blocks.append(.allocate(byteCount: chunkSize << ChunkPool.blockShift, alignment: 16))
             for index in stride(from: first + ChunkPool.blockSize - 1, through: first, by: -1) {
                 free.append(UInt32(index))
@@ -35,19 +48,39 @@ final class ChunkPool {
         return free.removeLast()
     }
 
+    /// A large chunk's index (`largeChunkSize` bytes).
+    func acquireLarge() -> UInt32? {
+        if freeLarge.isEmpty {
+            guard large.count < 1024 else { return nil }
+            large.append(.allocate(byteCount: largeChunkSize, alignment: 16))
+            freeLarge.append(ChunkPool.largeBase + UInt32(large.count - 1))
+        }
+        outstanding += 1
+        return freeLarge.removeLast()
+    }
+
     func release(_ chunk: inout UInt32) {
         guard chunk != ChunkPool.none else { return }
-        free.append(chunk)
+        if chunk >= ChunkPool.largeBase {
+            freeLarge.append(chunk)
+        } else {
+            free.append(chunk)
+        }
         outstanding -= 1
         chunk = ChunkPool.none
     }
 
     @inline(__always)
     func base(_ chunk: UInt32) -> UnsafeMutableRawPointer {
-        blocks[Int(chunk) >> ChunkPool.blockShift] + (Int(chunk) & (ChunkPool.blockSize - 1)) * chunkSize
+        if chunk >= ChunkPool.largeBase { return large[Int(chunk - ChunkPool.largeBase)] }
+        return blocks[Int(chunk) >> ChunkPool.blockShift] + (Int(chunk) & (ChunkPool.blockSize - 1)) * chunkSize
     }
 
-    var allocatedBytes: Int { blocks.count * chunkSize * ChunkPool.blockSize }
+    /// Bytes chunk `chunk` holds.
+    @inline(__always)
+    func capacity(of chunk: UInt32) -> Int { chunk >= ChunkPool.largeBase ? largeChunkSize : chunkSize }
+
+    var allocatedBytes: Int { blocks.count * chunkSize * ChunkPool.blockSize + large.count * largeChunkSize }
 }
 
 /// Deadlines of one kind in the order they were set. Every deadline of a kind is "now plus

@@ -13,15 +13,21 @@ struct Load: ParsableCommand {
             Modes: hold (connect N, hold them answering pings, close), ping (hold, and ping every \
             connection every --ping-interval, measuring round trips), echo (--depth messages of \
             --size bytes in flight per connection, measuring messages/s and latency), churn \
-            (connect, upgrade, close at --rate per second for --duration).
+            (connect, upgrade, close at --rate per second for --duration), fanout (N subscribers \
+            of --path on a `myriad serve --app broadcast` server; once all are open, one of them \
+            publishes a --size message every --publish-interval for --duration, and every \
+            connection must receive every message once and in order: reports loss, duplicates, \
+            order, publish-to-receive latency, and with --server-pid the server's CPU per delivery).
             Prints a JSON summary on stdout (schema in the README, "myriad load"); exit status 0 \
-            only when the target was reached and no connection was lost, 1 otherwise, 2 when the \
+            only when the target was reached and no connection was lost (fanout: and every message \
+            reached every connection exactly once, in order), 1 otherwise, 2 when the \
             run could not start (64 for a bad flag). Durations take ms/s/m/h (bare numbers are seconds).
             """)
 
     @Argument(help: "What to do once connected.") var mode: LoadMode
     @Option(help: "Server address (IPv4).") var host = "127.0.0.1"
-    @Option(help: "Server port.") var port: UInt16 = 8080
+    @Option(help: "Server port, or a comma list (several nodes): connections go round-robin over them, fanout's publisher on the first.")
+    var port = "8080"
     @Option(help: "Request target of the upgrade request.") var path = "/"
     @Option(help: "Connections to open and hold (hold, ping, echo).") var connections = 1000
     @Option(help: "Hold / measure / cycle for this long after the ramp.") var duration = "30s"
@@ -36,19 +42,25 @@ struct Load: ParsableCommand {
     var threads: Int?
     @Option(help: "Also write the JSON summary to this file.") var json: String?
     @Option(help: "ping: interval between two pings on a connection.") var pingInterval = "25s"
-    @Option(help: "echo: message payload bytes (>= 8).") var size = 32
+    @Option(help: "echo: message payload bytes (>= 8); fanout: (>= 16).") var size = 32
     @Option(help: "echo: messages in flight per connection.") var depth = 1
     @Flag(help: "hold/ping: after the hold, every connection sends one message and must get it back.")
     var verifyEcho = false
     @Option(help: "Time for a TCP connect.") var connectTimeout = "10s"
     @Option(help: "Time from connect to a valid 101 response.") var handshakeTimeout = "10s"
     @Option(help: "Time for the server to answer our close frame.") var closeTimeout = "10s"
+    @Option(help: "fanout: time between two publishes.") var publishInterval = "1s"
+    @Option(help: "fanout: longest wait after the publishing for deliveries still under way.") var drain = "10s"
+    @Option(help: "fanout: the server's PID, to report its CPU time per delivery and its RSS.") var serverPid: Int32?
 
     func options() throws -> LoadOptions {
         var options = LoadOptions()
         options.mode = mode
         options.host = host
-        options.port = port
+        guard let ports = parsePorts(port) else {
+            throw ValidationError("--port \(port): expected a port 1...65535 or a comma list such as 8080,8081")
+        }
+        options.ports = ports
         options.path = path
         options.connections = connections
         options.durationMilliseconds = try milliseconds(duration, "--duration")
@@ -66,6 +78,9 @@ struct Load: ParsableCommand {
         options.connectTimeoutMilliseconds = try milliseconds(connectTimeout, "--connect-timeout")
         options.handshakeTimeoutMilliseconds = try milliseconds(handshakeTimeout, "--handshake-timeout")
         options.closeTimeoutMilliseconds = try milliseconds(closeTimeout, "--close-timeout")
+        options.publishIntervalMilliseconds = try milliseconds(publishInterval, "--publish-interval")
+        options.drainMilliseconds = try milliseconds(drain, "--drain")
+        options.serverPID = serverPid
         do { try options.validate() } catch { throw ValidationError(error.description) }
         return options
     }
@@ -86,7 +101,7 @@ struct Load: ParsableCommand {
                 log: { writeStandardError($0 + "\n") },
                 stopOnSignals: true)
         } catch {
-            var failed = LoadSummary(mode: options.mode, server: "\(options.host):\(options.port)")
+            var failed = LoadSummary(mode: options.mode, server: options.serverDescription)
             failed.target = options.target
             failed.error = error.description
             writeStandardError("error: \(error)\n")

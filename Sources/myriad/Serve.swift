@@ -7,7 +7,7 @@ import Myriad
 /// a flag wins over its variable.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve WebSocket connections (echo) until SIGTERM or SIGINT.",
+        abstract: "Serve WebSocket connections (echo, or broadcast with --app broadcast) until SIGTERM or SIGINT.",
         discussion: "Every option can also be set with its environment variable; an option on the command line wins. "
             + "Durations take ms/s/m/h suffixes (bare numbers are seconds); sizes take K/M/G (binary).")
 
@@ -15,6 +15,7 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_PORT")) var port: String?
     @Option(help: knobHelp("MYRIAD_WORKERS")) var workers: String?
     @Option(help: knobHelp("MYRIAD_MAX_CONNECTIONS")) var maxConnections: String?
+    @Option(help: knobHelp("MYRIAD_FIXED_FILES_PER_RING")) var fixedFilesPerRing: String?
     @Option(help: knobHelp("MYRIAD_BACKEND")) var backend: String?
     @Option(help: knobHelp("MYRIAD_RING_ENTRIES")) var ringEntries: String?
     @Option(help: knobHelp("MYRIAD_CQ_ENTRIES")) var cqEntries: String?
@@ -23,6 +24,9 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_MAX_MESSAGE_SIZE")) var maxMessageSize: String?
     @Option(help: knobHelp("MYRIAD_MAX_QUEUED_BYTES")) var maxQueuedBytes: String?
     @Option(help: knobHelp("MYRIAD_BUFFER_BUDGET")) var bufferBudget: String?
+    @Option(help: knobHelp("MYRIAD_MAILBOX_CAPACITY")) var mailboxCapacity: String?
+    @Option(help: knobHelp("MYRIAD_MAILBOX_BYTES")) var mailboxBytes: String?
+    @Option(help: knobHelp("MYRIAD_MAX_SUBSCRIPTIONS")) var maxSubscriptions: String?
     @Option(help: knobHelp("MYRIAD_MAX_HEADER_SIZE")) var maxHeaderSize: String?
     @Option(help: knobHelp("MYRIAD_BACKLOG")) var backlog: String?
     @Option(help: knobHelp("MYRIAD_TIMER_TICK")) var timerTick: String?
@@ -34,6 +38,8 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
     @Option(help: knobHelp("MYRIAD_STATS_INTERVAL")) var statsInterval: String?
     @Option(help: knobHelp("MYRIAD_LOG_LEVEL")) var logLevel: String?
+    @Option(help: knobHelp("MYRIAD_APP")) var app: String?
+    @Option(help: knobHelp("MYRIAD_ALLOWED_ORIGINS")) var allowedOrigins: String?
     @Option(help: knobHelp("MYRIAD_URING_DISABLE")) var uringDisable: String?
 
     func run() throws {
@@ -42,6 +48,7 @@ struct Serve: ParsableCommand {
             ("MYRIAD_PORT", port),
             ("MYRIAD_WORKERS", workers),
             ("MYRIAD_MAX_CONNECTIONS", maxConnections),
+            ("MYRIAD_FIXED_FILES_PER_RING", fixedFilesPerRing),
             ("MYRIAD_BACKEND", backend),
             ("MYRIAD_RING_ENTRIES", ringEntries),
             ("MYRIAD_CQ_ENTRIES", cqEntries),
@@ -50,6 +57,9 @@ struct Serve: ParsableCommand {
             ("MYRIAD_MAX_MESSAGE_SIZE", maxMessageSize),
             ("MYRIAD_MAX_QUEUED_BYTES", maxQueuedBytes),
             ("MYRIAD_BUFFER_BUDGET", bufferBudget),
+            ("MYRIAD_MAILBOX_CAPACITY", mailboxCapacity),
+            ("MYRIAD_MAILBOX_BYTES", mailboxBytes),
+            ("MYRIAD_MAX_SUBSCRIPTIONS", maxSubscriptions),
             ("MYRIAD_MAX_HEADER_SIZE", maxHeaderSize),
             ("MYRIAD_BACKLOG", backlog),
             ("MYRIAD_TIMER_TICK", timerTick),
@@ -61,6 +71,8 @@ struct Serve: ParsableCommand {
             ("MYRIAD_SHUTDOWN_TIMEOUT", shutdownTimeout),
             ("MYRIAD_STATS_INTERVAL", statsInterval),
             ("MYRIAD_LOG_LEVEL", logLevel),
+            ("MYRIAD_APP", app),
+            ("MYRIAD_ALLOWED_ORIGINS", allowedOrigins),
             ("MYRIAD_URING_DISABLE", uringDisable),
         ]
         var flags: [String: String] = [:]
@@ -75,13 +87,22 @@ struct Serve: ParsableCommand {
         let logger = makeLogger(level: config.logLevel)
         Engine<EchoHandler>.blockShutdownSignals()
         for warning in Doctor.startupWarnings(config: config) { logger.warning("\(warning)") }
-        let engine = Engine(config: config, logger: logger) { _ in EchoHandler() }
+        let origins = config.allowedOrigins
+        switch config.app {
+        case .echo: try serve(Engine(config: config, logger: logger) { _ in EchoHandler(origins: origins) }, logger: logger)
+        case .broadcast: try serve(Engine(config: config, logger: logger) { _ in BroadcastHandler(origins: origins) }, logger: logger)
+        case .naiveBroadcast: try serve(Engine(config: config, logger: logger) { _ in NaiveBroadcastHandler() }, logger: logger)
+        }
+    }
+
+    private func serve<Handler>(_ engine: Engine<Handler>, logger: Logger) throws {
         do {
             try engine.start()
         } catch {
             logger.critical("\(error)")
             throw ExitCode(1)
         }
+        logger.info("application: \(engine.config.app.rawValue)")
         engine.serveUntilSignalled { line in
             print(line)
             fflush(nil)

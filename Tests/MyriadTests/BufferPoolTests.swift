@@ -167,9 +167,9 @@ import Testing
         #expect(pool.budgetedBytes.inbound == 2048 && pool.budgetedBytes.outbound == 2048)
         pool.release(&out)
         // Growing a 1 KiB inbound buffer to 2 KiB needs 1 KiB more than it has: over the half.
-        #expect(pool.reserve(2048, in: &first) == nil)
+        #expect(pool.reserve(2048, in: &first, budget: .inbound) == nil)
         pool.release(&second)
-        let grown = pool.reserve(1500, in: &first)
+        let grown = pool.reserve(1500, in: &first, budget: .inbound)
         #expect(grown != nil && first.capacity == 2048 && first.budget == .inbound)
         #expect(pool.budgetedBytes.inbound == 2048)
         pool.release(&first)

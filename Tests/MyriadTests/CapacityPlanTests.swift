@@ -28,12 +28,24 @@ import Testing
         }
     }
 
+    /// Issue 14: a million connections on two workers, as many rings as the fd limit needs.
+    @Test func aMillionOnTwoWorkersTakesTwentyFiveRingsEach() throws {
+        let plan = try CapacityPlan.uring(workers: 2, fixedFilesPerRing: 20_000, maxConnections: 1_000_000)
+        #expect(plan.perWorker == [500_000, 500_000])
+        #expect(plan.ringsPerWorker == [Array(repeating: 20_000, count: 25), Array(repeating: 20_000, count: 25)])
+        let uneven = try CapacityPlan.uring(workers: 2, fixedFilesPerRing: 20_000, maxConnections: 1_000_001)
+        #expect(uneven.perWorker == [500_001, 500_000])
+        #expect(uneven.ringCounts == [26, 25])
+        #expect(uneven.ringsPerWorker[0].reduce(0, +) == 500_001 && uneven.ringsPerWorker[0].max()! <= 20_000)
+    }
+
     @Test func anExplicitTotalIsSplitExactly() throws {
         let plan = try CapacityPlan.epoll(workers: 3, softFileLimit: 20_000, maxConnections: 10_000)
         #expect(plan.perWorker == [3334, 3333, 3333])
         #expect(plan.total == 10_000)
         let ring = try CapacityPlan.uring(workers: 3, fixedFilesPerRing: 20_000, maxConnections: 60_000)
         #expect(ring.perWorker == [20_000, 20_000, 20_000])
+        #expect(ring.ringsPerWorker == [[20_000], [20_000], [20_000]])
         // A total the epoll backend can hold exactly, with workers that do not divide it.
         let available = 20_000 - CapacityPlan.epollReserve(workers: 7)
         #expect(try CapacityPlan.epoll(workers: 7, softFileLimit: 20_000, maxConnections: available).total == available)
@@ -43,11 +55,8 @@ import Testing
         #expect(throws: EngineError.self) {
             try CapacityPlan.epoll(workers: 2, softFileLimit: 20_000, maxConnections: 20_000)
         }
-        do {
-            _ = try CapacityPlan.uring(workers: 2, fixedFilesPerRing: 20_000, maxConnections: 1_000_000)
-            Issue.record("a million on two rings of 20,000 was accepted")
-        } catch {
-            #expect(error.description.contains("MYRIAD_WORKERS to at least 50"), "\(error)")
+        #expect(throws: EngineError.self) {
+            try CapacityPlan.uring(workers: 1, fixedFilesPerRing: 1, maxConnections: 16_000)  // 16,000 rings
         }
         do {
             _ = try CapacityPlan.epoll(workers: 4, softFileLimit: 70, maxConnections: nil)

@@ -10,7 +10,7 @@ import WebSocketCodec
 struct ClosingHandler: WebSocketHandler {
     static let longReason = String(repeating: "a", count: 122) + "€"
 
-    mutating func onMessage(_ connection: WebSocketConnection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
+    mutating func onMessage(_ connection: Connection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
         if payload.elementsEqual("close-long".utf8) {
             connection.close(code: .policyViolation, reason: Self.longReason)
         } else if payload.elementsEqual("close-quiet".utf8) {

@@ -23,7 +23,7 @@ struct FloodHandler: WebSocketHandler {
     static let chunk = [UInt8](repeating: 0x5A, count: 64 * 1024)
     let floodBytes: Int
 
-    mutating func onMessage(_ connection: WebSocketConnection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
+    mutating func onMessage(_ connection: Connection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
         guard kind == .text, payload.elementsEqual("flood".utf8) else {
             _ = kind == .text ? connection.send(text: payload) : connection.send(binary: payload)
             return

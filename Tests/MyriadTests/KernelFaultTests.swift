@@ -51,14 +51,14 @@ import WebSocketCodec
         var config = Config()
         config.ringEntries = 8
         let backend = try URingBackend(config: config, capabilities: capabilities, listener: listener,
-                                       waker: Waker(fileDescriptor: eventFD), fixedFiles: 4)
+                                       waker: Waker(fileDescriptor: eventFD), fixedFilesPerRing: [4])
         let sink = RecordingSink()
         #expect(backend.armAccept())
         backend.poll(timeoutNanoseconds: 1_000_000, sink: sink)
         backend.poll(timeoutNanoseconds: 1_000_000, sink: sink)
         #expect(backend.kernelErrorCount == 2)
         #expect(backend.lastKernelError?.contains("EBADFD") == true, "\(backend.lastKernelError ?? "")")
-        #expect(myriad_enable_rings(backend.ring.pointer) == 0)
+        #expect(myriad_enable_rings(backend.waitRing.ring.pointer) == 0)
         let client = try RawClient(port: port)
         defer { client.close() }
         for _ in 0..<50 where sink.accepted.isEmpty {
@@ -80,6 +80,7 @@ final class RecordingSink: CompletionSink {
     func sent(_ tag: UserData, result: Int32) {}
     func operationDone(_ tag: UserData, result: Int32) {}
     func woken() {}
+    func peerAddressDone(_ tag: UserData, result: Int32) {}
 }
 
 extension Integration {

@@ -4,55 +4,58 @@ import Testing
 import WebSocketCodec
 @testable import Myriad
 
-/// The README's handler example, verbatim, compiled and exercised: its API must stay true.
-struct ChatRoom: WebSocketHandler {
-    var members: Set<ConnectionID> = []
-
-    mutating func chooseSubprotocol(offered: TokenList) -> UnsafeRawBufferPointer? {
-        offered.first { String(decoding: $0, as: UTF8.self) == "chat.v1" }
-    }
-
-    mutating func onOpen(_ connection: WebSocketConnection) {
-        members.insert(connection.id)
-    }
-
-    mutating func onMessage(_ connection: WebSocketConnection, kind: MessageKind, payload: UnsafeRawBufferPointer) {
-        guard kind == .text else { return connection.close(code: .unsupportedData, reason: "text only") }
-        for member in members {
-            // .queued, .closed (gone meanwhile) or .slowConsumer (its queue passed the limit)
-            _ = connection.context.connection(member).send(text: payload)
-        }
-    }
-
-    mutating func onClose(_ connection: WebSocketConnection, event: CloseEvent) {
-        members.remove(connection.id)
-    }
-}
-
 extension Integration {
 @Suite struct ReadmeTests {
-    @Test func chatRoomExampleBroadcastsAndNegotiates() throws {
-        let server = try TestServer(backend: .ioUring, workers: 1) { _ in ChatRoom() }
-        var clients: [RawClient] = []
-        for _ in 0..<3 {
-            let client = try RawClient(port: server.port)
-            let head = try client.upgrade(extra: "Sec-WebSocket-Protocol: other, chat.v1\r\n")
+    /// The README holds ReadmeExample.swift's example verbatim.
+    @Test func theReadmeExampleIsTheCompiledOne() throws {
+        let readme = try String(contentsOf: ExternalClient.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let source = try String(contentsOf: ExternalClient.packageRoot.appendingPathComponent("Tests/MyriadTests/ReadmeExample.swift"),
+                                encoding: .utf8)
+        let begin = try #require(source.range(of: "// README:begin\n"))
+        let end = try #require(source.range(of: "// README:end"))
+        let example = String(source[begin.upperBound..<end.lowerBound])
+        #expect(readme.contains("```swift\n" + example + "```"), "README.md's library example differs from ReadmeExample.swift")
+    }
+
+    /// The example runs: rooms across workers, the Origin check, a notification by user.
+    @Test(arguments: allBackends)
+    func theChatExampleWorks(backend: BackendChoice) throws {
+        var config = Config()
+        config.host = "127.0.0.1"
+        config.port = 0
+        config.workers = 2
+        config.backend = backend
+        config.logLevel = .warning
+        let directory = UserDirectory()
+        let engine = try startChat(config: config, directory: directory)
+        defer { engine.shutdown(); engine.wait() }
+        let origin = "Origin: https://chat.example\r\n"
+        var lobby: [RawClient] = []
+        for user in ["ann", "bob", "cid", "dee", "eve", "fay"] {
+            let client = try RawClient(port: engine.port)
+            let head = try client.upgrade(path: "/rooms/lobby?user=\(user)", extra: origin + "Sec-WebSocket-Protocol: chat.v1\r\n")
             #expect(head.contains("\r\nSec-WebSocket-Protocol: chat.v1\r\n"))
-            clients.append(client)
+            lobby.append(client)
         }
-        try clients[0].sendText("hello room")
-        for client in clients {
-            #expect(try client.readMessage()?.payload == Array("hello room".utf8))
-        }
-        try clients[1].sendFrame(.binary, [1, 2, 3])
-        let refusal = try clients[1].readMessage()
-        #expect(refusal?.opcode == .close && refusal?.closeCode == 1003)
-        try clients[1].sendClose(code: 1003)
-        #expect(clients[1].waitForClose(timeout: 5))
-        try clients[2].sendText("two left")
-        #expect(try clients[0].readMessage()?.payload == Array("two left".utf8))
-        #expect(try clients[2].readMessage()?.payload == Array("two left".utf8))
-        #expect(server.waitFor { $0.closes(.application) == 1 })
+        let elsewhere = try RawClient(port: engine.port)
+        try elsewhere.upgrade(path: "/rooms/kitchen?user=gus", extra: origin)
+        #expect(engine.workerStats().allSatisfy { $0[.open] > 0 }, "the clients should span both workers")
+        try lobby[0].sendText("hello lobby")
+        for client in lobby { #expect(try client.readMessage()?.payload == Array("hello lobby".utf8)) }
+        #expect(throws: ClientError.self) { try elsewhere.readMessage(timeout: 0.3) }
+        // Another site's page is refused; so is a request without a user.
+        let evil = try RawClient(port: engine.port)
+        try evil.send(RawClient.upgradeRequest(path: "/rooms/lobby?user=mal", extra: "Origin: https://evil.example\r\n"))
+        #expect(String(decoding: try evil.readToEnd(timeout: 5), as: UTF8.self).hasPrefix("HTTP/1.1 403 "))
+        let anonymous = try RawClient(port: engine.port)
+        try anonymous.send(RawClient.upgradeRequest(path: "/rooms/lobby", extra: origin))
+        #expect(String(decoding: try anonymous.readToEnd(timeout: 5), as: UTF8.self).hasPrefix("HTTP/1.1 400 "))
+        // A notification for one user, from this (non-worker) thread.
+        #expect(notify("gus", "you have mail", engine: engine, directory: directory))
+        #expect(try elsewhere.readMessage()?.payload == Array("you have mail".utf8))
+        #expect(!notify("nobody", "?", engine: engine, directory: directory))
+        try lobby[1].sendFrame(.binary, [1, 2, 3])
+        #expect(try lobby[1].readMessage()?.closeCode == 1003)
     }
 
     @Test func readmeListsEveryKnob() throws {

@@ -47,6 +47,8 @@ final class EpollBackend: IOBackend {
     var overflowCount: Int { 0 }
     var droppedCompletionCount: Int { 0 }
     var spilledSubmissionCount: Int { 0 }
+    var ringCount: Int { 0 }
+    var acceptMoves: Int { 0 }
 
     static let initialDescriptorCapacity = 1024
 
@@ -213,6 +215,13 @@ final class EpollBackend: IOBackend {
 
     func closeUnowned(handle: Int32) {
         closeDescriptor(handle)
+    }
+
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        syscallCount += 1
+        let result = address.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(handle, $0, &length) }
+        return result == 0 ? .known : .unavailable
     }
 
     private func closeDescriptor(_ fd: Int32) {

@@ -19,8 +19,20 @@ protocol CompletionSink: AnyObject {
     func sent(_ tag: UserData, result: Int32)
     /// A close or a cancel completed.
     func operationDone(_ tag: UserData, result: Int32)
-    /// Another thread asked the worker to look at its shared state (shutdown).
+    /// Another thread asked the worker to look at its shared state (shutdown, its mailbox).
     func woken()
+    /// The peer address requested with `requestPeerAddress` was written (result > 0) or not.
+    func peerAddressDone(_ tag: UserData, result: Int32)
+}
+
+/// What `IOBackend.requestPeerAddress` did.
+enum PeerAddressRequest {
+    /// Written already.
+    case known
+    /// The kernel will write it; `peerAddressDone` follows.
+    case requested
+    /// This backend or kernel cannot tell.
+    case unavailable
 }
 
 /// The operations a worker needs from the kernel, one implementation per mechanism.
@@ -45,6 +57,9 @@ protocol IOBackend: AnyObject {
     func close(handle: Int32, tag: UserData)
     /// Closes a connection that never got a slot (accepted while full or shutting down).
     func closeUnowned(handle: Int32)
+    /// Has the peer's IPv4 address written to `address` (which must stay valid until
+    /// `peerAddressDone` when the answer is `.requested`).
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest
     /// Submits what is queued, waits up to `timeoutNanoseconds` (nil: until something
     /// happens) and delivers every available completion to `sink`.
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink)
@@ -65,6 +80,10 @@ protocol IOBackend: AnyObject {
     var droppedCompletionCount: Int { get }
     /// SQEs that had to wait in user space because the kernel would not take the full SQ.
     var spilledSubmissionCount: Int { get }
+    /// Rings (io_uring) the worker runs; 0 for epoll.
+    var ringCount: Int { get }
+    /// Times the accept moved to another ring (io_uring).
+    var acceptMoves: Int { get }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

@@ -163,6 +163,10 @@ package struct URingCapabilities: Sendable, CustomStringConvertible {
     /// Multishot recv (6.0+); without it each receive is re-armed after its completion.
     package var multishotReceive: Bool
     package var features: UInt32
+    /// IORING_OP_MSG_RING (5.18+): one worker wakes another without a system call.
+    package var messageRing: Bool = false
+    /// The socket getsockopt command (6.7+): the peer address of a direct descriptor.
+    package var peerName: Bool = false
 
     package var description: String {
         var parts: [String] = []
@@ -172,6 +176,6 @@ package struct URingCapabilities: Sendable, CustomStringConvertible {
         if setupFlags & UInt32(IORING_SETUP_TASKRUN_FLAG) != 0 { parts.append("TASKRUN_FLAG") }
         let flags = parts.isEmpty ? "none" : parts.joined(separator: "|")
         return "setup=\(flags) recv=\(multishotReceive ? "multishot" : "single-shot (re-armed)") "
-            + "nodrop=\(features & UInt32(IORING_FEAT_NODROP) != 0)"
+            + "nodrop=\(features & UInt32(IORING_FEAT_NODROP) != 0) msg_ring=\(messageRing) peer_address=\(peerName)"
     }
 }

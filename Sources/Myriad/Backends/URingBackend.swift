@@ -2,24 +2,41 @@ import CLibURing
 import Glibc
 import Logging
 
-/// The io_uring backend: one ring per worker, a multishot accept straight into the ring's
-/// fixed-file table (so connections never occupy the process fd table), multishot receives
-/// that pick buffers from the worker's provided buffer ring, and sends, cancels and closes
-/// on fixed files.
+/// The io_uring backend: one or more rings per worker thread, a multishot accept straight into
+/// a ring's fixed-file table (so connections never occupy the process fd table), multishot
+/// receives that pick buffers from each ring's provided buffer ring, and sends, cancels and
+/// closes on fixed files.
 ///
-/// Completion handling follows the rules measured on these machines (see design.md): every
-/// CQE without `IORING_CQE_F_MORE` ends its request and the worker re-arms or closes;
+/// **Several rings, one thread.** A ring's fixed-file table holds at most RLIMIT_NOFILE
+/// entries, so a worker that holds more connections than that has several rings
+/// (`CapacityPlan`), all used by its one thread. The thread sleeps in ring 0 only. Every other
+/// ring has the worker's wake eventfd registered (`io_uring_register_eventfd`): with
+/// DEFER_TASKRUN the kernel signals it when it queues work for that ring, which completes
+/// ring 0's read of the eventfd and wakes the thread; the thread then enters only the rings
+/// whose IORING_SQ_TASKRUN flag (TASKRUN_FLAG) or completion queue says they have work. The
+/// same eventfd carries wake-ups from other threads, and ring 0's fd takes ring messages from
+/// other workers: a worker is woken as a whole, whichever ring its work is on.
+///
+/// **Accepting.** One listener per worker, one multishot accept armed on the ring with the
+/// most free fixed-file slots; it moves to another ring before its own fills (the kernel drops
+/// a connection accepted into a full table), and the worker sees one continuous accept.
+///
+/// Completion handling follows the rules measured on these machines (docs/architecture.md):
+/// every CQE without `IORING_CQE_F_MORE` ends its request and the worker re-arms or closes;
 /// `-ENOBUFS` ends a receive because the buffer ring is empty, which is backpressure; CQ
 /// overflow is survived because the kernel keeps what it cannot post (`IORING_FEAT_NODROP`)
 /// and flushes it on the next enter.
-final class URingBackend: IOBackend {
+final class URingBackend: IOBackend, RingMessenger {
     static var name: String { "io_uring" }
 
-    let ring: Ring
-    let buffers: BufferRing
+    /// The worker's rings; ring 0 is where the thread waits.
+    let units: [RingUnit]
+    /// The ring the thread waits on (and the one other workers message).
+    var waitRing: RingUnit { units[0] }
     let listener: Int32
     let multishotReceive: Bool
     let waker: Waker
+    let capabilities: URingCapabilities
     private(set) var waitCount = 0
     private(set) var syscallCount = 0
     private(set) var overflowCount = 0
@@ -28,66 +45,118 @@ final class URingBackend: IOBackend {
     /// Completions the kernel reported dropped (`-EBADR`: it could not even keep them in its
     /// overflow list, under memory pressure).
     private(set) var droppedCompletionCount = 0
-    var spilledSubmissionCount: Int { ring.spilledTotal }
+    /// Times the accept moved to another ring because its own was filling up.
+    private(set) var acceptMoves = 0
+    /// Wakes worker N through its eventfd when a ring message to it failed.
+    var messageFallback: ((Int) -> Void)?
+    var spilledSubmissionCount: Int { units.reduce(0) { $0 + $1.ring.spilledTotal } }
+    var ringCount: Int { units.count }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
+    /// The ring the accept is armed on (nil: none armed).
+    private var acceptRing: Int?
 
     static let bufferGroup: UInt16 = 0
     /// Receive buffers posted at start; doubled whenever a burst empties the ring.
     static let initiallyPostedBuffers: UInt32 = 64
+    /// The accept leaves a ring once fewer of its fixed-file slots than this are free, so the
+    /// accepts already under way still find room.
+    static let acceptHeadroom: UInt32 = 64
 
-    /// Creates the ring on the calling thread (the worker's: SINGLE_ISSUER binds it there).
-    init(config: Config, capabilities: URingCapabilities, listener: Int32, waker: Waker, fixedFiles: UInt32) throws(SystemError) {
-        let completionEntries = config.completionEntries ?? config.ringEntries * 4
-        ring = try Ring(entries: config.ringEntries, completionEntries: completionEntries, flags: capabilities.setupFlags)
-        let registered = io_uring_register_files_sparse(ring.pointer, fixedFiles)
-        guard registered == 0 else {
-            throw SystemError("io_uring_register_files_sparse(\(fixedFiles))", errno: -registered)
+    /// Creates the rings on the calling thread (the worker's: SINGLE_ISSUER binds them there),
+    /// one per entry of `fixedFilesPerRing`.
+    init(config: Config, capabilities: URingCapabilities, listener: Int32, waker: Waker, fixedFilesPerRing: [UInt32])
+        throws(SystemError)
+    {
+        precondition(!fixedFilesPerRing.isEmpty && fixedFilesPerRing.count <= RingHandle.maxRings)
+        // TASKRUN_FLAG lets the worker see, without a system call, which ring has deferred work.
+        let flags = capabilities.setupFlags | UInt32(IORING_SETUP_TASKRUN_FLAG)
+        var units: [RingUnit] = []
+        for (index, capacity) in fixedFilesPerRing.enumerated() {
+            let unit = try RingUnit(index: index, config: config, flags: flags, capacity: capacity,
+                                    bufferGroup: Self.bufferGroup, initiallyPostedBuffers: Self.initiallyPostedBuffers)
+            if index > 0 {
+                let registered = io_uring_register_eventfd(unit.ring.pointer, waker.fileDescriptor)
+                guard registered == 0 else { throw SystemError("io_uring_register_eventfd", errno: -registered) }
+            }
+            units.append(unit)
         }
-        // A registered ring fd saves a file lookup per enter; optional (5.18+).
-        _ = io_uring_register_ring_fd(ring.pointer)
-        buffers = try BufferRing(ring: ring, groupID: Self.bufferGroup, count: config.bufferCount,
-                                 sizeBytes: config.bufferSizeBytes, initiallyPosted: Self.initiallyPostedBuffers)
+        self.units = units
         self.waker = waker
         wakeBuffer = .allocate(capacity: 1)
         self.listener = listener
         multishotReceive = capabilities.multishotReceive
+        self.capabilities = capabilities
         armWake()
     }
 
     deinit {
-        buffers.unregister(ring: ring)
         if listenerOpen { Glibc.close(listener) }
         wakeBuffer.deallocate()
     }
 
+    @inline(__always)
+    private func unit(_ handle: Int32) -> RingUnit { units[RingHandle.ring(of: handle)] }
+
+    // MARK: - Accepting
+
     func armAccept() -> Bool {
         guard listenerOpen else { return true }
-        let sqe = ring.nextSubmission()
-        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
-        io_uring_sqe_set_data64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue)
+        if let current = acceptRing { units[current].accepting = false }
+        let best = units.max { $0.free < $1.free }!
+        armAccept(on: best)
         return true
+    }
+
+    private func armAccept(on unit: RingUnit) {
+        let sqe = unit.ring.nextSubmission()
+        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.accept, slot: UInt32(unit.index), generation: 0).rawValue)
+        unit.accepting = true
+        acceptRing = unit.index
+    }
+
+    /// Moves the accept off `unit` when its table is nearly full and another ring has more
+    /// room. The old accept is cancelled; its last completion is not reported to the worker.
+    private func moveAcceptIfFilling(_ unit: RingUnit) {
+        guard units.count > 1, unit.accepting, unit.free < Self.acceptHeadroom else { return }
+        let best = units.max { $0.free < $1.free }!
+        guard best.free > unit.free else { return }
+        let sqe = unit.ring.nextSubmission()
+        io_uring_prep_cancel64(sqe, UserData(.accept, slot: UInt32(unit.index), generation: 0).rawValue, 0)
+        io_uring_sqe_set_data64(sqe, UserData(.acceptCancel, slot: 0, generation: 0).rawValue)
+        unit.accepting = false
+        acceptMoves += 1
+        armAccept(on: best)
     }
 
     func stopAccepting() {
         guard listenerOpen else { return }
-        let sqe = ring.nextSubmission()
-        io_uring_prep_cancel64(sqe, UserData(.accept, slot: 0, generation: 0).rawValue, 0)
-        io_uring_sqe_set_data64(sqe, UserData(.closeOrphan, slot: 0, generation: 0).rawValue)
-        _ = io_uring_submit(ring.pointer)
-        syscallCount += 1
+        if let current = acceptRing {
+            let unit = units[current]
+            let sqe = unit.ring.nextSubmission()
+            io_uring_prep_cancel64(sqe, UserData(.accept, slot: UInt32(current), generation: 0).rawValue, 0)
+            io_uring_sqe_set_data64(sqe, UserData(.acceptCancel, slot: 0, generation: 0).rawValue)
+            _ = io_uring_submit(unit.ring.pointer)
+            syscallCount += 1
+            unit.accepting = false
+            acceptRing = nil
+        }
         // Pending connections in the backlog are reset when the listener goes.
         Glibc.close(listener)
         listenerOpen = false
     }
 
+    // MARK: - Operations
+
     @inline(__always)
     func armReceive(handle: Int32, tag: UserData) {
-        let sqe = ring.nextSubmission()
+        let unit = unit(handle)
+        let sqe = unit.ring.nextSubmission()
         if multishotReceive {
-            io_uring_prep_recv_multishot(sqe, handle, nil, 0, 0)
+            io_uring_prep_recv_multishot(sqe, RingHandle.index(of: handle), nil, 0, 0)
         } else {
-            io_uring_prep_recv(sqe, handle, nil, 0, 0)
+            io_uring_prep_recv(sqe, RingHandle.index(of: handle), nil, 0, 0)
         }
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
         sqe.pointee.buf_group = Self.bufferGroup
@@ -96,21 +165,21 @@ final class URingBackend: IOBackend {
 
     @inline(__always)
     func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
-        let sqe = ring.nextSubmission()
-        io_uring_prep_send(sqe, handle, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+        let sqe = unit(handle).ring.nextSubmission()
+        io_uring_prep_send(sqe, RingHandle.index(of: handle), bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
         io_uring_sqe_set_data64(sqe, tag.rawValue)
     }
 
     func cancel(_ target: UserData, handle: Int32, tag: UserData) {
-        let sqe = ring.nextSubmission()
+        let sqe = unit(handle).ring.nextSubmission()
         io_uring_prep_cancel64(sqe, target.rawValue, 0)
         io_uring_sqe_set_data64(sqe, tag.rawValue)
     }
 
     func close(handle: Int32, tag: UserData) {
-        let sqe = ring.nextSubmission()
-        io_uring_prep_close_direct(sqe, UInt32(handle))
+        let sqe = unit(handle).ring.nextSubmission()
+        io_uring_prep_close_direct(sqe, UInt32(RingHandle.index(of: handle)))
         io_uring_sqe_set_data64(sqe, tag.rawValue)
     }
 
@@ -118,36 +187,102 @@ final class URingBackend: IOBackend {
         close(handle: handle, tag: UserData(.closeOrphan, slot: 0, generation: 0))
     }
 
+    /// SO_PEERNAME through a socket command on the direct descriptor (IORING_OP_URING_CMD,
+    /// SOCKET_URING_OP_GETSOCKOPT, kernel 6.7+): a direct descriptor has no getpeername, and a
+    /// multishot accept writes every peer's address into the same buffer.
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+        guard capabilities.peerName else { return .unavailable }
+        let sqe = unit(handle).ring.nextSubmission()
+        Self.preparePeerName(sqe, handle: RingHandle.index(of: handle), into: address)
+        io_uring_sqe_set_data64(sqe, tag.rawValue)
+        return .requested
+    }
+
+    /// Fills `sqe` with the socket getsockopt command for SO_PEERNAME on fixed file `index`.
+    /// liburing 2.3 and this system's uapi headers predate the command's fields, so they are
+    /// written by offset: cmd_op at 8, level and optname at 16 and 20, optlen at 44, optval at 48.
+    static func preparePeerName(_ sqe: UnsafeMutablePointer<io_uring_sqe>, handle index: Int32, into address: UnsafeMutablePointer<sockaddr_in>) {
+        sqe.initialize(to: io_uring_sqe())
+        sqe.pointee.opcode = UInt8(IORING_OP_URING_CMD.rawValue)
+        sqe.pointee.fd = index
+        sqe.pointee.flags = UInt8(MYRIAD_IOSQE_FIXED_FILE)
+        let raw = UnsafeMutableRawPointer(sqe)
+        raw.storeBytes(of: UInt32(2), toByteOffset: 8, as: UInt32.self)  // SOCKET_URING_OP_GETSOCKOPT
+        raw.storeBytes(of: UInt32(SOL_SOCKET), toByteOffset: 16, as: UInt32.self)
+        raw.storeBytes(of: UInt32(SO_PEERNAME), toByteOffset: 20, as: UInt32.self)
+        raw.storeBytes(of: UInt32(MemoryLayout<sockaddr_in>.size), toByteOffset: 44, as: UInt32.self)
+        raw.storeBytes(of: UInt64(UInt(bitPattern: address)), toByteOffset: 48, as: UInt64.self)
+    }
+
+    /// Wakes another worker from ring 0: a message to its wait ring, posted with this worker's
+    /// next submit (no system call of its own). Only a failure produces a CQE here
+    /// (CQE_SKIP_SUCCESS); then the target is woken through its eventfd.
+    func message(ringFileDescriptor: Int32, targetWorker: Int) -> Bool {
+        guard capabilities.messageRing else { return false }
+        let sqe = waitRing.ring.nextSubmission()
+        io_uring_prep_msg_ring(sqe, ringFileDescriptor, 0, UserData(.message, slot: 0, generation: 0).rawValue, 0)
+        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_CQE_SKIP_SUCCESS)
+        io_uring_sqe_set_data64(sqe, UserData(.messageFailed, slot: UInt32(targetWorker), generation: 0).rawValue)
+        return true
+    }
+
     private func armWake() {
-        let sqe = ring.nextSubmission()
+        let sqe = waitRing.ring.nextSubmission()
         io_uring_prep_read(sqe, waker.fileDescriptor, wakeBuffer, 8, 0)
         io_uring_sqe_set_data64(sqe, UserData(.wake, slot: 0, generation: 0).rawValue)
     }
 
+    // MARK: - Waiting
+
     func submit() {
-        if ring.pendingSubmissions > 0 { _ = io_uring_submit(ring.pointer) }
+        for unit in units where unit.ring.pendingSubmissions > 0 { _ = io_uring_submit(unit.ring.pointer) }
     }
 
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
-        let spillEmpty = ring.flushSpill()
-        let wanted: UInt32 = ring.readyCompletions > 0 || !spillEmpty ? 0 : 1
-        let result = ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
+        // The other rings first: submit what is queued for them and run their deferred work
+        // (one enter each, only for rings with something to do), and hand over what completed.
+        var childWork = false
+        for unit in units.dropFirst() {
+            let spillEmpty = unit.ring.flushSpill()
+            if unit.ring.pendingSubmissions > 0 || unit.hasWork || !spillEmpty {
+                enter(unit, sink: sink)
+            }
+            if unit.hasWork || unit.ring.spilledCount > 0 { childWork = true }
+        }
+        let zero = units[0]
+        let spillEmpty = zero.ring.flushSpill()
+        let wanted: UInt32 = zero.ring.readyCompletions > 0 || !spillEmpty || childWork ? 0 : 1
+        let result = zero.ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
         waitCount += 1
         if result < 0 { enterFailed(errno: -result) }
+        reap(zero, sink: sink)
+        // Whatever woke the thread may have been another ring's work (its eventfd).
+        for unit in units.dropFirst() where unit.hasWork { enter(unit, sink: sink) }
+    }
+
+    /// Submits a ring's queue and runs its deferred work without waiting, then reaps it.
+    private func enter<Sink: CompletionSink>(_ unit: RingUnit, sink: Sink) {
+        let result = io_uring_submit_and_get_events(unit.ring.pointer)
+        syscallCount += 1
+        if result < 0 { enterFailed(errno: -result) }
+        reap(unit, sink: sink)
+    }
+
+    private func reap<Sink: CompletionSink>(_ unit: RingUnit, sink: Sink) {
         while true {
-            if ring.hasOverflow {
+            if unit.ring.hasOverflow {
                 // The kernel holds completions the CQ had no room for; an enter with
                 // GETEVENTS moves them in as space allows.
                 overflowCount += 1
                 syscallCount += 1
-                _ = io_uring_get_events(ring.pointer)
+                _ = io_uring_get_events(unit.ring.pointer)
             }
-            let handled = ring.forEachCompletion { userData, result, flags in
-                dispatch(UserData(rawValue: userData), result: result, flags: flags, sink: sink)
+            let handled = unit.ring.forEachCompletion { userData, result, flags in
+                dispatch(UserData(rawValue: userData), result: result, flags: flags, unit: unit, sink: sink)
             }
             if handled == 0 { break }
         }
-        buffers.topUp()
+        unit.buffers.topUp()
     }
 
     /// An `io_uring_enter` that failed. Timeouts, signals and a busy kernel are part of
@@ -176,213 +311,62 @@ final class URingBackend: IOBackend {
     }
 
     @inline(__always)
-    private func dispatch<Sink: CompletionSink>(_ tag: UserData, result: Int32, flags: UInt32, sink: Sink) {
+    private func dispatch<Sink: CompletionSink>(_ tag: UserData, result: Int32, flags: UInt32, unit: RingUnit, sink: Sink) {
         let more = flags & UInt32(IORING_CQE_F_MORE) != 0
         switch tag.operation {
         case .receive:
-            if flags & UInt32(IORING_CQE_F_BUFFER) != 0 { buffers.consumed() }
+            if flags & UInt32(IORING_CQE_F_BUFFER) != 0 { unit.buffers.consumed() }
             if result > 0 {
                 precondition(flags & UInt32(IORING_CQE_F_BUFFER) != 0, "receive without a provided buffer")
                 let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
-                sink.received(tag, bytes: buffers.bytes(of: bufferID, count: result), more: more)
-                buffers.release(bufferID)
+                sink.received(tag, bytes: unit.buffers.bytes(of: bufferID, count: result), more: more)
+                unit.buffers.release(bufferID)
             } else {
                 if flags & UInt32(IORING_CQE_F_BUFFER) != 0 {
-                    buffers.release(UInt16(truncatingIfNeeded: flags >> 16))
+                    unit.buffers.release(UInt16(truncatingIfNeeded: flags >> 16))
                 }
-                if result == -ENOBUFS { buffers.grow() }
+                if result == -ENOBUFS { unit.buffers.grow() }
                 sink.receiveEnded(tag, result: result)
             }
         case .send:
             sink.sent(tag, result: result)
         case .accept:
-            if result >= 0 { sink.accepted(handle: result) }
+            if result >= 0 {
+                unit.occupied += 1
+                sink.accepted(handle: RingHandle.make(ring: unit.index, index: result))
+                moveAcceptIfFilling(unit)
+            }
+            // The last completion of an accept this ring no longer carries (it moved) is not
+            // the worker's business; the accept goes on elsewhere.
+            guard !more, Int(tag.slot) == acceptRing, unit.accepting else { return }
+            unit.accepting = false
+            acceptRing = nil
             // ENFILE: the kernel took the connection and dropped it for want of a fixed-file
             // slot, so re-arming at once refuses each further one quickly.
-            if !more { sink.acceptEnded(result: min(result, 0), retryNow: result >= 0 || result == -ENFILE) }
-        case .close, .cancel, .cancelSend, .shutdown:
+            sink.acceptEnded(result: min(result, 0), retryNow: result >= 0 || result == -ENFILE)
+        case .close:
+            unit.occupied -= 1
+            sink.operationDone(tag, result: result)
+        case .closeOrphan:
+            unit.occupied -= 1
+        case .cancel, .cancelSend, .shutdown:
             sink.operationDone(tag, result: result)
         case .wake:
             sink.woken()
             armWake()
-        case .closeOrphan:
+        case .message:
+            sink.woken()
+        case .messageFailed:
+            // The target ring could not take the message (its CQ overflowed): wake it the
+            // other way. The failure is counted; the wake-up is not lost.
+            noteKernelError("io_uring MSG_RING to worker \(tag.slot): \(SystemError.name(of: -result))")
+            if let fallback = messageFallback { fallback(Int(tag.slot)) }
+        case .peerName:
+            sink.peerAddressDone(tag, result: result)
+        case .acceptCancel:
             break
         case nil:
             assertionFailure("completion with an unknown tag \(tag.rawValue)")
         }
-    }
-}
-
-// MARK: - Probe
-
-/// Why io_uring cannot serve here.
-package struct URingUnavailable: Error, CustomStringConvertible {
-    package var reason: String
-    package var description: String { reason }
-}
-
-extension URingBackend {
-    /// Finds out, by trying, what io_uring offers on this kernel: ring creation with the
-    /// preferred flags, the opcodes the engine uses, buffer rings, fixed files, multishot
-    /// accept into the fixed-file table and multishot receive. Takes well under a millisecond.
-    package static func probe(disabled: Set<URingFeature>) -> Result<URingCapabilities, URingUnavailable> {
-        let kernel = KernelVersion.current
-        let wanted: [UInt32] = disabled.contains(.deferTaskrun)
-            ? [UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0]
-            : [UInt32(IORING_SETUP_SINGLE_ISSUER) | UInt32(IORING_SETUP_DEFER_TASKRUN) | UInt32(IORING_SETUP_COOP_TASKRUN),
-               UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0]
-        var ring: Ring?
-        var lastError: SystemError?
-        for flags in wanted {
-            do {
-                ring = try Ring(entries: 8, completionEntries: 16, flags: flags)
-                break
-            } catch {
-                lastError = error
-                if error.errno != EINVAL { break }
-            }
-        }
-        guard let ring = ring.take() else {
-            let errno = lastError?.errno ?? 0
-            var reason = "io_uring_setup failed with \(SystemError.name(of: errno))"
-            if let disabledSetting = readSysctl("kernel/io_uring_disabled"), disabledSetting != "0" {
-                reason += " (kernel.io_uring_disabled = \(disabledSetting))"
-            } else if errno == EPERM {
-                reason += " (blocked by a seccomp profile, as in Docker's default, or by policy)"
-            } else if errno == ENOSYS {
-                reason += " (kernel \(kernel.map(String.init(describing:)) ?? "of unknown version") built without io_uring)"
-            }
-            return .failure(URingUnavailable(reason: reason))
-        }
-        if let kernel, kernel < KernelVersion(major: 5, minor: 19) {
-            return .failure(URingUnavailable(reason: "kernel \(kernel) is older than 5.19 (multishot accept, buffer rings)"))
-        }
-        let required: [(UInt32, String)] = [
-            (UInt32(IORING_OP_ACCEPT.rawValue), "ACCEPT"), (UInt32(IORING_OP_RECV.rawValue), "RECV"),
-            (UInt32(IORING_OP_SEND.rawValue), "SEND"), (UInt32(IORING_OP_CLOSE.rawValue), "CLOSE"),
-            (UInt32(IORING_OP_ASYNC_CANCEL.rawValue), "ASYNC_CANCEL"), (UInt32(IORING_OP_READ.rawValue), "READ"),
-        ]
-        if let probe = io_uring_get_probe_ring(ring.pointer) {
-            defer { io_uring_free_probe(probe) }
-            for (opcode, name) in required where io_uring_opcode_supported(probe, Int32(opcode)) == 0 {
-                return .failure(URingUnavailable(reason: "io_uring lacks opcode \(name)"))
-            }
-        }
-        let files = io_uring_register_files_sparse(ring.pointer, 4)
-        guard files == 0 else {
-            return .failure(URingUnavailable(reason: "sparse fixed-file table failed: \(SystemError.name(of: -files))"))
-        }
-        do {
-            let buffers = try BufferRing(ring: ring, groupID: 7, count: 4, sizeBytes: 64)
-            defer { buffers.unregister(ring: ring) }
-            switch probeMultishot(ring: ring, bufferGroup: 7, disabled: disabled) {
-            case .failure(let failure):
-                return .failure(failure)
-            case .success(let multishotReceive):
-                return .success(URingCapabilities(setupFlags: ring.flags & ~UInt32(IORING_SETUP_CQSIZE),
-                                                  multishotReceive: multishotReceive, features: ring.features))
-            }
-        } catch {
-            return .failure(URingUnavailable(reason: "provided buffer rings unavailable: \(error)"))
-        }
-    }
-
-    /// Accepts one loopback connection with a multishot accept into fixed slot memory and
-    /// receives one byte on it with a multishot receive. Returns whether multishot receive works.
-    private static func probeMultishot(ring: borrowing Ring, bufferGroup: UInt16, disabled: Set<URingFeature>)
-        -> Result<Bool, URingUnavailable>
-    {
-        let listener: Int32
-        do { listener = try Listener.open(host: "127.0.0.1", port: 0, backlog: 4) } catch {
-            return .failure(URingUnavailable(reason: "probe listener: \(error)"))
-        }
-        defer { Glibc.close(listener) }
-        var sqe = ring.nextSubmission()
-        io_uring_prep_multishot_accept_direct(sqe, listener, nil, nil, 0)
-        io_uring_sqe_set_data64(sqe, 1)
-        _ = io_uring_submit(ring.pointer)
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { Glibc.close(client) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = Listener.port(of: listener).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return .failure(URingUnavailable(reason: "probe connect failed: \(SystemError.name(of: errno))")) }
-        guard let accept = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe accept never completed")) }
-        guard accept.result >= 0 else {
-            return .failure(URingUnavailable(reason: "multishot accept into the fixed-file table failed: \(SystemError.name(of: -accept.result))"))
-        }
-        let slot = accept.result
-        if disabled.contains(.multishotReceive) { return .success(false) }
-        sqe = ring.nextSubmission()
-        io_uring_prep_recv_multishot(sqe, slot, nil, 0, 0)
-        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
-        sqe.pointee.buf_group = bufferGroup
-        io_uring_sqe_set_data64(sqe, 2)
-        _ = io_uring_submit(ring.pointer)
-        var byte: UInt8 = 0x2A
-        _ = Glibc.send(client, &byte, 1, Int32(MSG_NOSIGNAL))
-        guard let receive = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe receive never completed")) }
-        return .success(receive.result == 1 && receive.flags & UInt32(IORING_CQE_F_MORE) != 0)
-    }
-
-    private static func waitOne(_ ring: borrowing Ring) -> (result: Int32, flags: UInt32)? {
-        for _ in 0..<100 {
-            _ = ring.submitAndWait(waitCount: 1, timeoutNanoseconds: 10_000_000)
-            var found: (Int32, UInt32)?
-            _ = ring.forEachCompletion { _, result, flags in if found == nil { found = (result, flags) } }
-            if let found { return found }
-        }
-        return nil
-    }
-}
-
-/// The running kernel's version, from uname.
-package struct KernelVersion: Comparable, CustomStringConvertible, Sendable {
-    package var major: Int
-    package var minor: Int
-
-    package static var current: KernelVersion? {
-        var name = utsname()
-        guard uname(&name) == 0 else { return nil }
-        let release = withUnsafeBytes(of: &name.release) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        return parse(release)
-    }
-
-    package static func parse(_ release: String) -> KernelVersion? {
-        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
-        guard numbers.count == 2 else { return nil }
-        return KernelVersion(major: numbers[0], minor: numbers[1])
-    }
-
-    package static func < (lhs: KernelVersion, rhs: KernelVersion) -> Bool {
-        (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
-    }
-
-    package var description: String { "\(major).\(minor)" }
-}
-
-/// The trimmed contents of /proc/sys/`path`, or nil.
-package func readSysctl(_ path: String) -> String? {
-    let fd = open("/proc/sys/" + path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { Glibc.close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 256)
-    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 256) }
-    guard count > 0 else { return nil }
-    return String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: " \n\t")
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var view = Substring(self)
-        while let first = view.first, set.contains(first) { view = view.dropFirst() }
-        while let last = view.last, set.contains(last) { view = view.dropLast() }
-        return String(view)
     }
 }

@@ -12,6 +12,14 @@ public enum Operation: UInt8, Sendable {
     case shutdown = 8
     /// Cancelling a connection's send (`cancel` is for its receive).
     case cancelSend = 9
+    /// The kernel writing a connection's peer address (SO_PEERNAME command).
+    case peerName = 10
+    /// A wake-up from another worker's ring (IORING_OP_MSG_RING).
+    case message = 11
+    /// A message this ring sent that could not be posted (its slot names the target worker).
+    case messageFailed = 12
+    /// Cancelling the multishot accept (moving it to another ring, or stopping).
+    case acceptCancel = 13
 }
 
 /// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the low 32 bits of the

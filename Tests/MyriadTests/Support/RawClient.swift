@@ -16,11 +16,14 @@ final class RawClient {
     private let configuration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 26)
     private var fragments: [UInt8] = []
 
-    init(port: UInt16, host: String = "127.0.0.1", source: String? = nil) throws {
+    /// `receiveBufferBytes`: SO_RCVBUF set before connecting, so the window stays that small
+    /// (a client that reads slowly, or not at all).
+    init(port: UInt16, host: String = "127.0.0.1", source: String? = nil, receiveBufferBytes: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError("socket: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
+        if var size = receiveBufferBytes { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(4)) }
         if let source {
             setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(4))
             var local = sockaddr_in()

@@ -5,7 +5,7 @@ import WebSocketCodec
 ///
 ///     free -> handshaking -> open -> closing -> draining -> closed -> free
 ///                  \___________\________\______^   (any state may skip ahead)
-enum ConnectionState: UInt8 {
+enum SlotState: UInt8 {
     /// In the slab's free list.
     case free
     /// Accepted; waiting for a complete upgrade request (handshake deadline armed).
@@ -40,6 +40,12 @@ struct ConnectionFlags: OptionSet {
     static let closeSubmitted = ConnectionFlags(rawValue: 1 << 8)
     /// Close the socket at the next flush without a close handshake (queued bytes dropped).
     static let abortRequested = ConnectionFlags(rawValue: 1 << 9)
+    /// The handler's per-connection state is initialised in the worker's state table.
+    static let stateInitialized = ConnectionFlags(rawValue: 1 << 10)
+    /// The upgrade hook answered `.pending`: the decision comes later through the mailbox.
+    static let upgradePending = ConnectionFlags(rawValue: 1 << 11)
+    /// The kernel is still writing the peer's address into the handshake entry.
+    static let peerAddressPending = ConnectionFlags(rawValue: 1 << 12)
 }
 
 /// Why a connection ended: each has a counter in the stats line.
@@ -79,6 +85,8 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
     case outOfMemory
     /// The worker's MYRIAD_BUFFER_BUDGET could not lend what the connection asked for (1013).
     case memoryBudget
+    /// The handler's upgrade hook refused the connection with an HTTP status.
+    case upgradeRefused
 
     /// The name used in stats lines and in the README.
     public var name: String {
@@ -101,6 +109,7 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
         case .shutdown: return "shutdown"
         case .outOfMemory: return "out_of_memory"
         case .memoryBudget: return "memory_budget"
+        case .upgradeRefused: return "upgrade_refused"
         }
     }
 
@@ -119,13 +128,13 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
 /// No class, closure, existential or array: idle, a connection is this struct and nothing
 /// else in user space (its receive memory is the worker's buffer ring). The pooled buffers
 /// are empty unless a message is mid-reassembly or bytes are waiting to be sent.
-struct Connection {
+struct ConnectionSlot {
     /// Bumped when the slot is released; part of the `ConnectionID`, and its low 32 bits tag
     /// every operation in flight (`UserData`).
     var generation: UInt64 = 0
     /// Fixed-file index (io_uring) or file descriptor (epoll).
     var handle: Int32 = -1
-    var state: ConnectionState = .free
+    var state: SlotState = .free
     var closeReason: CloseReason = .none
     var flags: ConnectionFlags = []
     /// Operations submitted for this slot whose final completion has not arrived.
@@ -133,9 +142,9 @@ struct Connection {
     /// The close code reported to `onClose` (1005 none received, 1006 abnormal).
     var closeCode: UInt16 = CloseCode.abnormalClosure.rawValue
     /// Link in the worker's flush list; in a free slot, the free list.
-    var listNext: UInt32 = Connection.noSlot
+    var listNext: UInt32 = ConnectionSlot.noSlot
     /// Link in the worker's list of receives parked after `-ENOBUFS`.
-    var starvedNext: UInt32 = Connection.noSlot
+    var starvedNext: UInt32 = ConnectionSlot.noSlot
     /// The connection's single timing-wheel entry: handshake, ping, pong, idle or close deadline.
     var timer = TimerNode()
     /// Wheel ticks (wrapping): any bytes received; any application message either way;
@@ -147,18 +156,19 @@ struct Connection {
     var decoder = FrameDecoder()
     /// A partial upgrade request, or a data message being reassembled.
     var inbound = PooledBuffer()
-    /// A ping payload split across receives (at most 125 bytes).
+    /// A ping payload split across receives (at most 125 bytes); during a pending upgrade,
+    /// the `Sec-WebSocket-Accept` value the 101 will carry.
     var control = PooledBuffer()
-    /// Bytes handed to the kernel by the send in flight, and how many it has taken so far.
-    var sendFlight = PooledBuffer()
-    var sendFlightOffset: UInt32 = 0
-    /// Bytes queued behind the send in flight.
-    var sendPending = PooledBuffer()
+    /// The send queue: segments in the worker's `SendSegmentPool`, oldest first (the head is
+    /// the one in flight when `.sendInFlight` is set), and the bytes not yet sent.
+    var sendHead: UInt32 = SendSegment.none
+    var sendTail: UInt32 = SendSegment.none
+    var queuedBytes: UInt32 = 0
+    /// The first of the connection's topic subscriptions (`TopicTable`), or none.
+    var subscriptions: UInt32 = Subscription.none
+    /// Its entry in the worker's `HandshakeTable` while it has one.
+    var handshakeEntry: UInt32 = HandshakeEntry.none
 
     static let noSlot = UInt32.max
 
-    /// Bytes waiting to leave: the unsent rest of the send in flight plus the pending queue.
-    var queuedBytes: Int {
-        Int(sendFlight.count) - Int(sendFlightOffset) + Int(sendPending.count)
-    }
 }

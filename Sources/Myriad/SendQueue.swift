@@ -1,0 +1,112 @@
+import WebSocketCodec
+
+/// A frame encoded once and sent to many connections, shared by reference: a publish to a
+/// topic, or a message handed to another worker. One allocation holds the count and the
+/// frame's bytes (header and payload); every connection that queues it holds one retain, and
+/// the last send to finish frees it, whichever worker it runs on.
+final class SharedFrame: ManagedBuffer<Int, UInt8>, @unchecked Sendable {
+    /// A frame of `byteCount` bytes, filled by `body`.
+    static func make(byteCount: Int, _ body: (UnsafeMutableRawPointer) -> Void) -> SharedFrame {
+        let frame = unsafeDowncast(SharedFrame.create(minimumCapacity: byteCount) { _ in byteCount }, to: SharedFrame.self)
+        frame.withUnsafeMutablePointerToElements { body(UnsafeMutableRawPointer($0)) }
+        return frame
+    }
+
+    /// An unmasked server frame carrying `payload`.
+    static func encode(opcode: Opcode, payload: UnsafeRawBufferPointer) -> SharedFrame {
+        let size = FrameEncoder.frameSize(payloadLength: payload.count, masked: false)
+        return make(byteCount: size) { destination in
+            FrameEncoder.writeFrame(into: destination, opcode: opcode, payload: payload)
+        }
+    }
+
+    var byteCount: Int { header }
+
+    /// The frame's bytes; valid as long as a reference is held.
+    var bytes: UnsafeRawBufferPointer {
+        withUnsafeMutablePointerToElements { UnsafeRawBufferPointer(start: $0, count: header) }
+    }
+}
+
+/// One piece of a connection's send queue: bytes the connection owns (a pooled buffer that
+/// frames are appended to while it waits), or a reference to a `SharedFrame`.
+///
+/// 32 bytes, in the worker's `SendSegmentPool`, linked per connection through `next`.
+struct SendSegment {
+    /// The bytes. For a shared frame, `base` and `count` describe the frame and the pooled
+    /// fields are unused (the buffer is not the pool's).
+    var buffer = PooledBuffer()
+    /// Set for a shared frame: the retain this segment holds.
+    var frame: Unmanaged<SharedFrame>? = nil
+    /// Bytes of this segment the kernel has taken so far.
+    var sentBytes: UInt32 = 0
+    /// The next segment of the same connection's queue, or `SendSegment.none`.
+    var next: UInt32 = SendSegment.none
+
+    static let none = UInt32.max
+
+    var isShared: Bool { frame != nil }
+    var unsentBytes: Int { Int(buffer.count) - Int(sentBytes) }
+}
+
+/// A worker's arena of `SendSegment`s: grows by doubling (indices stay valid, pointers do
+/// not survive an allocation), reuses freed segments most recently freed first. Every
+/// connection's queue is a singly linked list through it, so a connection with nothing to
+/// send holds nothing but two `none` indices.
+final class SendSegmentPool {
+    private(set) var segments: UnsafeMutablePointer<SendSegment>
+    private(set) var capacity: Int
+    private var freeHead = SendSegment.none
+    /// Segments in use (a gauge for the stats line and the tests).
+    private(set) var inUse = 0
+
+    init(initialCapacity: Int = 256) {
+        capacity = initialCapacity
+        segments = .allocate(capacity: capacity)
+        segments.initialize(repeating: SendSegment(), count: capacity)
+        for index in (0..<capacity).reversed() { link(free: UInt32(index)) }
+    }
+
+    deinit {
+        segments.deinitialize(count: capacity)
+        segments.deallocate()
+    }
+
+    private func link(free index: UInt32) {
+        segments[Int(index)] = SendSegment()
+        segments[Int(index)].next = freeHead
+        freeHead = index
+    }
+
+    @inline(__always)
+    subscript(index: UInt32) -> UnsafeMutablePointer<SendSegment> {
+        assert(Int(index) < capacity)
+        return segments + Int(index)
+    }
+
+    /// A fresh segment (all fields empty), growing the arena when none is free.
+    func allocate() -> UInt32 {
+        if freeHead == SendSegment.none {
+            let grown = UnsafeMutablePointer<SendSegment>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: segments, count: capacity)
+            (grown + capacity).initialize(repeating: SendSegment(), count: capacity)
+            segments.deallocate()
+            segments = grown
+            let old = capacity
+            capacity *= 2
+            for index in (old..<capacity).reversed() { link(free: UInt32(index)) }
+        }
+        let index = freeHead
+        freeHead = segments[Int(index)].next
+        segments[Int(index)] = SendSegment()
+        inUse += 1
+        return index
+    }
+
+    /// Returns a segment whose bytes were already released (`WorkerCore.releaseSegment`).
+    func free(_ index: UInt32) {
+        assert(segments[Int(index)].frame == nil && !segments[Int(index)].buffer.isAllocated, "segment freed holding bytes")
+        inUse -= 1
+        link(free: index)
+    }
+}

@@ -1,0 +1,182 @@
+import WebSocketCodec
+
+/// A connection's send queue: owned bytes appended to the last segment while it waits (so
+/// an echo's frames leave together, as one buffer), shared frames (publishes) referenced, not
+/// copied. Only the first segment is ever in flight; the kernel reads it where it lies.
+extension WorkerCore {
+    /// Shared frames this small are copied into the queue's last segment when other bytes
+    /// already wait (they leave together anyway, and the queue stays short); larger ones, and
+    /// every frame to a connection with nothing waiting, are referenced.
+    static let copySharedBelowBytes = 512
+
+    /// Room for `byteCount` bytes at the end of the connection's queue: in its last segment
+    /// when that holds owned bytes and is not in flight, else in a new segment. Write the
+    /// bytes there, then `commitQueued`. nil as `BufferPool.reserve` fails.
+    @inline(__always)
+    func reserveQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int, budget: PoolBudget) -> UnsafeMutableRawPointer? {
+        let tail = connection.pointee.sendTail
+        if tail != SendSegment.none {
+            let segment = segments[tail]
+            let tailInFlight = tail == connection.pointee.sendHead && connection.pointee.flags.contains(.sendInFlight)
+            if !segment.pointee.isShared && !tailInFlight {
+                return pool.reserve(byteCount, in: &segment.pointee.buffer, budget: budget)
+            }
+        }
+        guard let buffer = pool.acquire(minimumBytes: byteCount, budget: budget) else { return nil }
+        let index = segments.allocate()
+        segments[index].pointee.buffer = buffer
+        appendSegment(index, to: connection)
+        return buffer.base!
+    }
+
+    /// Counts `byteCount` bytes written where `reserveQueued` said.
+    @inline(__always)
+    func commitQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int) {
+        segments[connection.pointee.sendTail].pointee.buffer.count += UInt32(byteCount)
+        connection.pointee.queuedBytes += UInt32(byteCount)
+        counters.add(.bytesOut, byteCount)
+    }
+
+    @inline(__always)
+    private func appendSegment(_ index: UInt32, to connection: UnsafeMutablePointer<ConnectionSlot>) {
+        if connection.pointee.sendTail == SendSegment.none {
+            connection.pointee.sendHead = index
+        } else {
+            segments[connection.pointee.sendTail].pointee.next = index
+        }
+        connection.pointee.sendTail = index
+    }
+
+    /// Whether a frame of `frameBytes` may join the queue: MYRIAD_MAX_QUEUED_BYTES bounds the
+    /// backlog, not a message, so a frame that finds nothing waiting always may; one that would
+    /// take waiting bytes past the limit marks the connection for closing as a slow consumer.
+    @inline(__always)
+    private func admits(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, frameBytes: Int) -> Bool {
+        let queued = Int(connection.pointee.queuedBytes)
+        if queued > 0 && queued + frameBytes > settings.maxQueuedBytes {
+            requestAbort(slot, connection, cause: .slowConsumer)
+            return false
+        }
+        return true
+    }
+
+    /// Appends one frame to the connection's queue. Data frames count against the worker's
+    /// MYRIAD_BUFFER_BUDGET (past it the connection is closed with 1013); control frames are
+    /// exempt, so pongs and close frames always go out.
+    @inline(__always)
+    func queueFrame(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, opcode: Opcode,
+        payload: UnsafeRawBufferPointer, closeCode: CloseCode? = nil
+    ) -> SendResult {
+        let payloadCount = closeCode == nil ? payload.count : FrameEncoder.closePayloadSize(code: closeCode, reason: payload)
+        let frameSize = FrameEncoder.frameSize(payloadLength: payloadCount, masked: false)
+        guard admits(slot, connection, frameBytes: frameSize) else { return .slowConsumer }
+        let budget: PoolBudget = opcode.isControl ? .exempt : .outbound
+        guard let destination = reserveQueued(connection, frameSize, budget: budget) else {
+            if pool.lastFailure == .overBudget {
+                closeOverBudget(slot, connection)
+                return .memoryBudget
+            }
+            requestAbort(slot, connection, cause: .outOfMemory)
+            return .closed
+        }
+        let headerSize = FrameEncoder.writeHeader(into: destination, opcode: opcode, payloadLength: payloadCount)
+        if let closeCode {
+            let written = FrameEncoder.writeClosePayload(into: destination + headerSize, code: closeCode, reason: payload)
+            precondition(written == payloadCount, "close payload size and the bytes written disagree")
+        } else if let base = payload.baseAddress, payload.count > 0 {
+            (destination + headerSize).copyMemory(from: base, byteCount: payload.count)
+        }
+        commitQueued(connection, frameSize)
+        markForFlush(slot, connection)
+        return .queued
+    }
+
+    /// Queues an encoded frame shared with other connections: by reference (one retain), or
+    /// copied when it is small and other bytes wait anyway.
+    @inline(__always)
+    func queueShared(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ frame: SharedFrame) -> SendResult {
+        let size = frame.byteCount
+        guard admits(slot, connection, frameBytes: size) else { return .slowConsumer }
+        if connection.pointee.queuedBytes > 0 && size < Self.copySharedBelowBytes,
+           let destination = reserveQueued(connection, size, budget: .outbound) {
+            destination.copyMemory(from: frame.bytes.baseAddress!, byteCount: size)
+            commitQueued(connection, size)
+            markForFlush(slot, connection)
+            return .queued
+        }
+        let index = segments.allocate()
+        let segment = segments[index]
+        segment.pointee.frame = Unmanaged.passRetained(frame)
+        segment.pointee.buffer.base = UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress)
+        segment.pointee.buffer.count = UInt32(size)
+        appendSegment(index, to: connection)
+        connection.pointee.queuedBytes += UInt32(size)
+        counters.add(.bytesOut, size)
+        markForFlush(slot, connection)
+        return .queued
+    }
+
+    /// Queues bytes that are not a frame (HTTP responses). Exempt from the budget.
+    func queueRaw(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawBufferPointer) {
+        guard let destination = reserveQueued(connection, bytes.count, budget: .exempt) else {
+            requestAbort(slot, connection, cause: .outOfMemory)
+            return
+        }
+        if let base = bytes.baseAddress, bytes.count > 0 { destination.copyMemory(from: base, byteCount: bytes.count) }
+        commitQueued(connection, bytes.count)
+        markForFlush(slot, connection)
+    }
+
+    func queueRaw(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ text: StaticString) {
+        queueRaw(slot, connection, UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Releases a segment's bytes (its pool buffer, or its reference to a shared frame) and
+    /// the segment itself.
+    func releaseSegment(_ index: UInt32) {
+        let segment = segments[index]
+        if let frame = segment.pointee.frame {
+            segment.pointee.frame = nil
+            segment.pointee.buffer = PooledBuffer()
+            frame.release()
+        } else {
+            pool.release(&segment.pointee.buffer)
+        }
+        segments.free(index)
+    }
+
+    /// Drops what the connection has queued. With `keepingHead`, the first segment stays
+    /// (a send in flight reads it; it goes when that send completes).
+    func releaseQueue(_ connection: UnsafeMutablePointer<ConnectionSlot>, keepingHead: Bool) {
+        var index = connection.pointee.sendHead
+        if keepingHead && index != SendSegment.none {
+            let head = segments[index]
+            let next = head.pointee.next
+            head.pointee.next = SendSegment.none
+            connection.pointee.sendTail = index
+            connection.pointee.queuedBytes = UInt32(head.pointee.unsentBytes)
+            index = next
+        } else {
+            connection.pointee.sendHead = SendSegment.none
+            connection.pointee.sendTail = SendSegment.none
+            connection.pointee.queuedBytes = 0
+        }
+        while index != SendSegment.none {
+            let next = segments[index].pointee.next
+            releaseSegment(index)
+            index = next
+        }
+    }
+
+    /// Removes the first segment, fully sent (or abandoned).
+    func popHeadSegment(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
+        let head = connection.pointee.sendHead
+        assert(head != SendSegment.none)
+        let next = segments[head].pointee.next
+        connection.pointee.queuedBytes -= UInt32(segments[head].pointee.unsentBytes)
+        releaseSegment(head)
+        connection.pointee.sendHead = next
+        if next == SendSegment.none { connection.pointee.sendTail = SendSegment.none }
+    }
+}
