@@ -15,7 +15,8 @@ help:
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
-# System packages the build and the tests need: liburing-dev (the engine's only C dependency).
+# System packages the build and the tests need: liburing-dev (the engine's only C dependency),
+# nats-server (MyriadClusterTests run the NATS client against a real one); the script lists all.
 deps:
 	@scripts/ensure-deps.sh
 

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
         .library(name: "MyriadService", targets: ["MyriadService"]),
         .library(name: "MyriadDoctor", targets: ["MyriadDoctor"]),
+        .library(name: "MyriadCluster", targets: ["MyriadCluster"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -51,6 +52,12 @@ let package = Package(
             name: "MyriadLoad",
             dependencies: ["Myriad", "WebSocketCodec", "CLibURing"]
         ),
+        // Topics across nodes (issue 17): a small strict NATS client and the topic-to-subject
+        // mapping. Off the engine's hot path; depends on nothing of the engine.
+        .target(
+            name: "MyriadCluster",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "myriad",
             dependencies: [
@@ -78,6 +85,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Against a real nats-server (installed by scripts/ensure-deps.sh) and fake hostile servers.
+        .testTarget(
+            name: "MyriadClusterTests",
+            dependencies: ["MyriadCluster", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "MyriadDoctorTests",

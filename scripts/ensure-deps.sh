@@ -3,6 +3,7 @@
 # when it cannot (not root). Idempotent and quiet when everything is there.
 #   Debian packages: liburing-dev (the engine's only C dependency), pkg-config, node-ws
 #   (Node's `ws` client for the interoperability tests).
+#   nats-server (Debian's 2.9): MyriadClusterTests run the NATS client against a real one.
 #   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
 #   conformance run installs that harness itself, into .venv-autobahn).
@@ -14,6 +15,8 @@ pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
 [ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# Debian installs it in /usr/sbin, which an ordinary user's PATH may lack.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
 
 if [ ${#missing[@]} -gt 0 ]; then
