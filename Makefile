@@ -15,7 +15,8 @@ help:
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
-# System packages the build and the tests need: liburing-dev (the engine's only C dependency).
+# System packages the build and the tests need: liburing-dev (the engine's C dependency) and
+# zlib1g-dev (permessage-deflate's zlib).
 deps:
 	@scripts/ensure-deps.sh
 

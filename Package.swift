@@ -23,6 +23,12 @@ let package = Package(
             pkgConfig: "liburing",
             providers: [.apt(["liburing-dev"])]
         ),
+        // System zlib (zlib1g-dev) for permessage-deflate: no DEFLATE is written here.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "WebSocketCodec",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need when it is missing, and says what to install
 # when it cannot (not root). Idempotent and quiet when everything is there.
-#   Debian packages: liburing-dev (the engine's only C dependency), pkg-config, node-ws
-#   (Node's `ws` client for the interoperability tests).
+#   Debian packages: liburing-dev (the engine's C dependency), zlib1g-dev (permessage-deflate's
+#   zlib, WebSocketCompression), pkg-config, node-ws (Node's `ws` client for the
+#   interoperability tests).
 #   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
 #   conformance run installs that harness itself, into .venv-autobahn).
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
+pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev pkg-config)
 [ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
