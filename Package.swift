@@ -6,6 +6,7 @@ let package = Package(
     name: "Myriad",
     products: [
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
+        .library(name: "WebSocketCompression", targets: ["WebSocketCompression"]),
         .library(name: "Myriad", targets: ["Myriad"]),
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
         .library(name: "MyriadService", targets: ["MyriadService"]),
@@ -32,6 +33,12 @@ let package = Package(
         .target(
             name: "WebSocketCodec",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // permessage-deflate's compression half (RFC 7692 section 7.2) over zlib; the
+        // negotiation and the frame rules live in WebSocketCodec, which needs no zlib.
+        .target(
+            name: "WebSocketCompression",
+            dependencies: ["CZlib", "WebSocketCodec"]
         ),
         .target(
             name: "Myriad",
@@ -68,6 +75,10 @@ let package = Package(
         .testTarget(
             name: "WebSocketCodecTests",
             dependencies: ["WebSocketCodec"]
+        ),
+        .testTarget(
+            name: "WebSocketCompressionTests",
+            dependencies: ["WebSocketCompression", "WebSocketCodec", "CZlib"]
         ),
         .testTarget(
             name: "MyriadTests",
