@@ -32,8 +32,10 @@ public struct MessageDeflater: ~Copyable {
 
         /// The window zlib is asked for. zlib's raw deflate refuses 8 bits (since 1.2.9), so 8
         /// becomes 9. That is safe for a peer that sized its inflater to 8 bits: zlib never
-        /// emits a distance beyond its window minus 262 bytes (MIN_LOOKAHEAD), which for a
-        /// 512-byte window is 250, inside the peer's 256.
+        /// emits a distance beyond its window minus 262 bytes (MAX_DIST, w_size -
+        /// MIN_LOOKAHEAD), which for a 512-byte window is 250, inside the peer's 256. (An
+        /// 8-bit zlib window would make that bound negative: the "256-byte window bug" zlib
+        /// refuses it for.) The tests inflate 8-bit output with an 8-bit window byte by byte.
         public var zlibWindowBits: Int { max(windowBits, 9) }
 
         /// A worker's shared stream: zlib's defaults (its memory is paid once per worker).

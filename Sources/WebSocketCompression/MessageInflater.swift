@@ -23,6 +23,13 @@ import WebSocketCodec
 ///   errors (RSV1 on a continuation or control frame) are 1002, in `FrameDecoder`. Node's
 ///   ws closes with 1007 here too.
 ///
+/// A peer that compresses with a larger window than it agreed to breaks RFC 7692 section
+/// 7.1.2.2; zlib rejects its references beyond the inflater's window ("too far back", 1007)
+/// unless the bytes referred to were inflated in the same zlib call, so such a message may be
+/// refused or accepted depending on how its frames arrive. Either is safe: memory stays that
+/// of the agreed window. With a 15-bit window (the shared inflater) it never happens: DEFLATE
+/// cannot refer further than 32 KiB.
+///
 /// Without context takeover the stream is reset after every message, so one inflater per
 /// worker serves every connection, provided a message is fed without another message's
 /// pieces in between (the engine inflates a fragmented message's pieces once it is whole,
