@@ -9,7 +9,7 @@ help:
 	@echo "make serve         install what is missing, build release, serve (echo) on :8080"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends, strict"
-	@echo "make fuzz          libFuzzer on the handshake parser and frame decoder (FUZZ_SECONDS each)"
+	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder and inflate path (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
 	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class (bench/README.md)"
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
@@ -48,7 +48,7 @@ conformance: deps
 	$(SWIFT) build
 	scripts/conformance.sh
 
-# libFuzzer on the handshake parser and the frame decoder (fuzz/): FUZZ_SECONDS per target,
+# libFuzzer on the handshake parser, the frame decoder and the inflate path (fuzz/): FUZZ_SECONDS per target,
 # new finds minimised into fuzz/corpus/.
 FUZZ_SECONDS ?= 600
 fuzz: deps
