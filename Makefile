@@ -11,7 +11,7 @@ help:
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends, strict"
 	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder and inflate path (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
-	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class (bench/README.md)"
+	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class, permessage-deflate (bench/README.md)"
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
@@ -82,6 +82,7 @@ scale: deps
 	bench/scale/scale.sh $(N)
 
 bench: deps
+	@scripts/ensure-deps.sh --bench
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 
 # io_uring against epoll in the same engine, same load, same run (3 alternating runs each),

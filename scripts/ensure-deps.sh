@@ -7,12 +7,16 @@
 #   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
 #   conformance run installs that harness itself, into .venv-autobahn).
+#   With --bench, also what bench/ needs: libdeflate-dev (compared with zlib there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=0
+if [ "${1:-}" = "--bench" ]; then bench=1; fi
 
 missing=()
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev pkg-config)
+if [ $bench = 1 ]; then pkg-config --exists libdeflate 2>/dev/null || missing+=(libdeflate-dev); fi
 [ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
