@@ -72,9 +72,8 @@ public struct PerMessageDeflateOffer: Sendable, Equatable {
     /// A window-size value: "a decimal integer value without leading zeroes between 8 to 15,
     /// inclusive" (section 7.1.2.1); nil for anything else, including a missing value.
     static func windowBits(_ parameter: ExtensionParameter) -> UInt8? {
-        guard let value = parameter.decimalValue(maxDigits: 2),
-              windowBitsRange.contains(UInt8(truncatingIfNeeded: value)), value <= 15
-        else { return nil }
-        return UInt8(value)
+        guard let value = parameter.decimalValue(maxDigits: 2), value <= 15 else { return nil }
+        let bits = UInt8(value)
+        return windowBitsRange.contains(bits) ? bits : nil
     }
 }
