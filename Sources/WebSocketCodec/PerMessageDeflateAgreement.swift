@@ -76,6 +76,29 @@ public struct PerMessageDeflateAgreement: Sendable, Equatable {
         return size
     }
 
+    static let headerName: StaticString = "Sec-WebSocket-Extensions: "
+
+    /// Size of the whole header line `writeHeaderLine` writes.
+    public var headerLineLength: Int { Self.headerName.utf8CodeUnitCount + responseValueLength + 2 }
+
+    /// Writes `Sec-WebSocket-Extensions: <value>\r\n` into `destination` (at least
+    /// `headerLineLength` bytes) and returns its size: the form
+    /// `HandshakeResponse.writeSwitchingProtocols(acceptValue:subprotocol:extraHeaders:into:)`
+    /// takes, for an upgrade answered after its request's bytes are gone (the agreement is a
+    /// few bytes: keep it from the request, write the line at the answer).
+    @discardableResult
+    public func writeHeaderLine(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        let size = headerLineLength
+        precondition(destination.count >= size, "destination too small for the header line")
+        let nameLength = Self.headerName.utf8CodeUnitCount
+        destination.baseAddress!.copyMemory(from: Self.headerName.utf8Start, byteCount: nameLength)
+        let valueLength = writeResponseValue(into: UnsafeMutableRawBufferPointer(rebasing: destination[nameLength...]))
+        destination[nameLength + valueLength] = 0x0D
+        destination[nameLength + valueLength + 1] = 0x0A
+        assert(nameLength + valueLength + 2 == size)
+        return size
+    }
+
     /// Calls `body` with the response value, written on the stack (nothing is allocated);
     /// hand it to `HandshakeResponse.writeSwitchingProtocols(for:subprotocol:extensions:into:)`.
     public func withResponseValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

@@ -283,6 +283,29 @@ let both = "permessage-deflate; server_no_context_takeover; client_no_context_ta
             \r
 
             """)
+        // The same through the deferred-upgrade path: the header line as an extra header.
+        let deferred: String = withUpgradeRequest(extensionLines: ["permessage-deflate; client_max_window_bits"]) { request in
+            let agreement = PerMessageDeflateNegotiator.negotiate(request.offeredExtensions, policy: .shared)!
+            var line = [UInt8](repeating: 0, count: agreement.headerLineLength)
+            #expect(line.withUnsafeMutableBytes { agreement.writeHeaderLine(into: $0) } == line.count)
+            var accept = [UInt8](repeating: 0, count: HandshakeResponse.acceptValueLength)
+            accept.withUnsafeMutableBytes { HandshakeResponse.writeAcceptValue(key: request.key, into: $0.baseAddress!) }
+            let size = HandshakeResponse.switchingProtocolsSize(subprotocolLength: 4, extraHeaderBytes: line.count)
+            var out = [UInt8](repeating: 0, count: size)
+            let written = out.withUnsafeMutableBytes { destination in
+                accept.withUnsafeBytes { acceptValue in
+                    line.withUnsafeBytes { extra in
+                        Array("chat".utf8).withUnsafeBytes { chat in
+                            HandshakeResponse.writeSwitchingProtocols(
+                                acceptValue: acceptValue, subprotocol: chat, extraHeaders: extra, into: destination)
+                        }
+                    }
+                }
+            }
+            #expect(written == size)
+            return String(decoding: out, as: UTF8.self)
+        }
+        #expect(deferred == response)
         // Without extensions the response is what it always was.
         #expect(HandshakeResponse.switchingProtocolsSize(subprotocolLength: 0)
             == HandshakeResponse.switchingProtocolsSize(subprotocolLength: 0, extensionsLength: 0))
