@@ -9,14 +9,15 @@ help:
 	@echo "make serve         install what is missing, build release, serve (echo) on :8080"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends, strict"
-	@echo "make fuzz          libFuzzer on the handshake parser and frame decoder (FUZZ_SECONDS each)"
+	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder and inflate path (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
-	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class (bench/README.md)"
+	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class, permessage-deflate (bench/README.md)"
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
 
-# System packages the build and the tests need: liburing-dev (the engine's only C dependency),
-# nats-server (MyriadClusterTests run the NATS client against a real one); the script lists all.
+# System packages the build and the tests need: liburing-dev (the engine's C dependency),
+# zlib1g-dev (permessage-deflate's zlib), nats-server (the NATS client and cluster tests run a
+# real one); the script lists all.
 deps:
 	@scripts/ensure-deps.sh
 
@@ -48,7 +49,7 @@ conformance: deps
 	$(SWIFT) build
 	scripts/conformance.sh
 
-# libFuzzer on the handshake parser and the frame decoder (fuzz/): FUZZ_SECONDS per target,
+# libFuzzer on the handshake parser, the frame decoder and the inflate path (fuzz/): FUZZ_SECONDS per target,
 # new finds minimised into fuzz/corpus/.
 FUZZ_SECONDS ?= 600
 fuzz: deps
@@ -82,6 +83,7 @@ scale: deps
 	bench/scale/scale.sh $(N)
 
 bench: deps
+	@scripts/ensure-deps.sh --bench
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 
 # io_uring against epoll in the same engine, same load, same run (3 alternating runs each),

@@ -6,6 +6,7 @@ let package = Package(
     name: "Myriad",
     products: [
         .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
+        .library(name: "WebSocketCompression", targets: ["WebSocketCompression"]),
         .library(name: "Myriad", targets: ["Myriad"]),
         .library(name: "MyriadLoad", targets: ["MyriadLoad"]),
         .library(name: "MyriadService", targets: ["MyriadService"]),
@@ -25,9 +26,21 @@ let package = Package(
             pkgConfig: "liburing",
             providers: [.apt(["liburing-dev"])]
         ),
+        // System zlib (zlib1g-dev) for permessage-deflate: no DEFLATE is written here.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "WebSocketCodec",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // permessage-deflate's compression half (RFC 7692 section 7.2) over zlib; the
+        // negotiation and the frame rules live in WebSocketCodec, which needs no zlib.
+        .target(
+            name: "WebSocketCompression",
+            dependencies: ["CZlib", "WebSocketCodec"]
         ),
         .target(
             name: "Myriad",
@@ -77,6 +90,10 @@ let package = Package(
         .testTarget(
             name: "WebSocketCodecTests",
             dependencies: ["WebSocketCodec"]
+        ),
+        .testTarget(
+            name: "WebSocketCompressionTests",
+            dependencies: ["WebSocketCompression", "WebSocketCodec", "CZlib"]
         ),
         .testTarget(
             name: "MyriadTests",

@@ -31,6 +31,24 @@ let package = Package(
             path: "Benchmarks/CodecBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        // libdeflate (libdeflate-dev), compared with zlib in CompressionBenchmarks only.
+        .systemLibrary(
+            name: "CLibDeflate",
+            path: "Benchmarks/CLibDeflate",
+            pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]
+        ),
+        .executableTarget(
+            name: "CompressionBenchmarks",
+            dependencies: [
+                "CLibDeflate",
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "WebSocketCodec", package: rootPackage),
+                .product(name: "WebSocketCompression", package: rootPackage),
+            ],
+            path: "Benchmarks/CompressionBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
         .executableTarget(
             name: "EngineBenchmarks",
             dependencies: [

@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
-// libFuzzer targets for the codec's parsers: `make fuzz` (or scripts/fuzz.sh) builds them with
-// -sanitize=fuzzer,address and runs them; CI replays the committed corpus and fuzzes 30 s each.
+// libFuzzer targets for the codec's parsers and the inflate path: `make fuzz` (or scripts/fuzz.sh)
+// builds them with -sanitize=fuzzer,address and runs them; CI replays the committed corpus and
+// fuzzes 30 s each.
 import PackageDescription
 
 import struct Foundation.URL
@@ -23,6 +24,14 @@ let package = Package(
         .executableTarget(
             name: "FuzzFrames",
             dependencies: [.product(name: "WebSocketCodec", package: rootPackage)],
+            swiftSettings: fuzzerSettings
+        ),
+        .executableTarget(
+            name: "FuzzInflate",
+            dependencies: [
+                .product(name: "WebSocketCodec", package: rootPackage),
+                .product(name: "WebSocketCompression", package: rootPackage),
+            ],
             swiftSettings: fuzzerSettings
         ),
     ]

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need when it is missing, and says what to install
 # when it cannot (not root). Idempotent and quiet when everything is there.
-#   Debian packages: liburing-dev (the engine's only C dependency), pkg-config, node-ws
-#   (Node's `ws` client for the interoperability tests).
-#   nats-server (Debian's 2.9): MyriadClusterTests run the NATS client against a real one.
+#   Debian packages: liburing-dev (the engine's C dependency), zlib1g-dev (permessage-deflate's
+#   zlib, WebSocketCompression), pkg-config, node-ws (Node's `ws` client for the
+#   interoperability tests), nats-server (Debian's 2.9: the NATS client and cluster tests run a
+#   real one).
 #   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
 #   conformance run installs that harness itself, into .venv-autobahn).
+#   With --bench, also what bench/ needs: libdeflate-dev (compared with zlib there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=0
+if [ "${1:-}" = "--bench" ]; then bench=1; fi
 
 missing=()
 pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev pkg-config)
+pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev pkg-config)
+if [ $bench = 1 ]; then pkg-config --exists libdeflate 2>/dev/null || missing+=(libdeflate-dev); fi
 [ -f /usr/share/nodejs/ws/package.json ] || missing+=(node-ws)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

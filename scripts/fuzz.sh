@@ -23,11 +23,23 @@ swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=f
     -Xswiftc -use-ld=lld --scratch-path .build-fuzz >/dev/null
 bin=.build-fuzz/release
 
+# The targets, each with its committed corpus in corpus/<target>.
+targets="handshake frames inflate"
+executable() {
+    case $1 in
+        handshake) echo $bin/FuzzHandshake ;;
+        frames) echo $bin/FuzzFrames ;;
+        inflate) echo $bin/FuzzInflate ;;
+    esac
+}
+
 # Refuse to fuzz blind: replaying the committed corpus must reach the codec's code. Blind
-# builds reach 29 edges (SHA-1 in swift-crypto's C code) or none; instrumented ones 350-450.
+# builds reach 29 edges (SHA-1 in swift-crypto's C code) or none; instrumented ones 350-450
+# (zlib, a system library, is never instrumented: FuzzInflate's edges are the Swift side's).
 minimum_edges=200
-for exe in $bin/FuzzHandshake $bin/FuzzFrames; do
-    corpus=corpus/$( [ "$exe" = $bin/FuzzHandshake ] && echo handshake || echo frames )
+for target in $targets; do
+    exe=$(executable $target)
+    corpus=corpus/$target
     edges=$("$exe" -runs=0 "$corpus" 2>&1 | sed -n 's/.*INITED cov: \([0-9]*\).*/\1/p')
     if [ "${edges:-0}" -lt $minimum_edges ]; then
         echo "fuzz: $exe covers ${edges:-0} edges replaying $corpus (at least $minimum_edges expected): not instrumented" >&2
@@ -36,11 +48,8 @@ for exe in $bin/FuzzHandshake $bin/FuzzFrames; do
 done
 mkdir -p artifacts
 
-for target in handshake frames; do
-    case $target in
-        handshake) exe=$bin/FuzzHandshake ;;
-        frames) exe=$bin/FuzzFrames ;;
-    esac
+for target in $targets; do
+    exe=$(executable $target)
     corpus=corpus/$target
     case $mode in
         replay)

@@ -5,11 +5,27 @@ public struct FrameDecoderConfiguration: Sendable {
     public var role: Role
     /// Largest data message (sum of its frames' payloads) accepted; beyond it: close 1009.
     public var maxMessageSizeBytes: UInt64
+    /// Largest compressed message (permessage-deflate, RFC 7692) accepted, counted on the
+    /// wire; beyond it: close 1009. The inflated size is bounded by `maxMessageSizeBytes`
+    /// while inflating; this bound only keeps a stream of compressed bytes that inflate to
+    /// little (empty blocks) from running on forever. See `compressedAllowance(for:)`.
+    public var maxCompressedMessageSizeBytes: UInt64
 
-    public init(role: Role, maxMessageSizeBytes: UInt64) {
+    public init(role: Role, maxMessageSizeBytes: UInt64, maxCompressedMessageSizeBytes: UInt64? = nil) {
         precondition(maxMessageSizeBytes > 0, "maxMessageSizeBytes must be positive")
         self.role = role
         self.maxMessageSizeBytes = maxMessageSizeBytes
+        self.maxCompressedMessageSizeBytes = maxCompressedMessageSizeBytes
+            ?? FrameDecoderConfiguration.compressedAllowance(for: maxMessageSizeBytes)
+    }
+
+    /// How long a compressed message may be when its inflated form may be `maxMessageSizeBytes`:
+    /// DEFLATE can expand incompressible data (stored blocks cost 5 bytes per at most 64 KiB;
+    /// zlib's deflateBound allows about 4% for small memLevels) and every flushed fragment
+    /// adds about 5 bytes, so the limit plus 1/16 plus 4 KiB (saturating).
+    public static func compressedAllowance(for maxMessageSizeBytes: UInt64) -> UInt64 {
+        let (sum, overflow) = maxMessageSizeBytes.addingReportingOverflow(maxMessageSizeBytes / 16 + 4096)
+        return overflow ? UInt64.max : sum
     }
 }
 
@@ -31,6 +47,10 @@ public struct FrameChunk {
     public var isMessageStart: Bool
     /// Last chunk of a message: the end of a FIN data frame, or the end of a control frame.
     public var isMessageEnd: Bool
+    /// Data chunks of a message whose first frame had RSV1 set under permessage-deflate
+    /// (RFC 7692 section 6): the payload is compressed and must be inflated, and a text
+    /// message's UTF-8 has not been validated (the inflating layer validates what it inflates).
+    public var isCompressed: Bool
     /// For the last chunk of a close frame: the code it carried (1005 when it carried none).
     public var closeCode: CloseCode
 }
@@ -54,15 +74,19 @@ public enum DecodeStep {
 /// copied, into the decoder itself. Reassembling fragmented messages is the caller's job;
 /// everything RFC 6455 asks a receiver to reject is rejected here, with its close code:
 ///
-/// - 1002: RSV bits (no extension is negotiated), reserved opcodes, control frames that are
+/// - 1002: RSV bits, except RSV1 on the first frame of a data message once permessage-deflate
+///   is agreed (`acceptsCompressedMessages`, RFC 7692 section 6), reserved opcodes, control frames that are
 ///   fragmented or longer than 125 bytes, unmasked client frames (server role) or masked
 ///   server frames (client role), a 64-bit length with the top bit set, a continuation with
 ///   no message open, a new data frame inside an open fragmented message, a close payload of
 ///   1 byte, a close code not valid on the wire.
 /// - 1007: text that is not UTF-8 (detected at the first impossible byte, across fragments
 ///   and pieces), a text message ending mid-sequence, a close reason that is not UTF-8.
-/// - 1009: a data message longer than `maxMessageSizeBytes`, detected from frame headers
-///   before the payload arrives.
+///   Compressed text is not validated here: its bytes on the wire are DEFLATE, and the layer
+///   that inflates it validates the inflated text with its own `UTF8Validator`.
+/// - 1009: a data message longer than `maxMessageSizeBytes` (a compressed one: longer than
+///   `maxCompressedMessageSizeBytes` on the wire), detected from frame headers before the
+///   payload arrives.
 public struct FrameDecoder: Sendable {
     // Frame header bytes seen so far when a header straddles two buffers (<= 14 bytes).
     @usableFromInline var headerLow: UInt64 = 0
@@ -83,12 +107,25 @@ public struct FrameDecoder: Sendable {
     @usableFromInline var payloadRemaining: UInt64 = 0
     /// Close frames only: payload bytes seen, to find where the 2-byte code ends.
     @usableFromInline var payloadSeen: UInt8 = 0
+    // The two flags below sit in the padding after `payloadSeen`: the decoder stays 64 bytes.
+    /// permessage-deflate was agreed for this connection: RSV1 may start a data message.
+    @usableFromInline var compressionAgreed = false
+    /// The open data message's first frame had RSV1 set.
+    @usableFromInline var messageCompressed = false
     /// Bytes of the open data message so far, counted from frame headers.
     @usableFromInline var messageLength: UInt64 = 0
     @usableFromInline var textUTF8 = UTF8Validator()
     @usableFromInline var closeReasonUTF8 = UTF8Validator()
 
     public init() {}
+
+    /// Whether RSV1 may mark a data message as compressed: set once the opening handshake
+    /// agreed permessage-deflate (RFC 7692), before the first frame is decoded. Off, any RSV
+    /// bit fails the connection with 1002 (RFC 6455 section 5.2).
+    public var acceptsCompressedMessages: Bool {
+        get { compressionAgreed }
+        set { compressionAgreed = newValue }
+    }
 
     /// True between the first and the last frame of a fragmented data message.
     public var isInsideFragmentedMessage: Bool { messageOpcode != 0 }
@@ -223,7 +260,7 @@ public struct FrameDecoder: Sendable {
         }
         frameFin = b0 & 0x80 != 0
         frameOpcode = b0 & 0x0F
-        // RSV bits are kept in frameOpcode's high nibble for startFrame to reject.
+        // RSV bits are kept in frameOpcode's high nibble for startFrame to check and clear.
         frameOpcode |= b0 & 0x70
         return length
     }
@@ -232,8 +269,17 @@ public struct FrameDecoder: Sendable {
     /// code on violation. On success the decoder is positioned at the payload's first byte.
     @inline(__always)
     mutating func startFrame(length: UInt64, configuration: FrameDecoderConfiguration) -> CloseCode? {
-        if frameOpcode & 0x70 != 0 { return .protocolError }  // RSV1-3 without an extension
+        let rsv = frameOpcode & 0x70
+        frameOpcode &= 0x0F
         guard let opcode = Opcode(rawValue: frameOpcode) else { return .protocolError }
+        // RSV1 is the "Per-Message Compressed" bit once permessage-deflate is agreed, and only
+        // on a message's first frame: never on a continuation or a control frame (RFC 7692
+        // section 6.1). RSV2 and RSV3 mean nothing here.
+        if rsv != 0 {
+            guard rsv == 0x40, compressionAgreed, opcode == .text || opcode == .binary else {
+                return .protocolError
+            }
+        }
         switch configuration.role {
         case .server: if !frameMasked { return .protocolError }
         case .client: if frameMasked { return .protocolError }
@@ -254,9 +300,12 @@ public struct FrameDecoder: Sendable {
                 if messageOpcode != 0 { return .protocolError }
                 messageOpcode = opcode.rawValue
                 messageLength = 0
+                messageCompressed = rsv != 0
                 textUTF8 = UTF8Validator()
             }
-            if length > configuration.maxMessageSizeBytes &- messageLength { return .messageTooBig }
+            let limit = messageCompressed
+                ? configuration.maxCompressedMessageSizeBytes : configuration.maxMessageSizeBytes
+            if length > limit &- messageLength { return .messageTooBig }
             messageLength &+= length
         }
         inPayload = true
@@ -276,7 +325,7 @@ public struct FrameDecoder: Sendable {
         let isLast = payloadRemaining == 0
         switch frameOpcode {
         case Opcode.continuation.rawValue, Opcode.text.rawValue:
-            guard messageOpcode == Opcode.text.rawValue else { break }
+            guard messageOpcode == Opcode.text.rawValue && !messageCompressed else { break }
             if !textUTF8.validate(piece) { return .invalidPayload }
             if isLast && frameFin && !textUTF8.isComplete { return .invalidPayload }
         case Opcode.close.rawValue:
@@ -310,6 +359,7 @@ public struct FrameDecoder: Sendable {
         let isMessageStart: Bool
         let isMessageEnd: Bool
         var closeCode = CloseCode.noStatusReceived
+        var isCompressed = false
         if isControl {
             opcode = Opcode(rawValue: frameOpcode)!
             isMessageStart = isFrameStart
@@ -321,6 +371,7 @@ public struct FrameDecoder: Sendable {
             opcode = Opcode(rawValue: messageOpcode)!
             isMessageStart = isFrameStart && frameOpcode != Opcode.continuation.rawValue
             isMessageEnd = isFrameEnd && frameFin
+            isCompressed = messageCompressed
             if isMessageEnd { messageOpcode = 0 }
         }
         if isFrameEnd { inPayload = false }
@@ -328,6 +379,6 @@ public struct FrameDecoder: Sendable {
             opcode: opcode, bytes: piece,
             isFrameStart: isFrameStart, isFrameEnd: isFrameEnd,
             isMessageStart: isMessageStart, isMessageEnd: isMessageEnd,
-            closeCode: closeCode)
+            isCompressed: isCompressed, closeCode: closeCode)
     }
 }

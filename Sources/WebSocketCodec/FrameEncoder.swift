@@ -12,6 +12,8 @@ public enum FrameEncoder {
     public static let maxControlPayloadBytes = 125
     /// Largest close reason: a control payload minus the 2-byte code.
     public static let maxCloseReasonBytes = 123
+    /// RSV1 in the first header byte.
+    @usableFromInline static let rsv1: UInt8 = 0x40
 
     /// Size of the header for a payload of `payloadLength` bytes.
     @inlinable
@@ -23,17 +25,22 @@ public enum FrameEncoder {
 
     /// Writes a frame header at `destination` (which must have room for `headerSize` bytes)
     /// and returns its size. A non-nil `maskKey` sets the MASK bit; the key is the four mask
-    /// bytes in wire order loaded little-endian, as `Masking.apply` takes it.
+    /// bytes in wire order loaded little-endian, as `Masking.apply` takes it. `compressed`
+    /// sets RSV1, permessage-deflate's "Per-Message Compressed" bit (RFC 7692 section 6): only
+    /// on the first frame of a data message (text or binary, never a continuation or a
+    /// control frame), and only on a connection that agreed the extension.
     @inlinable
     @discardableResult
     public static func writeHeader(
         into destination: UnsafeMutableRawPointer,
-        opcode: Opcode, fin: Bool = true, payloadLength: Int, maskKey: UInt32? = nil
+        opcode: Opcode, fin: Bool = true, compressed: Bool = false, payloadLength: Int, maskKey: UInt32? = nil
     ) -> Int {
         precondition(payloadLength >= 0)
         precondition(!opcode.isControl || (fin && payloadLength <= maxControlPayloadBytes),
                      "control frames are unfragmented and carry at most 125 bytes")
-        destination.storeBytes(of: (fin ? 0x80 : 0) | opcode.rawValue, as: UInt8.self)
+        precondition(!compressed || opcode == .text || opcode == .binary,
+                     "RSV1 marks the first frame of a data message only")
+        destination.storeBytes(of: (fin ? 0x80 : 0) | (compressed ? rsv1 : 0) | opcode.rawValue, as: UInt8.self)
         let maskBit: UInt8 = maskKey == nil ? 0 : 0x80
         var index: Int
         if payloadLength < 126 {
@@ -63,14 +70,17 @@ public enum FrameEncoder {
 
     /// Writes a whole frame (header, then `payload` copied and masked when `maskKey` is set)
     /// into `destination`, which must hold `frameSize` bytes. Returns the bytes written.
+    /// `compressed` sets RSV1 (see `writeHeader`).
     @inlinable
     @discardableResult
     public static func writeFrame(
         into destination: UnsafeMutableRawPointer,
-        opcode: Opcode, fin: Bool = true, payload: UnsafeRawBufferPointer, maskKey: UInt32? = nil
+        opcode: Opcode, fin: Bool = true, compressed: Bool = false, payload: UnsafeRawBufferPointer,
+        maskKey: UInt32? = nil
     ) -> Int {
         let headerSize = writeHeader(
-            into: destination, opcode: opcode, fin: fin, payloadLength: payload.count, maskKey: maskKey)
+            into: destination, opcode: opcode, fin: fin, compressed: compressed,
+            payloadLength: payload.count, maskKey: maskKey)
         if let base = payload.baseAddress, payload.count > 0 {
             (destination + headerSize).copyMemory(from: base, byteCount: payload.count)
             if let maskKey {

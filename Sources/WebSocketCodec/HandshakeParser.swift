@@ -43,6 +43,9 @@ public struct UpgradeRequest {
     public var offeredSubprotocols: TokenList {
         TokenList(fields: fields, lowercaseName: "sec-websocket-protocol")
     }
+    /// The extensions the client offers (`Sec-WebSocket-Extensions`, every such field), in its
+    /// order of preference; `PerMessageDeflateNegotiator.negotiate` picks from them.
+    public var offeredExtensions: ExtensionList { ExtensionList(fields: fields) }
 }
 
 /// A well-formed request without an upgrade.

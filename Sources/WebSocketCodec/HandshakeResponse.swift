@@ -21,15 +21,18 @@ public enum HandshakeResponse {
     static let switchingPrefix: StaticString =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
     static let protocolField: StaticString = "\r\nSec-WebSocket-Protocol: "
+    static let extensionsField: StaticString = "\r\nSec-WebSocket-Extensions: "
     static let end: StaticString = "\r\n\r\n"
 
     /// Length of the `Sec-WebSocket-Accept` value: base64 of a 20-byte SHA-1 digest.
     public static let acceptValueLength = 28
 
-    /// Size of the 101 response for a given chosen subprotocol length (0: none).
-    public static func switchingProtocolsSize(subprotocolLength: Int) -> Int {
+    /// Size of the 101 response for a given chosen subprotocol length and accepted extensions
+    /// value length (0: none).
+    public static func switchingProtocolsSize(subprotocolLength: Int, extensionsLength: Int = 0) -> Int {
         switchingPrefix.utf8CodeUnitCount + acceptValueLength
             + (subprotocolLength > 0 ? protocolField.utf8CodeUnitCount + subprotocolLength : 0)
+            + (extensionsLength > 0 ? extensionsField.utf8CodeUnitCount + extensionsLength : 0)
             + end.utf8CodeUnitCount
     }
 
@@ -46,15 +49,19 @@ public enum HandshakeResponse {
     }
 
     /// Writes the `101 Switching Protocols` response accepting `request`, naming `subprotocol`
-    /// when one was chosen (it must be one of `request.offeredSubprotocols`). Returns the
-    /// response's size, or nil when `destination` is too small for it.
+    /// when one was chosen (it must be one of `request.offeredSubprotocols`) and the accepted
+    /// `extensions` when there are any (a `Sec-WebSocket-Extensions` value, such as
+    /// `PerMessageDeflateAgreement.withResponseValue` gives). Returns the response's size, or
+    /// nil when `destination` is too small for it.
     public static func writeSwitchingProtocols(
         for request: UpgradeRequest,
         subprotocol: UnsafeRawBufferPointer? = nil,
+        extensions: UnsafeRawBufferPointer? = nil,
         into destination: UnsafeMutableRawBufferPointer
     ) -> Int? {
         let protocolLength = subprotocol?.count ?? 0
-        let size = switchingProtocolsSize(subprotocolLength: protocolLength)
+        let extensionsLength = extensions?.count ?? 0
+        let size = switchingProtocolsSize(subprotocolLength: protocolLength, extensionsLength: extensionsLength)
         guard let base = destination.baseAddress, destination.count >= size else { return nil }
         var offset = 0
         func append(_ text: StaticString) {
@@ -68,6 +75,11 @@ public enum HandshakeResponse {
             append(protocolField)
             (base + offset).copyMemory(from: protocolBase, byteCount: protocolLength)
             offset += protocolLength
+        }
+        if let extensions, let extensionsBase = extensions.baseAddress, extensionsLength > 0 {
+            append(extensionsField)
+            (base + offset).copyMemory(from: extensionsBase, byteCount: extensionsLength)
+            offset += extensionsLength
         }
         append(end)
         assert(offset == size)

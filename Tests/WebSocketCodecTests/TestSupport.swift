@@ -18,7 +18,11 @@ struct DecodedMessage: Equatable, CustomStringConvertible {
     var opcode: Opcode
     var payload: [UInt8]
     var closeCode: UInt16? = nil
-    var description: String { "\(opcode)(\(payload.count) bytes\(closeCode.map { ", code \($0)" } ?? ""))" }
+    /// Reported compressed (RSV1 on its first frame, permessage-deflate).
+    var compressed = false
+    var description: String {
+        "\(opcode)(\(payload.count) bytes\(closeCode.map { ", code \($0)" } ?? "")\(compressed ? ", compressed" : ""))"
+    }
 }
 
 /// Feeds chunks through a `FrameDecoder` and reassembles messages, the way the engine does.
@@ -28,12 +32,14 @@ struct Assembler {
     var messages: [DecodedMessage] = []
     var partialData: [UInt8] = []
     var partialControl: [UInt8] = []
+    var partialCompressed = false
     var failure: CloseCode?
     /// Largest number of payload chunks any single frame produced.
     var chunkCount = 0
 
-    init(role: Role = .server, maxMessageSizeBytes: UInt64 = 1 << 24) {
+    init(role: Role = .server, maxMessageSizeBytes: UInt64 = 1 << 24, acceptsCompressedMessages: Bool = false) {
         configuration = FrameDecoderConfiguration(role: role, maxMessageSizeBytes: maxMessageSizeBytes)
+        decoder.acceptsCompressedMessages = acceptsCompressedMessages
     }
 
     /// Feeds one piece of the stream; returns false once the stream failed.
@@ -63,10 +69,15 @@ struct Assembler {
                                 closeCode: chunk.opcode == .close ? chunk.closeCode.rawValue : nil))
                         }
                     } else {
-                        if chunk.isMessageStart { partialData = [] }
+                        if chunk.isMessageStart {
+                            partialData = []
+                            partialCompressed = chunk.isCompressed
+                        }
+                        precondition(chunk.isCompressed == partialCompressed, "every chunk of a message agrees")
                         partialData += chunk.bytes
                         if chunk.isMessageEnd {
-                            messages.append(DecodedMessage(opcode: chunk.opcode, payload: partialData))
+                            messages.append(DecodedMessage(
+                                opcode: chunk.opcode, payload: partialData, compressed: partialCompressed))
                         }
                     }
                 }
