@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "Myriad",
             dependencies: [
-                "CLibURing", "WebSocketCodec",
+                "CLibURing", "WebSocketCodec", "WebSocketCompression",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

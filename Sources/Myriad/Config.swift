@@ -64,6 +64,12 @@ public struct Config: Sendable {
     /// io_uring: the largest fixed-file table a ring gets (nil: RLIMIT_NOFILE, the kernel's
     /// own bound). Fewer per ring means more rings per worker.
     public var fixedFilesPerRing: Int? = nil
+    /// permessage-deflate (RFC 7692).
+    public var compression: CompressionMode = .off
+    /// Messages smaller than this go out uncompressed.
+    public var compressionThresholdBytes = 256
+    /// Per worker: bytes of zlib state for dedicated-mode connections.
+    public var compressionDedicatedBudgetBytes = 64 << 20
     /// `myriad serve`'s application.
     public var app: ServeApp = .echo
     /// `myriad serve`'s Origin allow-list.
@@ -240,6 +246,22 @@ extension Config {
         Knob(variable: "MYRIAD_MAX_SUBSCRIPTIONS", flag: "max-subscriptions", defaultValue: "10000000", range: "1-1000000000",
              help: "Topic subscriptions in the whole process; past it subscribe returns limitReached (subscriptions_refused).") { config, value throws(ConfigError) in
             config.maxSubscriptions = try integer("MYRIAD_MAX_SUBSCRIPTIONS", value, 1...1_000_000_000)
+        },
+        Knob(variable: "MYRIAD_COMPRESSION", flag: "compression", defaultValue: "off", range: "off | shared | dedicated",
+             help: "permessage-deflate: shared (no context takeover: no zlib state per connection, a broadcast compresses once), dedicated (context kept, windows of 11 bits, within MYRIAD_COMPRESSION_DEDICATED_BUDGET; shared past it), or off.") { config, value throws(ConfigError) in
+            guard let mode = CompressionMode(rawValue: value) else {
+                throw ConfigError(variable: "MYRIAD_COMPRESSION", value: value, expected: "one of off, shared, dedicated")
+            }
+            config.compression = mode
+        },
+        Knob(variable: "MYRIAD_COMPRESSION_THRESHOLD", flag: "compression-threshold", defaultValue: "256 B", range: "0 B-64 MiB",
+             help: "Messages smaller than this are sent uncompressed (compressing them costs more than it saves).") { config, value throws(ConfigError) in
+            config.compressionThresholdBytes = try size("MYRIAD_COMPRESSION_THRESHOLD", value, 0...(64 << 20))
+        },
+        Knob(variable: "MYRIAD_COMPRESSION_DEDICATED_BUDGET", flag: "compression-dedicated-budget", defaultValue: "64 MiB",
+             range: "0 B-64 GiB",
+             help: "Per worker, dedicated mode: bytes of zlib state for connections that keep context (about 32 KiB each); connections past it get the shared mode.") { config, value throws(ConfigError) in
+            config.compressionDedicatedBudgetBytes = try size("MYRIAD_COMPRESSION_DEDICATED_BUDGET", value, 0...(64 << 30))
         },
         Knob(variable: "MYRIAD_MAX_HEADER_SIZE", flag: "max-header-size", defaultValue: "8 KiB", range: "256 B-64 KiB",
              help: "Largest upgrade request head; larger ones get 431.") { config, value throws(ConfigError) in

@@ -46,6 +46,10 @@ struct ConnectionFlags: OptionSet {
     static let upgradePending = ConnectionFlags(rawValue: 1 << 11)
     /// The kernel is still writing the peer's address into the handshake entry.
     static let peerAddressPending = ConnectionFlags(rawValue: 1 << 12)
+    /// permessage-deflate was agreed: data messages may be compressed either way.
+    static let deflate = ConnectionFlags(rawValue: 1 << 13)
+    /// The connection has its own zlib streams (dedicated mode, within the budget).
+    static let dedicatedDeflate = ConnectionFlags(rawValue: 1 << 14)
 }
 
 /// Why a connection ended: each has a counter in the stats line.
@@ -168,6 +172,9 @@ struct ConnectionSlot {
     var subscriptions: UInt32 = Subscription.none
     /// Its entry in the worker's `HandshakeTable` while it has one.
     var handshakeEntry: UInt32 = HandshakeEntry.none
+    /// With permessage-deflate: the window our compressed messages may use
+    /// (`server_max_window_bits`).
+    var deflateWindowBits: UInt8 = 15
 
     static let noSlot = UInt32.max
 

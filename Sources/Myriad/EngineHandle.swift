@@ -38,8 +38,8 @@ final class EngineShared: Sendable {
 
     /// Posts `frame` for `topic` to every worker in `targets`, all or none: room is reserved
     /// in each mailbox first. Returns the worker that had no room, or nil.
-    func postPublish(_ topic: String, frame: SharedFrame, excluding: ConnectionID?, to targets: WorkerSet) -> Int? {
-        let command = MailboxCommand.publish(topic, frame, excluding: excluding)
+    func postPublish(_ topic: String, _ publication: Publication, excluding: ConnectionID?, to targets: WorkerSet) -> Int? {
+        let command = MailboxCommand.publish(topic, publication, excluding: excluding)
         let bytes = command.byteCost
         var reserved: [Int] = []
         for worker in targets {
@@ -167,8 +167,8 @@ public struct EngineHandle: Sendable {
         }
         let targets = shared.registry.targets(topic, excluding: nil)
         if targets.isEmpty { return .enqueued }  // nobody on this node listens: nothing to post
-        let frame = SharedFrame.encode(opcode: opcode, payload: payload)
-        if shared.postPublish(topic, frame: frame, excluding: excluding, to: targets) != nil {
+        let publication = Publication(opcode: opcode, payload: payload)
+        if shared.postPublish(topic, publication, excluding: excluding, to: targets) != nil {
             shared.handleQueueFull.add(1, ordering: .relaxed)
             return .queueFull
         }

@@ -1,4 +1,5 @@
 import Glibc
+import WebSocketCodec
 
 /// What a connection needs only while its upgrade is being decided, kept beside the slab
 /// rather than in every slot: the peer's address (filled by the kernel, asynchronously with
@@ -7,8 +8,10 @@ struct HandshakeEntry {
     /// Written by the kernel (io_uring's SO_PEERNAME command, or getpeername for epoll).
     var peer = sockaddr_in()
     var peerKnown = false
-    /// For a pending upgrade: the accept value the 101 will carry.
+    /// For a pending upgrade: the accept value the 101 will carry, and the permessage-deflate
+    /// agreement reached on the request's offers (nil: none).
     var acceptValue: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)
+    var deflate: PerMessageDeflateAgreement? = nil
     /// In a free entry, the next free one.
     var nextFree: UInt32 = HandshakeEntry.none
 

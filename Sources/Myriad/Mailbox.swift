@@ -11,7 +11,7 @@ enum MailboxCommand: @unchecked Sendable {
     case close(ConnectionID, CloseCode, String)
     case subscribe(ConnectionID, String)
     case unsubscribe(ConnectionID, String)
-    case publish(String, SharedFrame, excluding: ConnectionID?)
+    case publish(String, Publication, excluding: ConnectionID?)
     /// A deferred upgrade's decision (`UpgradeDecision<State>`, boxed: the handle is not
     /// generic over the handler).
     case upgrade(ConnectionID, AnyUpgradeDecision)
@@ -20,7 +20,8 @@ enum MailboxCommand: @unchecked Sendable {
     /// bytes (the enum and a small string).
     var byteCost: Int {
         switch self {
-        case .send(_, let frame), .publish(_, let frame, _): return frame.byteCount + 64
+        case .send(_, let frame): return frame.byteCount + 64
+        case .publish(_, let publication, _): return publication.byteCount + 64
         case .close(_, _, let reason): return 64 + reason.utf8.count
         case .subscribe(_, let topic), .unsubscribe(_, let topic): return 64 + topic.utf8.count
         case .upgrade: return 256

@@ -77,6 +77,13 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case publishesRefused
     case publishesReceived
     case deliveries
+    /// permessage-deflate: messages sent compressed (a publish's compressed frame counts once
+    /// per recipient), messages received compressed and inflated, connections that agreed it,
+    /// and connections with their own zlib streams now (a gauge).
+    case messagesCompressed
+    case messagesInflated
+    case deflateAgreed
+    case dedicatedDeflate
     // One counter per close reason follows `closesBase`.
     case closesBase
 
@@ -125,6 +132,10 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .publishesRefused: return "publishes_refused"
         case .publishesReceived: return "publishes_received"
         case .deliveries: return "deliveries"
+        case .messagesCompressed: return "messages_compressed"
+        case .messagesInflated: return "messages_inflated"
+        case .deflateAgreed: return "deflate_agreed"
+        case .dedicatedDeflate: return "dedicated_deflate"
         case .closesBase: return "closes"
         }
     }

@@ -36,8 +36,8 @@ extension Worker {
             core.shared.registry.endRemoteSubscribe(worker: core.index)
         case .unsubscribe(let id, let topic):
             _ = core.unsubscribe(id, from: topic)
-        case .publish(let topic, let frame, let excluding):
-            core.deliverPosted(topic, frame, excluding: excluding)
+        case .publish(let topic, let publication, let excluding):
+            core.deliverPosted(topic, publication, excluding: excluding)
         case .upgrade(let id, let decision):
             applyDeferredUpgrade(id, decision)
         }

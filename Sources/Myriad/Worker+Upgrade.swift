@@ -12,13 +12,17 @@ extension Worker {
     ) {
         let head = UpgradeRequestHead(request: request, peerAddress: peerAddress(of: connection))
         let ticket = UpgradeTicket(connection: core.id(of: slot))
+        // Negotiated on the request's bytes now: a pending upgrade no longer has them later.
+        let deflate = core.compression?.negotiate(request.offeredExtensions)
         let decision = handlerStorage.pointee.upgrade(head, ticket: ticket)
         let trailing = UnsafeRawBufferPointer(rebasing: bytes[headLength...])
         switch decision.verdict {
         case .accept(let state, let subprotocol, let headers):
             var acceptValue = [UInt8](repeating: 0, count: HandshakeResponse.acceptValueLength)
             acceptValue.withUnsafeMutableBytes { HandshakeResponse.writeAcceptValue(key: request.key, into: $0.baseAddress!) }
-            acceptValue.withUnsafeBytes { open(slot, connection, acceptValue: $0, state: state, subprotocol: subprotocol, headers: headers) }
+            acceptValue.withUnsafeBytes {
+                open(slot, connection, acceptValue: $0, state: state, subprotocol: subprotocol, headers: headers, deflate: deflate)
+            }
             if !trailing.isEmpty && connection.pointee.state == .open {
                 frameBytes(slot, connection, UnsafeMutableRawBufferPointer(mutating: trailing))
             }
@@ -31,6 +35,7 @@ extension Worker {
             withUnsafeMutableBytes(of: &entry.pointee.acceptValue) {
                 HandshakeResponse.writeAcceptValue(key: request.key, into: $0.baseAddress!)
             }
+            entry.pointee.deflate = deflate
             if !trailing.isEmpty { keepWhilePending(slot, connection, trailing) }
         }
     }
@@ -73,9 +78,10 @@ extension Worker {
         case .accept(let state, let subprotocol, let headers):
             connection.pointee.flags.remove(.upgradePending)
             var acceptValue = handshakeEntry(connection).pointee.acceptValue
+            let deflate = handshakeEntry(connection).pointee.deflate
             withUnsafeBytes(of: &acceptValue) {
                 open(slot, connection, acceptValue: UnsafeRawBufferPointer(rebasing: $0[..<HandshakeResponse.acceptValueLength]),
-                     state: state, subprotocol: subprotocol, headers: headers)
+                     state: state, subprotocol: subprotocol, headers: headers, deflate: deflate)
             }
             var early = connection.pointee.inbound
             connection.pointee.inbound = PooledBuffer()
@@ -87,9 +93,18 @@ extension Worker {
     /// Sends the 101, sets the state, and opens the connection.
     private func open(
         _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, acceptValue: UnsafeRawBufferPointer,
-        state: Handler.ConnectionState, subprotocol: String?, headers: [(name: String, value: String)]
+        state: Handler.ConnectionState, subprotocol: String?, headers: [(name: String, value: String)],
+        deflate: PerMessageDeflateAgreement?
     ) {
         var lines: [UInt8] = []
+        if let deflate, startCompression(slot, connection, deflate) {
+            let start = lines.count
+            lines += [UInt8](repeating: 0, count: deflate.headerLineLength)
+            let written = lines.withUnsafeMutableBytes {
+                deflate.writeHeaderLine(into: UnsafeMutableRawBufferPointer(rebasing: $0[start...]))
+            }
+            precondition(written == deflate.headerLineLength)
+        }
         for (name, value) in headers {
             guard Self.isToken(name), Self.isFieldValue(value) else {
                 core.counters.add(.badUpgradeHeaders)
@@ -124,6 +139,26 @@ extension Worker {
         core.counters.add(.handshakes)
         scheduleKeepAlive(slot, connection)
         handlerStorage.pointee.onOpen(handle(slot))
+    }
+
+    /// Takes up a permessage-deflate agreement: the decoder accepts RSV1, and with context
+    /// takeover the connection gets its own streams. False when those cannot be made (zlib
+    /// out of memory): the extension is then declined (the 101 does not name it).
+    private func startCompression(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ agreement: PerMessageDeflateAgreement
+    ) -> Bool {
+        guard let compression = core.compression else { return false }
+        let parameters = agreement.parameters
+        let ownStreams = parameters.needsConnectionDeflater || parameters.needsConnectionInflater
+        if ownStreams {
+            guard compression.open(slot: slot, parameters: parameters) else { return false }
+            connection.pointee.flags.insert(.dedicatedDeflate)
+        }
+        connection.pointee.flags.insert(.deflate)
+        connection.pointee.deflateWindowBits = parameters.serverMaxWindowBits
+        connection.pointee.decoder.acceptsCompressedMessages = true
+        core.counters.add(.deflateAgreed)
+        return true
     }
 
     /// Answers the upgrade with `status` and a plain-text body (at most 1 KiB), then closes.

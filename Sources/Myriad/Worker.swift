@@ -156,6 +156,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.counters.set(.cqDropped, backend.droppedCompletionCount)
         core.counters.set(.sqSpills, backend.spilledSubmissionCount)
         core.counters.set(.rings, backend.ringCount)
+        core.counters.set(.dedicatedDeflate, core.compression?.dedicatedCount ?? 0)
         core.counters.set(.topics, core.topics.topicCount)
         core.counters.set(.subscriptions, core.topics.subscriptionCount)
         core.counters.set(.mailboxRefused, core.mailbox.refused.load(ordering: .relaxed))
@@ -438,6 +439,10 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.wheel.cancel(slot)
         core.removeAllSubscriptions(connection)
         releaseHandshakeEntry(connection)
+        if connection.pointee.flags.contains(.dedicatedDeflate) {
+            connection.pointee.flags.remove(.dedicatedDeflate)
+            core.compression?.close(slot: slot)
+        }
         core.pool.release(&connection.pointee.inbound)
         core.pool.release(&connection.pointee.control)
         core.releaseQueue(connection, keepingHead: connection.pointee.flags.contains(.sendInFlight))

@@ -66,7 +66,7 @@ extension WorkerCore {
     @inline(__always)
     func queueFrame(
         _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, opcode: Opcode,
-        payload: UnsafeRawBufferPointer, closeCode: CloseCode? = nil
+        payload: UnsafeRawBufferPointer, closeCode: CloseCode? = nil, compressed: Bool = false
     ) -> SendResult {
         let payloadCount = closeCode == nil ? payload.count : FrameEncoder.closePayloadSize(code: closeCode, reason: payload)
         let frameSize = FrameEncoder.frameSize(payloadLength: payloadCount, masked: false)
@@ -80,7 +80,8 @@ extension WorkerCore {
             requestAbort(slot, connection, cause: .outOfMemory)
             return .closed
         }
-        let headerSize = FrameEncoder.writeHeader(into: destination, opcode: opcode, payloadLength: payloadCount)
+        let headerSize = FrameEncoder.writeHeader(into: destination, opcode: opcode, compressed: compressed,
+                                                  payloadLength: payloadCount)
         if let closeCode {
             let written = FrameEncoder.writeClosePayload(into: destination + headerSize, code: closeCode, reason: payload)
             precondition(written == payloadCount, "close payload size and the bytes written disagree")

@@ -58,24 +58,45 @@ extension WorkerCore {
         let remote = shared.workerCount > 1 ? shared.registry.targets(topic, excluding: index) : WorkerSet(mask: 0)
         counters.add(.publishes)
         if local == nil && remote.isEmpty { return .published }
-        let frame = SharedFrame.encode(opcode: opcode, payload: payload)
-        if !remote.isEmpty, let full = shared.postPublish(topic, frame: frame, excluding: excluding, to: remote) {
+        let publication = Publication(opcode: opcode, payload: payload)
+        if !remote.isEmpty, let full = shared.postPublish(topic, publication, excluding: excluding, to: remote) {
             counters.add(.publishesRefused)
             return .queueFull(worker: full)
         }
-        if let local { deliver(frame, toTopic: local, excluding: excluding) }
+        if let local { deliver(publication, toTopic: local, excluding: excluding) }
         return .published
     }
 
-    /// Queues `frame` to every open subscriber of topic `topicIndex` but `excluding`.
-    func deliver(_ frame: SharedFrame, toTopic topicIndex: UInt32, excluding: ConnectionID?) {
+    /// Queues the publication to every open subscriber of topic `topicIndex` but `excluding`:
+    /// the plain frame by reference, or, to subscribers that agreed permessage-deflate (when
+    /// the message reaches MYRIAD_COMPRESSION_THRESHOLD), the compressed frame, made once.
+    func deliver(_ publication: Publication, toTopic topicIndex: UInt32, excluding: ConnectionID?) {
         var delivered = 0
         let now = now32
         let skipSlot = excluding.flatMap { Int($0.worker) == index ? $0.slot : nil } ?? ConnectionSlot.noSlot
+        let compresses = compression.map { publication.payloadCount >= $0.thresholdBytes } ?? false
+        // Frames for other window sizes than 15 bits, made for this delivery only.
+        var otherWindow: (bits: UInt8, frame: SharedFrame?) = (0, nil)
         topics.forEachSubscriber(ofTopic: topicIndex) { slot in
             let connection = slab[slot]
             guard connection.pointee.state == .open else { return }
             if slot == skipSlot && connection.pointee.generation == excluding!.generation { return }
+            var frame = publication.plain
+            if compresses && connection.pointee.flags.contains(.deflate), let compression {
+                let bits = connection.pointee.deflateWindowBits
+                var made: SharedFrame?
+                if bits == 15 {
+                    made = publication.compressedFrame(windowBits: 15, using: compression)
+                } else {
+                    if otherWindow.bits != bits { otherWindow = (bits, publication.compressedFrame(windowBits: bits, using: compression)) }
+                    made = otherWindow.frame
+                }
+                if let made {
+                    frame = made
+                    if connection.pointee.flags.contains(.dedicatedDeflate) { compression.forgetWindow(slot: slot) }
+                    counters.add(.messagesCompressed)
+                }
+            }
             if queueShared(slot, connection, frame) == .queued {
                 connection.pointee.lastMessageTick = now
                 delivered += 1
@@ -86,9 +107,9 @@ extension WorkerCore {
     }
 
     /// A publish that came through the mailbox (from another worker or thread).
-    func deliverPosted(_ topic: String, _ frame: SharedFrame, excluding: ConnectionID?) {
+    func deliverPosted(_ topic: String, _ publication: Publication, excluding: ConnectionID?) {
         counters.add(.publishesReceived)
         guard let local = topics.index(of: topic) else { return }
-        deliver(frame, toTopic: local, excluding: excluding)
+        deliver(publication, toTopic: local, excluding: excluding)
     }
 }

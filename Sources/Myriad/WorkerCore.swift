@@ -1,3 +1,4 @@
+import Glibc
 import WebSocketCodec
 
 /// The part of a worker that connection handles reach: the slab, the timing wheel, the
@@ -19,6 +20,8 @@ final class WorkerCore {
     let counters = WorkerCounters()
     /// The engine-wide state: every worker's mailbox, the topic registry.
     let shared: EngineShared
+    /// permessage-deflate, unless MYRIAD_COMPRESSION is off.
+    let compression: WorkerCompression?
     var mailbox: Mailbox { shared.mailboxes[index] }
     /// The clock and the flush list, by pointer: read on every event, so kept out of class
     /// stored `var`s (each access to one is a dynamic exclusivity check).
@@ -40,6 +43,16 @@ final class WorkerCore {
         topics = try TopicTable(subscriptionCapacity: UInt32(min(shared.maxSubscriptions, Int(Subscription.none - 1))))
         state = .allocate(capacity: 1)
         state.initialize(to: (0, ConnectionSlot.noSlot, ConnectionSlot.noSlot))
+        if settings.compression == .off {
+            compression = nil
+        } else {
+            guard let made = WorkerCompression(
+                mode: settings.compression, thresholdBytes: settings.compressionThresholdBytes,
+                dedicatedBudgetBytes: settings.compressionDedicatedBudgetBytes,
+                maxMessageSizeBytes: settings.maxMessageSizeBytes)
+            else { throw SystemError("zlib: the worker's shared streams", errno: ENOMEM) }
+            compression = made
+        }
     }
 
     deinit { state.deallocate() }
@@ -114,12 +127,26 @@ final class WorkerCore {
             return .forwarded
         }
         guard let connection = slab.live(id), connection.pointee.state == .open else { return .closed }
-        let result = queueFrame(id.slot, connection, opcode: opcode, payload: payload)
+        let result = queueMessage(id.slot, connection, opcode: opcode, payload: payload)
         if result == .queued {
             connection.pointee.lastMessageTick = now32
             counters.add(.messagesOut)
         }
         return result
+    }
+
+    /// Queues a data message, compressed when the connection agreed permessage-deflate and the
+    /// message is at least MYRIAD_COMPRESSION_THRESHOLD (sent plain when compressing fails).
+    @inline(__always)
+    func queueMessage(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, opcode: Opcode,
+                      payload: UnsafeRawBufferPointer) -> SendResult {
+        if connection.pointee.flags.contains(.deflate), let compression, payload.count >= compression.thresholdBytes,
+           compression.compress(payload, slot: slot, windowBits: connection.pointee.deflateWindowBits,
+                                ownStreams: connection.pointee.flags.contains(.dedicatedDeflate)) {
+            counters.add(.messagesCompressed)
+            return queueFrame(slot, connection, opcode: opcode, payload: compression.scratch.bytes, compressed: true)
+        }
+        return queueFrame(slot, connection, opcode: opcode, payload: payload)
     }
 
     // MARK: - Closing

@@ -1,4 +1,5 @@
 import WebSocketCodec
+import WebSocketCompression
 
 /// The WebSocket protocol on a connection's bytes, as a worker runs it: the opening
 /// handshake (parsed where it lies, or gathered in a pooled buffer when it comes in pieces),
@@ -96,6 +97,10 @@ extension Worker {
         switch chunk.opcode {
         case .text, .binary:
             guard connection.pointee.state == .open else { return }  // after our close: dropped
+            if chunk.isCompressed {
+                compressedChunk(slot, connection, chunk)
+                return
+            }
             if chunk.isMessageStart && chunk.isMessageEnd {
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
                 return
@@ -191,5 +196,87 @@ extension Worker {
         connection.pointee.closeCode = code.rawValue
         notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0), cause: cause)
         beginDraining(slot, connection, cause: cause)
+    }
+
+    // MARK: - permessage-deflate
+
+    /// A piece of a compressed message (RSV1, RFC 7692). A connection with its own inflater
+    /// (dedicated mode, client context takeover) inflates each piece as it comes into the
+    /// message buffer. Otherwise the worker's one shared inflater takes each message whole,
+    /// so pieces of another connection's message never come between: the compressed pieces
+    /// are gathered first (bounded by the decoder's limit on compressed size), then inflated.
+    /// Either way the inflated size is bounded by MYRIAD_MAX_MESSAGE_SIZE while inflating
+    /// (1009 before anything past it is produced) and text is validated as it inflates (1007).
+    func compressedChunk(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ chunk: FrameChunk) {
+        guard let compression = core.compression else {
+            failConnection(slot, connection, code: .protocolError)  // the decoder allows RSV1 only once agreed
+            return
+        }
+        let isText = chunk.opcode == .text
+        if connection.pointee.flags.contains(.dedicatedDeflate), let streams = compression.streams(slot: slot),
+           streams.inflater != nil {
+            var output = PooledOutput(pool: core.pool, buffer: connection.pointee.inbound, budget: .inbound)
+            let result = streams.inflater!.inflate(UnsafeRawBufferPointer(chunk.bytes), isMessageEnd: chunk.isMessageEnd,
+                                                   isText: isText, into: &output)
+            connection.pointee.inbound = output.take()
+            inflated(slot, connection, result, chunk.opcode, message: &connection.pointee.inbound)
+            return
+        }
+        if chunk.isMessageStart && chunk.isMessageEnd {
+            inflateWhole(slot, connection, UnsafeRawBufferPointer(chunk.bytes), chunk.opcode, compression)
+            return
+        }
+        guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+            if core.pool.lastFailure == .overBudget {
+                failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
+            } else {
+                abortNow(slot, connection, cause: .outOfMemory)
+            }
+            return
+        }
+        guard chunk.isMessageEnd else { return }
+        var gathered = connection.pointee.inbound
+        connection.pointee.inbound = PooledBuffer()
+        inflateWhole(slot, connection, UnsafeRawBufferPointer(gathered.bytes), chunk.opcode, compression)
+        core.pool.release(&gathered)
+    }
+
+    private func inflateWhole(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ compressed: UnsafeRawBufferPointer,
+        _ opcode: Opcode, _ compression: WorkerCompression
+    ) {
+        var output = PooledOutput(pool: core.pool, budget: .inbound)
+        let result = compression.shared.inflate(compressed, isMessageEnd: true, isText: opcode == .text, into: &output)
+        var message = output.take()
+        inflated(slot, connection, result, opcode, message: &message)
+        core.pool.release(&message)
+    }
+
+    /// What inflating a piece came to: deliver a whole message, wait for more, or fail.
+    private func inflated(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ result: MessageInflater.Result,
+        _ opcode: Opcode, message: inout PooledBuffer
+    ) {
+        switch result {
+        case .needMore:
+            return
+        case .messageEnd:
+            var whole = message
+            message = PooledBuffer()
+            core.counters.add(.messagesInflated)
+            deliver(slot, connection, opcode, UnsafeRawBufferPointer(whole.bytes))
+            core.pool.release(&whole)
+        case .failure(let code):
+            core.pool.release(&message)
+            failConnection(slot, connection, code: code)
+        case .outputUnavailable:
+            let overBudget = core.pool.lastFailure == .overBudget
+            core.pool.release(&message)
+            if overBudget {
+                failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
+            } else {
+                abortNow(slot, connection, cause: .outOfMemory)
+            }
+        }
     }
 }

@@ -16,6 +16,10 @@ struct WorkerSettings {
     /// MYRIAD_BUFFER_BUDGET for this worker's pool.
     let bufferBudgetBytes: Int
     let decoder: FrameDecoderConfiguration
+    let compression: CompressionMode
+    let compressionThresholdBytes: Int
+    let compressionDedicatedBudgetBytes: Int
+    let maxMessageSizeBytes: Int
 
     init(_ config: Config, memoryBytes: Int = memoryLimitBytes()) {
         let tick = config.timerTickMilliseconds
@@ -32,6 +36,10 @@ struct WorkerSettings {
         maxQueuedBytes = config.maxQueuedBytes
         maxHeaderBytes = config.maxHeaderBytes
         bufferBudgetBytes = config.bufferBudgetPerWorker(memoryBytes: memoryBytes)
+        compression = config.compression
+        compressionThresholdBytes = config.compressionThresholdBytes
+        compressionDedicatedBudgetBytes = config.compressionDedicatedBudgetBytes
+        maxMessageSizeBytes = config.maxMessageSizeBytes
         decoder = FrameDecoderConfiguration(role: .server, maxMessageSizeBytes: UInt64(config.maxMessageSizeBytes))
     }
 }

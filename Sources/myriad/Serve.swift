@@ -28,6 +28,9 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_MAILBOX_CAPACITY")) var mailboxCapacity: String?
     @Option(help: knobHelp("MYRIAD_MAILBOX_BYTES")) var mailboxBytes: String?
     @Option(help: knobHelp("MYRIAD_MAX_SUBSCRIPTIONS")) var maxSubscriptions: String?
+    @Option(help: knobHelp("MYRIAD_COMPRESSION")) var compression: String?
+    @Option(help: knobHelp("MYRIAD_COMPRESSION_THRESHOLD")) var compressionThreshold: String?
+    @Option(help: knobHelp("MYRIAD_COMPRESSION_DEDICATED_BUDGET")) var compressionDedicatedBudget: String?
     @Option(help: knobHelp("MYRIAD_MAX_HEADER_SIZE")) var maxHeaderSize: String?
     @Option(help: knobHelp("MYRIAD_BACKLOG")) var backlog: String?
     @Option(help: knobHelp("MYRIAD_TIMER_TICK")) var timerTick: String?
@@ -61,6 +64,9 @@ struct Serve: ParsableCommand {
             ("MYRIAD_MAILBOX_CAPACITY", mailboxCapacity),
             ("MYRIAD_MAILBOX_BYTES", mailboxBytes),
             ("MYRIAD_MAX_SUBSCRIPTIONS", maxSubscriptions),
+            ("MYRIAD_COMPRESSION", compression),
+            ("MYRIAD_COMPRESSION_THRESHOLD", compressionThreshold),
+            ("MYRIAD_COMPRESSION_DEDICATED_BUDGET", compressionDedicatedBudget),
             ("MYRIAD_MAX_HEADER_SIZE", maxHeaderSize),
             ("MYRIAD_BACKLOG", backlog),
             ("MYRIAD_TIMER_TICK", timerTick),

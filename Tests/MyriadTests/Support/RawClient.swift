@@ -181,6 +181,33 @@ final class RawClient {
         }
     }
 
+    /// The next frame as it is on the wire (an unmasked server frame, whole), without the
+    /// decoder: for frames the decoder would refuse, such as compressed ones (RSV1).
+    func readRawFrame(timeout: Double = 5) throws -> (opcode: Opcode, rsv1: Bool, fin: Bool, payload: [UInt8]) {
+        while true {
+            if pending.count >= 2 {
+                var length = Int(pending[1] & 0x7F)
+                var offset = 2
+                if length == 126, pending.count >= 4 {
+                    length = Int(pending[2]) << 8 | Int(pending[3])
+                    offset = 4
+                } else if length == 127, pending.count >= 10 {
+                    length = pending[2..<10].reduce(0) { $0 << 8 | Int($1) }
+                    offset = 10
+                } else if length >= 126 {
+                    length = -1
+                }
+                if length >= 0 && pending.count >= offset + length {
+                    let first = pending[0]
+                    let payload = Array(pending[offset..<(offset + length)])
+                    pending.removeFirst(offset + length)
+                    return (Opcode(rawValue: first & 0x0F)!, first & 0x40 != 0, first & 0x80 != 0, payload)
+                }
+            }
+            guard try fill(timeout: timeout) else { throw ClientError("connection ended before a whole frame") }
+        }
+    }
+
     /// Reads until EOF; true if the server closed the connection within `timeout`.
     func waitForClose(timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
