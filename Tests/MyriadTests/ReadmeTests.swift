@@ -37,6 +37,15 @@ extension Integration {
             #expect(head.contains("\r\nSec-WebSocket-Protocol: chat.v1\r\n"))
             lobby.append(client)
         }
+        // SO_REUSEPORT spreads by a hash of the client's port, so seven clients land on one worker
+        // about once in sixty runs: add lobby members (bounded) until both workers hold one.
+        var extra = 0
+        while !engine.workerStats().allSatisfy({ $0[.open] > 0 }) && extra < 48 {
+            let client = try RawClient(port: engine.port)
+            try client.upgrade(path: "/rooms/lobby?user=extra\(extra)", extra: origin)
+            lobby.append(client)
+            extra += 1
+        }
         let elsewhere = try RawClient(port: engine.port)
         try elsewhere.upgrade(path: "/rooms/kitchen?user=gus", extra: origin)
         #expect(engine.workerStats().allSatisfy { $0[.open] > 0 }, "the clients should span both workers")
