@@ -104,11 +104,11 @@ server_env=(MYRIAD_HOST=127.0.0.1 MYRIAD_PORT="$PORT" MYRIAD_MAX_CONNECTIONS="$c
 env "${server_env[@]}" "$BIN" serve >"$OUT/serve.log" 2>&1 &
 server=$!
 sampler=""
+# Every kill may find its process gone already: none of them may fail the script (set -e).
 cleanup() {
-    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
-    kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null
-    [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"
-    true
+    if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; fi
+    if kill -0 "$server" 2>/dev/null; then kill -TERM "$server" 2>/dev/null || true; fi
+    if [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null; then kill -TERM "$load" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 for _ in $(seq 100); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
@@ -167,6 +167,7 @@ final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
 echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
 
 kill "$sampler" 2>/dev/null || true
+sampler=""
 hz=$(getconf CLK_TCK)
 held=$(field open "$a_stats")
 workers=$(grep -o '[0-9]* worker(s)' "$OUT/serve.log" | head -n 1 | grep -o '[0-9]*' || true)
