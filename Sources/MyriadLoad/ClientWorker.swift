@@ -7,8 +7,10 @@ import WebSocketCodec
 struct ThreadAssignment: Sendable {
     var index: Int
     var threadCount: Int
-    /// Slots, and the fixed-file table size.
+    /// Slots: connections open at once at most.
     var slots: Int
+    /// The fixed-file table size of each of the thread's rings (their sum is `slots`).
+    var ringTables: [Int]
     /// Connections (churn: cycles) to establish.
     var target: Int
     var concurrency: Int
@@ -18,15 +20,17 @@ struct ThreadAssignment: Sendable {
     var destination: UInt32
 }
 
-/// One client thread: one io_uring ring with a sparse fixed-file table (one entry per slot),
-/// one provided buffer ring, one slab of `ClientConnection`s, and the loop that drives them.
+/// One client thread: its io_uring rings (`ClientRings`: as many as its share needs, each with
+/// a sparse fixed-file table of up to RLIMIT_NOFILE entries and a provided buffer ring), one
+/// slab of `ClientConnection`s over all of them, and the loop that drives them.
 ///
 /// A connection's socket is created with socket(), given IP_BIND_ADDRESS_NO_PORT and bound to
 /// its source address (port 0: the kernel picks the port at connect time, per destination),
 /// installed into the fixed-file table at its slot's index, and the ordinary descriptor is
 /// closed at once: the process fd table (RLIMIT_NOFILE) never holds more than one at a time,
 /// and each ring holds up to RLIMIT_NOFILE connections. Everything after that (connect, send,
-/// multishot receive, cancel, close) is an io_uring operation on the fixed file.
+/// multishot receive, cancel, close) is an io_uring operation on the fixed file, on the ring
+/// that holds the slot. Slots and tags are the thread's, whatever the ring.
 ///
 /// Every failure is counted (kind and errno or reason) and ends only its connection.
 final class ClientWorker {
@@ -42,8 +46,7 @@ final class ClientWorker {
     let options: LoadOptions
     let shared: ThreadShared
     let control: RunControl
-    let ring: Ring
-    let buffers: BufferRing
+    let rings: ClientRings
     let slab: UnsafeMutablePointer<ClientConnection>
     let capacity: UInt32
     private var freeSlots: [UInt32] = []
@@ -121,7 +124,7 @@ final class ClientWorker {
     /// How often the drain looks for open connections still missing the last message.
     private static let drainCheckNanoseconds: Int64 = 10_000_000
 
-    /// Creates the ring and tables on the calling thread (SINGLE_ISSUER binds the ring to it).
+    /// Creates the rings and tables on the calling thread (SINGLE_ISSUER binds the rings to it).
     init(assignment: ThreadAssignment, options: LoadOptions, shared: ThreadShared, control: RunControl) throws(LoadError) {
         self.assignment = assignment
         self.options = options
@@ -182,32 +185,6 @@ final class ClientWorker {
         keyOffsets = offsets
         func releaseTemplates() { for template in templates { template.deallocate() } }
 
-        var ring: Ring?
-        var lastError = SystemError("io_uring_setup", errno: EINVAL)
-        let flagSets: [UInt32] = [
-            UInt32(IORING_SETUP_SINGLE_ISSUER) | UInt32(IORING_SETUP_DEFER_TASKRUN) | UInt32(IORING_SETUP_COOP_TASKRUN),
-            UInt32(IORING_SETUP_COOP_TASKRUN) | UInt32(IORING_SETUP_TASKRUN_FLAG), 0,
-        ]
-        for flags in flagSets {
-            do {
-                ring = try Ring(entries: 2048, completionEntries: 16384, flags: flags)
-                break
-            } catch {
-                lastError = error
-                if error.errno != EINVAL { break }
-            }
-        }
-        guard let ring = ring.take() else {
-            releaseTemplates()
-            throw LoadError("thread \(assignment.index): \(lastError)")
-        }
-        let registered = io_uring_register_files_sparse(ring.pointer, capacity)
-        guard registered == 0 else {
-            releaseTemplates()
-            throw LoadError("thread \(assignment.index): io_uring_register_files_sparse(\(capacity)): \(errnoName(-registered))"
-                + (registered == -EMFILE ? " (a fixed-file table may not exceed RLIMIT_NOFILE)" : ""))
-        }
-        _ = io_uring_register_ring_fd(ring.pointer)
         let bufferSize: UInt32
         let bufferCount: UInt32
         if options.mode == .echo {
@@ -231,17 +208,18 @@ final class ClientWorker {
         } else {
             // Idle connections receive a few bytes now and then; a burst beyond 512 buffers
             // between two reaps parks receives (-ENOBUFS) until buffers return. Every buffer
-            // ends up resident (the kernel cycles through them), so this is 1 MiB a thread.
+            // ends up resident (the kernel cycles through them), so this is 1 MiB a ring.
             bufferSize = 2048
             bufferCount = 512
         }
         do {
-            buffers = try BufferRing(ring: ring, groupID: 0, count: bufferCount, sizeBytes: bufferSize)
+            rings = try ClientRings(tableSizes: assignment.ringTables,
+                                    buffers: ClientRings.BufferLayout(count: bufferCount, sizeBytes: bufferSize),
+                                    disabled: options.disabledRingFeatures)
         } catch {
             releaseTemplates()
             throw LoadError("thread \(assignment.index): \(error)")
         }
-        self.ring = ring
 
         slab = .allocate(capacity: assignment.slots)
         destinations = .allocate(capacity: options.ports.count)
@@ -255,7 +233,6 @@ final class ClientWorker {
     }
 
     deinit {
-        buffers.unregister(ring: ring)
         if highWater > 0 { slab.deinitialize(count: Int(highWater)) }
         slab.deallocate()
         destinations.deallocate()
@@ -354,28 +331,12 @@ final class ClientWorker {
     }
 
     private func poll(timeoutNanoseconds: Int64) {
-        if timeoutNanoseconds <= 0 || ring.readyCompletions > 0 {
-            // Submit and run deferred completions without sleeping (with DEFER_TASKRUN a
-            // completion only appears when we enter the kernel asking for events).
-            _ = io_uring_submit_and_get_events(ring.pointer)
-        } else {
-            let result = ring.submitAndWait(waitCount: 1, timeoutNanoseconds: timeoutNanoseconds)
-            if result < 0 && result != -ETIME && result != -EINTR && result != -EBUSY && result != -EAGAIN {
-                // Not expected with a valid ring; counted by the caller's progress, not fatal.
-                usleep(1000)
-            }
+        rings.poll(timeoutNanoseconds: timeoutNanoseconds) { unit, userData, result, flags in
+            self.dispatch(ClientTag(rawValue: userData), result: result, flags: flags, unit: unit)
         }
         now = monotonicNanoseconds()
-        while true {
-            if ring.hasOverflow {
-                counters[.cqOverflows] += 1
-                _ = io_uring_get_events(ring.pointer)
-            }
-            let handled = ring.forEachCompletion { userData, result, flags in
-                self.dispatch(ClientTag(rawValue: userData), result: result, flags: flags)
-            }
-            if handled == 0 { break }
-        }
+        counters[.cqOverflows] = rings.overflowCount
+        counters[.waits] = rings.waitCount
     }
 
     // MARK: - Slots
@@ -508,15 +469,14 @@ final class ClientWorker {
             close(fd)
             return connectFailedEarly(slot, c, errno: saved)
         }
-        var descriptor = fd
-        let installed = io_uring_register_files_update(ring.pointer, slot, &descriptor, 1)
+        let installed = rings.install(fd, slot: slot)
         close(fd)
         guard installed == 1 else {
             return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
         }
-        let sqe = ring.nextSubmission()
+        let sqe = rings.submission(for: slot)
         (destinations + portIndex(slot)).withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            io_uring_prep_connect(sqe, Int32(bitPattern: slot), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            io_uring_prep_connect(sqe, rings.fileIndex(slot), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
         io_uring_sqe_set_data64(sqe, tag(.connect, slot, c))
@@ -597,7 +557,7 @@ final class ClientWorker {
                   c.pointee.state == .connecting, !c.pointee.flags.contains(.timedOut) else { continue }
             // Cancel the connect: its completion (-ECANCELED) then counts ETIMEDOUT.
             c.pointee.flags.insert(.timedOut)
-            let sqe = ring.nextSubmission()
+            let sqe = rings.submission(for: entry.slot)
             io_uring_prep_cancel64(sqe, tag(.connect, entry.slot, c), 0)
             io_uring_sqe_set_data64(sqe, tag(.cancel, entry.slot, c))
             c.pointee.inFlight += 1
@@ -634,14 +594,14 @@ final class ClientWorker {
     // MARK: - Completions
 
     @inline(__always)
-    private func dispatch(_ tag: ClientTag, result: Int32, flags: UInt32) {
+    private func dispatch(_ tag: ClientTag, result: Int32, flags: UInt32, unit: ClientRing) {
         let hasBuffer = flags & UInt32(IORING_CQE_F_BUFFER) != 0
         let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
         guard let operation = tag.operation, tag.slot < highWater,
               connection(tag.slot).pointee.generation == tag.generation
         else {
             // Stale or foreign: give the buffer back and drop it.
-            if hasBuffer { buffers.recycle(bufferID) }
+            if hasBuffer { unit.buffers.recycle(bufferID) }
             return
         }
         let slot = tag.slot
@@ -652,10 +612,10 @@ final class ClientWorker {
         case .receive:
             let more = flags & UInt32(IORING_CQE_F_MORE) != 0
             if result > 0 && hasBuffer {
-                received(slot, c, bytes: buffers.bytes(of: bufferID, count: result), more: more)
-                buffers.recycle(bufferID)
+                received(slot, c, bytes: unit.buffers.bytes(of: bufferID, count: result), more: more)
+                unit.buffers.recycle(bufferID)
             } else {
-                if hasBuffer { buffers.recycle(bufferID) }
+                if hasBuffer { unit.buffers.recycle(bufferID) }
                 if more { return }  // not expected: a multishot CQE without data that continues
                 receiveEnded(slot, c, result: result)
             }
@@ -670,10 +630,11 @@ final class ClientWorker {
     // MARK: - Receiving
 
     private func armReceive(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let sqe = ring.nextSubmission()
-        io_uring_prep_recv_multishot(sqe, Int32(bitPattern: slot), nil, 0, 0)
+        let unit = rings.unit(of: slot)
+        let sqe = unit.ring.nextSubmission()
+        io_uring_prep_recv_multishot(sqe, rings.fileIndex(slot), nil, 0, 0)
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
-        sqe.pointee.buf_group = buffers.groupID
+        sqe.pointee.buf_group = unit.buffers.groupID
         io_uring_sqe_set_data64(sqe, tag(.receive, slot, c))
         c.pointee.flags.insert(.receiveArmed)
         c.pointee.inFlight += 1
@@ -1069,9 +1030,9 @@ final class ClientWorker {
     }
 
     private func submitSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let sqe = ring.nextSubmission()
+        let sqe = rings.submission(for: slot)
         let offset = Int(c.pointee.sendOffset)
-        io_uring_prep_send(sqe, Int32(bitPattern: slot), pool.base(c.pointee.sendChunk) + offset,
+        io_uring_prep_send(sqe, rings.fileIndex(slot), pool.base(c.pointee.sendChunk) + offset,
                            Int(c.pointee.sendLength) - offset, Int32(MSG_NOSIGNAL))
         io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
         io_uring_sqe_set_data64(sqe, tag(.send, slot, c))
@@ -1134,19 +1095,19 @@ final class ClientWorker {
         pool.release(&c.pointee.inboundChunk)
         c.pointee.pendingLength = 0
         if c.pointee.flags.contains(.receiveArmed) {
-            let sqe = ring.nextSubmission()
+            let sqe = rings.submission(for: slot)
             io_uring_prep_cancel64(sqe, tag(.receive, slot, c), 0)
             io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
             c.pointee.inFlight += 1
         }
         if c.pointee.flags.contains(.sendInFlight) {
-            let sqe = ring.nextSubmission()
+            let sqe = rings.submission(for: slot)
             io_uring_prep_cancel64(sqe, tag(.send, slot, c), 0)
             io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
             c.pointee.inFlight += 1
         }
-        let sqe = ring.nextSubmission()
-        io_uring_prep_close_direct(sqe, slot)
+        let sqe = rings.submission(for: slot)
+        io_uring_prep_close_direct(sqe, UInt32(rings.fileIndex(slot)))
         io_uring_sqe_set_data64(sqe, tag(.close, slot, c))
         c.pointee.inFlight += 1
     }

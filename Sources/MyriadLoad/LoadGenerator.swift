@@ -27,9 +27,12 @@ public enum LoadGenerator {
         log: (String) -> Void = { _ in },
         stopOnSignals: Bool = false
     ) throws(LoadError) -> LoadSummary {
+        var configured = options
+        try configured.readFixedFilesPerRingFromEnvironment()
+        let options = configured
         try options.validate()
         let limit = FileLimit.raiseSoftToHard()
-        let plan = try LoadPlan.make(options: options, ports: .current(), fileLimit: limit.soft)
+        let plan = try LoadPlan.make(options: options, ports: .current(), fileLimit: limit.soft, cores: Config.onlineCores)
         for warning in plan.warnings { log("warning: " + warning) }
         let destination = try options.destinationAddress()
         // Signals are taken synchronously by the coordinator: blocked here, before the client
@@ -51,6 +54,7 @@ public enum LoadGenerator {
         for index in 0..<plan.threads {
             let assignment = ThreadAssignment(
                 index: index, threadCount: plan.threads, slots: plan.slotsPerThread[index],
+                ringTables: plan.ringTablesPerThread[index],
                 target: plan.targetPerThread[index], concurrency: max(1, plan.concurrencyPerThread[index]),
                 rate: plan.ratePerThread, sources: plan.sources, destination: destination)
             let mine = shared[index]
@@ -262,6 +266,7 @@ struct Coordinator {
             result.holdSeconds = Double((holdEnd ?? end) - holdStart) / 1e9
         }
         result.threads = plan.threads
+        result.rings = plan.rings
         result.sources = SourceAddresses.describe(plan.sources)
         for thread in shared { result.failures.merge(thread.failures.withLock { $0 }) }
         result.handshakes = sum[.handshakes]
@@ -288,6 +293,7 @@ struct Coordinator {
         if options.mode == .fanout { result.fanout = fanoutSummary(sum) }
         result.enobufsRearms = sum[.enobufs]
         result.cqOverflows = sum[.cqOverflows]
+        result.waits = sum[.waits]
         result.droppedFrames = sum[.droppedFrames]
         result.unexpectedMessages = sum[.unexpectedMessages]
         result.clientRSSBytes = peakResidentBytes()

@@ -1,4 +1,5 @@
 import Glibc
+import Myriad
 
 /// What a load run does once connections are up.
 public enum LoadMode: String, CaseIterable, Sendable {
@@ -52,8 +53,16 @@ public struct LoadOptions: Sendable {
     public var timeLimitMilliseconds: Int?
     /// Client source addresses (host byte order); nil: automatic (see `SourceAddresses`).
     public var sources: [UInt32]?
-    /// Client threads, each with its own ring; nil: as many as the connections need.
+    /// Client threads, each with as many io_uring rings as its share of the connections needs;
+    /// nil: one per online core (never more than the connections).
     public var threads: Int?
+    /// Largest fixed-file table of one client ring; nil: RLIMIT_NOFILE (the most a table may
+    /// hold). Smaller tables mean more rings per thread (tests force several this way).
+    /// `myriad load` takes it from `MYRIAD_LOAD_FIXED_FILES_PER_RING`.
+    public var fixedFilesPerRing: Int?
+    /// io_uring features the client must not use even where the kernel has them, to test the
+    /// fallbacks (only `.deferTaskrun` applies to the client).
+    var disabledRingFeatures: Set<URingFeature> = []
     /// ping mode: interval between two pings on one connection.
     public var pingIntervalMilliseconds = 25_000
     /// echo mode: payload bytes per message (at least 8: a send timestamp rides in it);
@@ -76,6 +85,21 @@ public struct LoadOptions: Sendable {
     public var serverPID: Int32?
 
     public init() {}
+
+    /// The environment variable `myriad load` reads `fixedFilesPerRing` from.
+    public static let fixedFilesVariable = "MYRIAD_LOAD_FIXED_FILES_PER_RING"
+
+    /// `fixedFilesPerRing` from `MYRIAD_LOAD_FIXED_FILES_PER_RING` when it is set and the
+    /// option is not: how `myriad load` (which has no flag for it) is told.
+    public mutating func readFixedFilesPerRingFromEnvironment() throws(LoadError) {
+        guard fixedFilesPerRing == nil, let raw = getenv(LoadOptions.fixedFilesVariable) else { return }
+        let text = String(cString: raw)
+        guard let value = Int(Substring(text).trimmingASCIISpaces) else {
+            throw LoadError("\(LoadOptions.fixedFilesVariable)=\(text): expected a number of fixed files per ring, "
+                + "1...\(maximumFixedFilesPerRing)")
+        }
+        fixedFilesPerRing = value
+    }
 
     /// The first (or only) port. Setting it makes it the only one.
     public var port: UInt16 {
@@ -152,6 +176,9 @@ public struct LoadOptions: Sendable {
             throw LoadError("--threads \(threads): expected 1...\(LoadPlan.maximumThreads)")
         }
         if let sources, sources.isEmpty { throw LoadError("--source names no address") }
+        if let fixedFilesPerRing, !(1...maximumFixedFilesPerRing).contains(fixedFilesPerRing) {
+            throw LoadError("\(LoadOptions.fixedFilesVariable)=\(fixedFilesPerRing): expected 1...\(maximumFixedFilesPerRing)")
+        }
         guard pingIntervalMilliseconds >= 1 else { throw LoadError("--ping-interval must be above 0") }
         if mode == .echo {
             guard messageSizeBytes >= 8 && messageSizeBytes <= 16 << 20 else {

@@ -103,20 +103,28 @@ public enum SourceAddresses {
     }
 }
 
-/// How a run is split: threads (each with one ring and a fixed-file table), the connections
-/// and connect concurrency of each, and the source addresses.
+/// How a run is split: threads (one per online core by default), the rings of each thread (as
+/// many as its share needs, each with a fixed-file table of at most RLIMIT_NOFILE entries), the
+/// connections and connect concurrency of each thread, and the source addresses.
 public struct LoadPlan: Sendable, Equatable {
-    /// Threads (rings) a run may use.
+    /// Threads a run may use.
     public static let maximumThreads = 256
+    /// Rings one load process may run, over all its threads (each ring is a process fd and
+    /// about 1.5 MiB of rings and receive buffers; 256 rings of 20,000 hold 5,120,000).
+    public static let maximumRings = 256
 
     public var sources: [UInt32]
     public var portsPerAddress: Int
     public var threads: Int
     /// Largest fixed-file table a ring may register: RLIMIT_NOFILE (after raising the soft
-    /// limit to the hard one), at most the kernel's 1,048,576.
+    /// limit to the hard one), at most the kernel's 1,048,576, or `LoadOptions.fixedFilesPerRing`.
     public var fixedFilesPerRing: Int
-    /// Connection slots of each thread (= its fixed-file table size).
+    /// Connection slots of each thread (the sum of its rings' tables).
     public var slotsPerThread: [Int]
+    /// Each thread's rings, by fixed-file table size: ceil(slots / fixedFilesPerRing) rings, the
+    /// first ones all the same size (a slot's ring is slot / that size), the last one smaller
+    /// when the share does not divide.
+    public var ringTablesPerThread: [[Int]]
     /// Connections (or churn cycles) each thread establishes.
     public var targetPerThread: [Int]
     /// Connections each thread establishes at once at most.
@@ -126,23 +134,31 @@ public struct LoadPlan: Sendable, Equatable {
     /// Things that will probably go wrong, for the user to see before they do.
     public var warnings: [String]
 
-    public static func make(options: LoadOptions, ports: PortRange, fileLimit: Int) throws(LoadError) -> LoadPlan {
+    /// Rings over all threads.
+    public var rings: Int { ringTablesPerThread.reduce(0) { $0 + $1.count } }
+
+    /// The plan for `options` on a host with `cores` online cores, an fd limit of `fileLimit`
+    /// (RLIMIT_NOFILE: each ring's table holds at most that) and the ephemeral `ports`.
+    public static func make(options: LoadOptions, ports: PortRange, fileLimit: Int, cores: Int) throws(LoadError) -> LoadPlan {
         let simultaneous = options.simultaneousConnections
-        let perRing = max(1, min(fileLimit, maximumFixedFilesPerRing))
-        let needed = (simultaneous + perRing - 1) / perRing
-        let threads: Int
-        if let requested = options.threads {
-            guard requested >= needed else {
-                throw LoadError("--threads \(requested) cannot hold \(simultaneous) connections: each ring's fixed-file table "
-                    + "is limited to RLIMIT_NOFILE = \(perRing); use at least \(needed) threads (or leave --threads out)")
+        var perRing = max(1, min(fileLimit, maximumFixedFilesPerRing))
+        if let asked = options.fixedFilesPerRing {
+            guard asked <= perRing else {
+                throw LoadError("\(LoadOptions.fixedFilesVariable)=\(asked) is more than a ring's fixed-file table may hold "
+                    + "here: RLIMIT_NOFILE = \(perRing)")
             }
-            threads = min(requested, simultaneous)
-        } else {
-            threads = needed
+            perRing = asked
         }
-        guard threads <= maximumThreads else {
-            throw LoadError("\(simultaneous) connections need \(threads) rings of \(perRing) fixed files, "
-                + "more than the \(maximumThreads) threads one load process runs: raise the fd limit or use several processes")
+        let threads = max(1, min(options.threads ?? cores, simultaneous))
+        let slots = split(simultaneous, threads)
+        let tables = slots.map { share in ringTables(share, perRing: perRing) }
+        let rings = tables.reduce(0) { $0 + $1.count }
+        guard rings <= maximumRings else {
+            throw LoadError("\(simultaneous) connections need \(rings) rings of at most \(perRing) fixed files, more than the "
+                + "\(maximumRings) one load process runs: raise the fd limit or use several processes")
+        }
+        guard slots[0] < ClientTag.maximumSlots else {
+            throw LoadError("\(slots[0]) connections on one thread: at most \(ClientTag.maximumSlots - 1); use more --threads")
         }
         let sources = options.sources
             ?? SourceAddresses.automatic(count: SourceAddresses.neededCount(connections: simultaneous, ports: ports))
@@ -155,9 +171,18 @@ public struct LoadPlan: Sendable, Equatable {
         }
         return LoadPlan(
             sources: sources, portsPerAddress: ports.usablePerAddress, threads: threads, fixedFilesPerRing: perRing,
-            slotsPerThread: split(simultaneous, threads), targetPerThread: split(options.target, threads),
+            slotsPerThread: slots, ringTablesPerThread: tables, targetPerThread: split(options.target, threads),
             concurrencyPerThread: split(max(options.concurrency, threads), threads),
             ratePerThread: Double(options.rate) / Double(threads), warnings: warnings)
+    }
+
+    /// A thread's `share` of slots cut into ceil(share / perRing) rings: all of ceil(share /
+    /// rings) slots but the last, which holds the rest (at least one slot: (rings - 1) x that
+    /// size < share because it is at most `perRing`).
+    public static func ringTables(_ share: Int, perRing: Int) -> [Int] {
+        let count = max(1, (share + perRing - 1) / perRing)
+        let size = max(1, (share + count - 1) / count)
+        return (0..<count).map { $0 < count - 1 ? size : max(1, share - size * (count - 1)) }
     }
 
     /// `total` split over `parts` as evenly as integers allow, larger shares first.

@@ -14,7 +14,9 @@
 ///   "duration_s": Double,          // the whole run, start to summary
 ///   "ramp_s": Double,              // start to the last handshake of the ramp (churn: the cycling)
 ///   "hold_s": Double,              // the hold / measurement window (0 for churn; fanout: the publishing)
-///   "threads": Int, "sources": "127.0.0.2-127.0.0.3",
+///   "threads": Int,                // client threads (one per core unless --threads)
+///   "rings": Int,                  // io_uring rings over all threads (each table <= RLIMIT_NOFILE)
+///   "sources": "127.0.0.2-127.0.0.3",
 ///   "failures": {                  // by kind, then by errno name or protocol reason; kinds always present
 ///     "connect": {"ECONNREFUSED": 3}, "handshake": {}, "read": {}, "unexpected_close": {}, "close": {}
 ///   },
@@ -53,6 +55,7 @@
 ///   "diagnostics": {               // the client's own backpressure, for explaining odd runs
 ///     "enobufs_rearms": Int,       // receives parked because the thread's buffer ring ran dry
 ///     "cq_overflows": Int,         // times the kernel held completions back (CQ full)
+///     "waits": Int,                // blocking waits of every thread (each may sleep): wake-ups at most
 ///     "dropped_frames": Int,       // frames not queued: the connection's send queue was full
 ///     "unexpected_messages": Int   // data messages the client did not ask for
 ///   },
@@ -74,6 +77,7 @@ public struct LoadSummary: Sendable, Equatable {
     public var rampSeconds = 0.0
     public var holdSeconds = 0.0
     public var threads = 0
+    public var rings = 0
     public var sources = ""
     public var failures = FailureCounts()
     public var handshakes = 0
@@ -94,6 +98,7 @@ public struct LoadSummary: Sendable, Equatable {
     public var fanout: FanoutSummary?
     public var enobufsRearms = 0
     public var cqOverflows = 0
+    public var waits = 0
     public var droppedFrames = 0
     public var unexpectedMessages = 0
     public var clientRSSBytes = 0
@@ -140,6 +145,7 @@ public struct LoadSummary: Sendable, Equatable {
             $0.field("ramp_s", rampSeconds)
             $0.field("hold_s", holdSeconds)
             $0.field("threads", threads)
+            $0.field("rings", rings)
             $0.field("sources", string: sources)
             $0.key("failures")
             $0.object { kinds in
@@ -182,6 +188,7 @@ public struct LoadSummary: Sendable, Equatable {
             $0.object {
                 $0.field("enobufs_rearms", enobufsRearms)
                 $0.field("cq_overflows", cqOverflows)
+                $0.field("waits", waits)
                 $0.field("dropped_frames", droppedFrames)
                 $0.field("unexpected_messages", unexpectedMessages)
             }

@@ -54,6 +54,8 @@ enum LoadCounter: Int, CaseIterable {
     case enobufs
     /// Times the kernel held completions back because the CQ was full.
     case cqOverflows
+    /// Blocking waits of the thread (each may sleep in ring 0): its wake-ups, at most.
+    case waits
     /// Data messages nobody asked for (hold mode: the server sent one).
     case unexpectedMessages
     /// Frames not sent because the connection's send queue was full (e.g. pongs for a burst

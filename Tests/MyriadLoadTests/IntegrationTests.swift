@@ -25,7 +25,9 @@ enum LoadBinary {
 
     /// Runs `myriad load <arguments> --json <file>`, killed (by its PID) after `timeout` seconds;
     /// sent SIGTERM after `terminateAfter` seconds when given.
-    static func run(_ arguments: [String], timeout: Double = 60, terminateAfter: Double? = nil) throws -> Result {
+    /// `environment` is added to this process's, whose MYRIAD_ variables are left out.
+    static func run(_ arguments: [String], timeout: Double = 60, terminateAfter: Double? = nil,
+                    environment: [String: String] = [:]) throws -> Result {
         let directory = FileManager.default.temporaryDirectory
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let jsonURL = directory.appendingPathComponent("myriad-load-\(tag).json")
@@ -38,6 +40,7 @@ enum LoadBinary {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = ["load"] + arguments + ["--json", jsonURL.path]
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MYRIAD_") }
+            .merging(environment) { $1 }
         let outHandle = try FileHandle(forWritingTo: outURL)
         let errHandle = try FileHandle(forWritingTo: errURL)
         process.standardOutput = outHandle

@@ -71,22 +71,35 @@ import Testing
         return options
     }
 
-    @Test func threadsFollowTheFixedFileLimitPerRing() throws {
-        let small = try LoadPlan.make(options: options(200), ports: ports, fileLimit: 20000)
-        #expect(small.threads == 1)
-        #expect(small.slotsPerThread == [200])
+    @Test func threadsFollowTheCoresAndRingsTheFixedFileLimit() throws {
+        let small = try LoadPlan.make(options: options(200), ports: ports, fileLimit: 20000, cores: 2)
+        #expect(small.threads == 2)
+        #expect(small.slotsPerThread == [100, 100])
+        #expect(small.ringTablesPerThread == [[100], [100]])
         #expect(small.sources.map(formatIPv4) == ["127.0.0.2"])
-        let test = try LoadPlan.make(options: options(25000), ports: ports, fileLimit: 20000)
+        let test = try LoadPlan.make(options: options(25000), ports: ports, fileLimit: 20000, cores: 2)
         #expect(test.threads == 2)
         #expect(test.slotsPerThread == [12500, 12500])
         #expect(test.targetPerThread == [12500, 12500])
+        #expect(test.rings == 2)
         #expect(test.sources.count == 3)
         #expect(test.warnings.isEmpty)
-        let million = try LoadPlan.make(options: options(1_000_000), ports: ports, fileLimit: 20000)
-        #expect(million.threads == 50)
-        #expect(million.slotsPerThread.allSatisfy { $0 == 20000 })
+        // A million on 2 cores: 2 threads of 500,000, each with 25 rings of 20,000.
+        let million = try LoadPlan.make(options: options(1_000_000), ports: ports, fileLimit: 20000, cores: 2)
+        #expect(million.threads == 2)
+        #expect(million.slotsPerThread == [500_000, 500_000])
+        #expect(million.ringTablesPerThread == [[Int](repeating: 20000, count: 25), [Int](repeating: 20000, count: 25)])
+        #expect(million.rings == 50)
         #expect(million.sources.count == 107)
         #expect(million.concurrencyPerThread.reduce(0, +) == 1024)
+        // One core: one thread, every ring on it.
+        let single = try LoadPlan.make(options: options(1_000_000), ports: ports, fileLimit: 20000, cores: 1)
+        #expect(single.threads == 1)
+        #expect(single.ringTablesPerThread == [[Int](repeating: 20000, count: 50)])
+        // Never more threads than connections.
+        let tiny = try LoadPlan.make(options: options(3), ports: ports, fileLimit: 20000, cores: 8)
+        #expect(tiny.threads == 3)
+        #expect(tiny.ringTablesPerThread == [[1], [1], [1]])
     }
 
     @Test func anUnevenSplitGivesTheRemainderToTheFirstThreads() {
@@ -95,27 +108,65 @@ import Testing
         #expect(LoadPlan.split(1024, 50).reduce(0, +) == 1024)
     }
 
-    @Test func explicitThreadsMustHoldTheConnections() throws {
-        #expect(throws: LoadError.self) {
-            try LoadPlan.make(options: options(25000) { $0.threads = 1 }, ports: ports, fileLimit: 20000)
+    /// A share is cut into as few rings as hold it, all the same size but the last (a slot's
+    /// ring is slot / that size), none over the per-ring limit, none empty.
+    @Test(arguments: [(1, 1), (7, 2), (10, 3), (1000, 200), (1001, 200), (21, 5), (500_000, 20000), (499_999, 20000),
+                      (20001, 20000), (5, 1), (19999, 20000)])
+    func ringTablesCoverTheShare(share: Int, perRing: Int) {
+        let tables = LoadPlan.ringTables(share, perRing: perRing)
+        #expect(tables.reduce(0, +) == share)
+        #expect(tables.count == (share + perRing - 1) / perRing)
+        #expect(tables.allSatisfy { $0 >= 1 && $0 <= perRing })
+        #expect(tables.dropLast().allSatisfy { $0 == tables[0] })
+        #expect(tables.last! <= tables[0])
+        // Every slot maps into its ring's table.
+        for slot in [0, share / 2, share - 1] {
+            let ring = slot / tables[0]
+            #expect(ring < tables.count && slot - ring * tables[0] < tables[ring], "slot \(slot)")
         }
-        let more = try LoadPlan.make(options: options(25000) { $0.threads = 4 }, ports: ports, fileLimit: 20000)
+    }
+
+    @Test func explicitThreadsTakeAsManyRingsAsTheyNeed() throws {
+        // One thread holds more than the fd limit: two rings.
+        let one = try LoadPlan.make(options: options(25000) { $0.threads = 1 }, ports: ports, fileLimit: 20000, cores: 2)
+        #expect(one.threads == 1)
+        #expect(one.ringTablesPerThread == [[12500, 12500]])
+        let more = try LoadPlan.make(options: options(25000) { $0.threads = 4 }, ports: ports, fileLimit: 20000, cores: 2)
         #expect(more.threads == 4)
         #expect(more.slotsPerThread == [6250, 6250, 6250, 6250])
+        #expect(more.rings == 4)
         // Never more threads than connections.
-        let tiny = try LoadPlan.make(options: options(3) { $0.threads = 8 }, ports: ports, fileLimit: 20000)
+        let tiny = try LoadPlan.make(options: options(3) { $0.threads = 8 }, ports: ports, fileLimit: 20000, cores: 2)
         #expect(tiny.threads == 3)
     }
 
-    @Test func tooManyRingsIsAnError() {
+    /// `fixedFilesPerRing` (MYRIAD_LOAD_FIXED_FILES_PER_RING) caps a table below the fd limit:
+    /// 1,000 connections on one thread at 200 a ring are 5 rings; it may not exceed the limit.
+    @Test func fixedFilesPerRingForcesSeveralRingsOnAThread() throws {
+        let five = try LoadPlan.make(options: options(1000) { $0.threads = 1; $0.fixedFilesPerRing = 200 },
+                                     ports: ports, fileLimit: 20000, cores: 2)
+        #expect(five.threads == 1)
+        #expect(five.fixedFilesPerRing == 200)
+        #expect(five.ringTablesPerThread == [[200, 200, 200, 200, 200]])
+        let uneven = try LoadPlan.make(options: options(1001) { $0.fixedFilesPerRing = 200 },
+                                       ports: ports, fileLimit: 20000, cores: 2)
+        #expect(uneven.slotsPerThread == [501, 500])
+        #expect(uneven.ringTablesPerThread == [[167, 167, 167], [167, 167, 166]])
         #expect(throws: LoadError.self) {
-            try LoadPlan.make(options: options(16_000_000), ports: ports, fileLimit: 20000)
+            try LoadPlan.make(options: options(1000) { $0.fixedFilesPerRing = 20001 }, ports: ports, fileLimit: 20000, cores: 2)
+        }
+    }
+
+    @Test func tooManyRingsIsAnError() {
+        // 16,000,000 at 20,000 a ring: 800 rings, over the 256 one process runs.
+        #expect(throws: LoadError.self) {
+            try LoadPlan.make(options: options(16_000_000), ports: ports, fileLimit: 20000, cores: 2)
         }
     }
 
     @Test func tooFewSourceAddressesWarns() throws {
         let plan = try LoadPlan.make(options: options(60000) { $0.sources = [0x7F00_0002, 0x7F00_0003] },
-                                     ports: ports, fileLimit: 20000)
+                                     ports: ports, fileLimit: 20000, cores: 2)
         #expect(plan.warnings.count == 1)
         #expect(plan.warnings[0].contains("EADDRNOTAVAIL"))
     }
@@ -128,7 +179,7 @@ import Testing
         }
         #expect(churn.target == 1500)
         #expect(churn.simultaneousConnections == 64)
-        let plan = try LoadPlan.make(options: churn, ports: ports, fileLimit: 20000)
+        let plan = try LoadPlan.make(options: churn, ports: ports, fileLimit: 20000, cores: 1)
         #expect(plan.threads == 1)
         #expect(plan.slotsPerThread == [64])
         #expect(plan.targetPerThread == [1500])
@@ -173,6 +224,8 @@ import Testing
         #expect(invalid { $0.path = "/a b" })
         #expect(invalid { $0.timeLimitMilliseconds = 0 })
         #expect(invalid { $0.threads = 0 })
+        #expect(invalid { $0.fixedFilesPerRing = 0 })
+        #expect(!invalid { $0.fixedFilesPerRing = 16 })
         #expect(invalid { $0.sources = [] })
         #expect(invalid { $0.closeTimeoutMilliseconds = 0 })
     }

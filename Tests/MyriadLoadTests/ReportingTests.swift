@@ -96,6 +96,7 @@ import Testing
         summary.rampSeconds = 4
         summary.holdSeconds = 2
         summary.threads = 2
+        summary.rings = 4
         summary.sources = "127.0.0.2-127.0.0.3"
         summary.handshakes = 25000
         summary.cleanCloses = 25000
@@ -125,6 +126,7 @@ import Testing
         #expect(object["duration_s"] as? Double == 12.346)
         #expect(object["handshake_rate_per_s"] as? Double == 6250)
         #expect(object["threads"] as? Int == 2)
+        #expect(object["rings"] as? Int == 4)
         #expect(object["sources"] as? String == "127.0.0.2-127.0.0.3")
         let failures = try #require(object["failures"] as? [String: [String: Int]])
         #expect(Set(failures.keys) == ["connect", "handshake", "read", "unexpected_close", "close"])
@@ -142,7 +144,7 @@ import Testing
         #expect(object["messages_per_s"] as? Double == 0)
         #expect(object["verify_echo"] as? [String: Int] == ["ok": 25000, "failed": 0])
         #expect(object["diagnostics"] as? [String: Int]
-            == ["enobufs_rearms": 0, "cq_overflows": 0, "dropped_frames": 0, "unexpected_messages": 0])
+            == ["enobufs_rearms": 0, "cq_overflows": 0, "waits": 0, "dropped_frames": 0, "unexpected_messages": 0])
         #expect(object["client_rss_mib"] as? Double == 64)
         #expect(object["client_state_bytes_per_connection"] as? Int == 144)
         #expect(object["time_limit_reached"] as? Bool == false)
@@ -155,7 +157,7 @@ import Testing
     @Test func keysComeInTheDocumentedOrder() {
         let json = sample().json
         let keys = ["\"mode\"", "\"server\"", "\"target\"", "\"connected\"", "\"peak\"", "\"duration_s\"", "\"ramp_s\"",
-                    "\"hold_s\"", "\"threads\"", "\"sources\"", "\"failures\"", "\"failures_total\"", "\"handshakes\"",
+                    "\"hold_s\"", "\"threads\"", "\"rings\"", "\"sources\"", "\"failures\"", "\"failures_total\"", "\"handshakes\"",
                     "\"handshake_rate_per_s\"", "\"unexpected_closes\"", "\"clean_closes\"", "\"pings_sent\"",
                     "\"pongs_received\"", "\"server_pings_answered\"", "\"rtt_ms\"", "\"messages_sent\"",
                     "\"messages_received\"", "\"messages_per_s\"", "\"latency_ms\"", "\"verify_echo\"", "\"diagnostics\"",

@@ -19,7 +19,8 @@ path = "bench/README.md"
 text = open(path).read()
 marker = "<!-- scale rows: appended by bench/scale/write_row.py -->"
 r = result
-row = (f"| {r['date']} | {r['commit']} | {r['N']:,} | {r['reached']:,} | {r['workers']} | {r['ramp_s']} s | "
+workers = f"{r['workers']} x {r['rings'] // r['workers']} rings" if r.get("rings") and r.get("workers") and r["rings"] % r["workers"] == 0 else r["workers"]
+row = (f"| {r['date']} | {r['commit']} | {r['N']:,} | {r['reached']:,} | {workers} | {r['ramp_s']} s | "
        f"{r['server_rss_per_conn_B']} B ({r['server_rss_mib']} MiB) | {r['kernel_slab_per_conn_B']} B | "
        f"{r['server_cpu_pct_holding']} % ({r['server_cpu_us_per_ping']} µs / ping) | "
        f"{r['pings_sent']:,} / {r['pongs_received']:,} | {r['unexpected_closes_client']} / {r['server_abnormal_closes']} | "
