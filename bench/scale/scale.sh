@@ -6,6 +6,11 @@
 # with the server pinging every connection every 25 s, then reports and appends a row to
 # bench/README.md's scale table.
 #
+# Every second it samples the connections the server holds (its stats line), its RSS and its
+# CPU into a time series (series.csv among the logs), and draws them (bench/plot.py, matplotlib)
+# with the ramp and the hold marked: scale.png among the logs; a run that becomes a row also
+# gets its chart copied to bench/charts/ and linked under the table.
+#
 # Only a clean run becomes a row. The script refuses (says why, exits 1, writes no row) when
 # `myriad load` exits non-zero or writes no summary, when the server never holds N or holds
 # fewer at the sample, when the server dies, or when either side lost a connection before the
@@ -14,7 +19,8 @@
 # cleared: the row's command must be all it takes to repeat the run.
 #
 #   bench/scale/scale.sh N [HOLD_SECONDS]
-# Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad).
+# Env: SCALE_WRITE_ROW=0 to skip writing the row (and the chart into bench/charts/);
+# SCALE_BINARY (default .build/release/myriad).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^MYRIAD_' || true)
@@ -28,8 +34,17 @@ OUT=$(mktemp -d /tmp/myriad-scale-XXXXXX)
 commit=$(python3 bench/commit_stamp.py)
 
 say() { echo "scale: $*"; }
+# The time series' chart, drawn whatever the outcome (a failed run's curves say where it failed).
+draw() {
+    [ -s "$OUT/series.csv" ] || return 0
+    python3 bench/plot.py scale "$OUT/series.csv" "$OUT/phases.csv" "$OUT/scale.png" \
+        --title "myriad scale N=$N ($workers workers), commit $commit" >"$OUT/plot.log" 2>&1 \
+        || say "chart: not drawn ($(tail -n 1 "$OUT/plot.log"))"
+}
 refuse() {
     echo "scale: REFUSED, no row written: $*" >&2
+    [ -n "${sampler:-}" ] && kill "$sampler" 2>/dev/null
+    draw
     echo "scale: logs in $OUT" >&2
     exit 1
 }
@@ -85,14 +100,34 @@ MYRIAD_PING_INTERVAL=25s MYRIAD_PONG_TIMEOUT=10s MYRIAD_STATS_INTERVAL=1s \
 MYRIAD_BUFFER_COUNT=256 MYRIAD_BUFFER_SIZE=1024 MYRIAD_RING_ENTRIES=2048 MYRIAD_BACKLOG=65535 \
     "$BIN" serve >"$OUT/serve.log" 2>&1 &
 server=$!
-cleanup() { kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null; [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"; true; }
+cleanup() {
+    kill -0 "$server" 2>/dev/null && kill -TERM "$server" 2>/dev/null
+    [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null && kill -TERM "$load"
+    [ -n "${sampler:-}" ] && kill "$sampler" 2>/dev/null
+    true
+}
 trap cleanup EXIT
 for _ in $(seq 100); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
 grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; refuse "myriad serve did not start"; }
 sleep 1
 rss_idle=$(rss_kb "$server")
 
+# The time series: one sample a second until the server exits.
+sample_series() {
+    local hz line
+    hz=$(getconf CLK_TCK)
+    echo "t,open,rss_kb,cpu_ticks,hz" >"$OUT/series.csv"
+    while kill -0 "$server" 2>/dev/null; do
+        line=$(tail -n 40 "$OUT/serve.log" | grep '^stats ' | tail -n 1 || true)
+        echo "$(date +%s.%N),$(field open "$line"),$(rss_kb "$server" 2>/dev/null),$(cpu_ticks "$server" 2>/dev/null),$hz" >>"$OUT/series.csv"
+        sleep 1
+    done
+}
+sample_series &
+sampler=$!
+
 started=$(date +%s.%N)
+printf 'phase,t\nramp_start,%s\n' "$started" >"$OUT/phases.csv"
 "$BIN" load hold --port "$PORT" --connections "$N" --duration "${HOLD}s" \
     --concurrency 4096 --time-limit "$(( HOLD + 600 ))s" --json "$OUT/load.json" >"$OUT/load.out" 2>"$OUT/load.err" &
 load=$!
@@ -102,7 +137,9 @@ ramp_seconds=""
 while kill -0 "$load" 2>/dev/null; do
     open=$(field open "$(latest_stats)")
     if [ "${open:-0}" -ge "$N" ]; then
-        ramp_seconds=$(echo "$(date +%s.%N) - $started" | bc)
+        ramp_end=$(date +%s.%N)
+        ramp_seconds=$(echo "$ramp_end - $started" | bc)
+        echo "ramp_end,$ramp_end" >>"$OUT/phases.csv"
         break
     fi
     sleep 0.5
@@ -126,8 +163,12 @@ alive
 b_time=$(date +%s.%N); b_cpu=$(cpu_ticks "$server"); b_stats=$(latest_stats)
 load_status=0
 wait "$load" || load_status=$?
+echo "hold_end,$(date +%s.%N)" >>"$OUT/phases.csv"
 alive
 kill -TERM "$server"; wait "$server" || true
+wait "$sampler" 2>/dev/null || true
+sampler=""
+draw
 final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
 echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
 
@@ -199,5 +240,11 @@ fi
 if [ "${SCALE_WRITE_ROW:-1}" = "1" ]; then
     command="make scale N=$N"
     [ "$HOLD" = 120 ] || command="bench/scale/scale.sh $N $HOLD"
-    python3 bench/scale/write_row.py "$OUT/result.json" "$command"
+    chart=""
+    if [ -s "$OUT/scale.png" ]; then
+        mkdir -p bench/charts
+        chart="charts/scale-$N-$(date +%Y-%m-%d)-$commit.png"
+        cp "$OUT/scale.png" "bench/$chart"
+    fi
+    python3 bench/scale/write_row.py "$OUT/result.json" "$command" "$chart"
 fi
