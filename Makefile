@@ -3,17 +3,18 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT ?= swift
 
-.PHONY: help deps build-release serve test bench bench-engine scale conformance conformance-full fuzz fuzz-replay test-sanitize
+.PHONY: help deps build-release serve test bench bench-engine scale conformance conformance-full fuzz fuzz-replay test-sanitize prometheus-demo
 
 help:
-	@echo "make serve         install what is missing, build release, serve (echo) on :8080"
+	@echo "make serve         install what is missing, build release, serve (echo) on :8080 (MYRIAD_METRICS_PORT=9100: /metrics too)"
+	@echo "make prometheus-demo  serve with /metrics on :9100 and a real Prometheus scraping it, UI on :9090 (LOAD=N connections)"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends, strict"
 	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder and inflate path (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
 	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class, permessage-deflate (bench/README.md)"
-	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs (bench/engine/)"
-	@echo "make scale N=...   the million-connection run on this machine (bench/scale/)"
+	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs, and a chart (bench/engine/)"
+	@echo "make scale N=...   the million-connection run on this machine, and its chart (bench/scale/)"
 
 # System packages the build and the tests need: liburing-dev (the engine's C dependency),
 # zlib1g-dev (permessage-deflate's zlib), nats-server (the NATS client and cluster tests run a
@@ -77,7 +78,8 @@ conformance-full: deps
 	scripts/conformance.sh '*' 'io_uring epoll'
 
 
-# The million-connection run (any N): bench/scale/scale.sh; appends a row to bench/README.md.
+# The million-connection run (any N): bench/scale/scale.sh; appends a row to bench/README.md and
+# links the run's chart (connections, server RSS and CPU over time; matplotlib in .venv-bench/).
 N ?= 1000000
 scale: deps
 	$(SWIFT) build -c release --product myriad
@@ -88,6 +90,14 @@ bench: deps
 	cd bench && $(SWIFT) package --allow-writing-to-package-directory benchmark --no-progress
 
 # io_uring against epoll in the same engine, same load, same run (3 alternating runs each),
-# plus memory per idle connection, handshake and keep-alive costs: written into bench/README.md.
+# plus memory per idle connection, handshake and keep-alive costs: written into bench/README.md,
+# with a chart of CPU and system calls per message (bench/charts/engine-echo.png).
 bench-engine: build-release
 	bench/engine/compare.py --runs 3
+
+# `myriad serve` (release) with /metrics on MYRIAD_METRICS_PORT (9100) and Debian's prometheus
+# scraping it every 5 s, its UI on PROMETHEUS_PORT (9090); LOAD=N holds N connections with
+# `myriad load` so the graphs move. Ctrl-C stops all three (scripts/prometheus.py).
+LOAD ?= 0
+prometheus-demo: build-release
+	scripts/prometheus.py --binary .build/release/myriad --load $(LOAD)

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MyriadService", targets: ["MyriadService"]),
         .library(name: "MyriadDoctor", targets: ["MyriadDoctor"]),
         .library(name: "MyriadCluster", targets: ["MyriadCluster"]),
+        .library(name: "MyriadMetrics", targets: ["MyriadMetrics"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -19,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        // Tests only: the exporter checked against a real swift-metrics Prometheus backend.
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -71,6 +75,16 @@ let package = Package(
             name: "MyriadCluster",
             dependencies: [.product(name: "Logging", package: "swift-log")]
         ),
+        // The engine's metrics through swift-metrics (issue 18), exported periodically from the
+        // counter boards; `/metrics` itself is in the engine and needs none of this.
+        .target(
+            name: "MyriadMetrics",
+            dependencies: [
+                "Myriad",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "myriad",
             dependencies: [
@@ -101,6 +115,11 @@ let package = Package(
                 "Myriad", "MyriadService", "MyriadTestSupport", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // The metrics: MyriadMetrics against swift-metrics' test backend and a real
+                // swift-prometheus registry.
+                "MyriadMetrics",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // Against a real nats-server (installed by scripts/ensure-deps.sh) and fake hostile servers.

@@ -4,8 +4,10 @@
 #   Debian packages: liburing-dev (the engine's C dependency), zlib1g-dev (permessage-deflate's
 #   zlib, WebSocketCompression), pkg-config, node-ws (Node's `ws` client for the
 #   interoperability tests), nats-server (Debian's 2.9: the NATS client and cluster tests run a
-#   real one).
-#   Python: a venv in .venv with `websockets` from PyPI (the other third-party client).
+#   real one), prometheus (Debian's 2.42: the metrics tests and `make prometheus-demo` run a real
+#   one scraping `myriad serve`; about 20 s to install here).
+#   Python: a venv in .venv with `websockets` (the other third-party client) and
+#   `prometheus_client` (its parser checks /metrics) from PyPI.
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
 #   conformance run installs that harness itself, into .venv-autobahn).
 #   With --bench, also what bench/ needs: libdeflate-dev (compared with zlib there).
@@ -24,6 +26,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 # Debian installs it in /usr/sbin, which an ordinary user's PATH may lack.
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -36,8 +39,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
-    echo "creating .venv with websockets (PyPI)"
-    python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'websockets>=12'
+if ! .venv/bin/python -c 'import websockets, prometheus_client' 2>/dev/null; then
+    echo "setting up .venv with websockets and prometheus_client (PyPI)"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'websockets>=12' 'prometheus_client>=0.17'
 fi

@@ -84,6 +84,10 @@ public struct Config: Sendable {
     public var closeTimeoutMilliseconds = 5_000
     public var shutdownTimeoutMilliseconds = 10_000
     public var statsIntervalMilliseconds = 0
+    /// The Prometheus `/metrics` listener: off (nil) unless set; 0 picks a free port.
+    public var metricsPort: UInt16? = nil
+    /// Loopback by default: metrics are not for the public.
+    public var metricsHost = "127.0.0.1"
     public var logLevel: Logger.Level = .info
     public var disabledURingFeatures: Set<URingFeature> = []
 
@@ -302,6 +306,18 @@ extension Config {
         Knob(variable: "MYRIAD_STATS_INTERVAL", flag: "stats-interval", defaultValue: "0 (off)", range: "0 or 100ms-1h",
              help: "Print a stats line this often.") { config, value throws(ConfigError) in
             config.statsIntervalMilliseconds = try duration("MYRIAD_STATS_INTERVAL", value, 100...3_600_000, allowZero: true)
+        },
+        Knob(variable: "MYRIAD_METRICS_PORT", flag: "metrics-port", defaultValue: "(off)", range: "0-65535 (0: any free port)",
+             help: "Serve Prometheus metrics (GET /metrics) on this TCP port, from its own thread; off unless set.") { config, value throws(ConfigError) in
+            config.metricsPort = UInt16(try integer("MYRIAD_METRICS_PORT", value, 0...65535))
+        },
+        Knob(variable: "MYRIAD_METRICS_HOST", flag: "metrics-host", defaultValue: "127.0.0.1", range: "an IPv4 address",
+             help: "Address the metrics listener binds (loopback unless you mean to expose it).") { config, value throws(ConfigError) in
+            var address = in_addr()
+            guard inet_pton(AF_INET, value, &address) == 1 else {
+                throw ConfigError(variable: "MYRIAD_METRICS_HOST", value: value, expected: "an IPv4 address such as 127.0.0.1 or 0.0.0.0")
+            }
+            config.metricsHost = value
         },
         Knob(variable: "MYRIAD_LOG_LEVEL", flag: "log-level", defaultValue: "info",
              range: "trace | debug | info | notice | warning | error | critical",

@@ -24,6 +24,12 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     public private(set) var backendName = ""
     /// Connections the largest worker can hold (shares differ by at most one).
     public private(set) var connectionsPerWorker = 0
+    /// The port the metrics listener is bound to (MYRIAD_METRICS_PORT); nil when it is off.
+    public private(set) var metricsPort: UInt16?
+    /// What the metrics report besides the counters: each worker's capacity, its budget.
+    private var capacityPerWorker: [Int] = []
+    private var bufferBudgetBytes = 0
+    private var metricsServer: MetricsServer?
     private var controls: [WorkerControl] = []
     private var threads: [pthread_t] = []
     /// `wait` may be called from several threads (a service's join thread, a test's stop):
@@ -43,6 +49,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     }
 
     deinit {
+        metricsServer?.stop()
         for mailbox in shared.mailboxes where mailbox.waker.eventFileDescriptor >= 0 { close(mailbox.waker.eventFileDescriptor) }
     }
 
@@ -93,6 +100,21 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         }
         let settings = WorkerSettings(config)
         let shared = self.shared
+        capacityPerWorker = plan.perWorker
+        bufferBudgetBytes = settings.bufferBudgetBytes
+        if let port = config.metricsPort {
+            do {
+                let boards = controls.map(\.board)
+                let facts = EngineFacts(backend: backendName, capacityPerWorker: plan.perWorker, bufferBudgetBytes: settings.bufferBudgetBytes)
+                metricsServer = try MetricsServer(host: config.metricsHost, port: port) {
+                    PrometheusText.render(MetricsCatalog.read(boards: boards, shared: shared, facts: facts))
+                }
+                metricsPort = metricsServer?.port
+            } catch {
+                for fd in listeners { close(fd) }
+                throw EngineError("MYRIAD_METRICS_PORT=\(port): cannot serve metrics on \(config.metricsHost):\(port): \(error)")
+            }
+        }
         shared.running.store(true, ordering: .releasing)
         for index in 0..<workers {
             let control = controls[index]
@@ -144,6 +166,10 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         let layout = plan.ringsPerWorker.isEmpty ? ""
             : ", \(plan.ringCounts.max() ?? 0) ring(s) per worker of up to \(plan.ringsPerWorker.flatMap { $0 }.max() ?? 0) connections"
         logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker\(layout)), \(connectionSlotBytes) bytes per connection slot")
+        if let metricsServer {
+            metricsServer.start()
+            logger.info("metrics on http://\(metricsServer.host):\(metricsServer.port)/metrics")
+        }
     }
 
     private enum BackendPlan {
@@ -186,6 +212,7 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
         joinLock.withLock { _ in
             for thread in threads { pthread_join(thread, nil) }
             threads.removeAll()
+            metricsServer?.stop()
         }
         shared.running.store(false, ordering: .releasing)
     }
@@ -209,6 +236,18 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
 
     /// Each worker's counters.
     public func workerStats() -> [StatsSnapshot] { controls.map { $0.board.snapshot() } }
+
+    /// Every metric family with its value now: what `/metrics` serves and `MyriadMetrics`
+    /// exports (reads the published counters; any thread).
+    public func metrics(includeProcess: Bool = true) -> [MetricFamily] {
+        MetricsCatalog.read(boards: controls.map(\.board), shared: shared,
+                            facts: EngineFacts(backend: backendName, capacityPerWorker: capacityPerWorker, bufferBudgetBytes: bufferBudgetBytes),
+                            includeProcess: includeProcess)
+    }
+
+    /// The metrics in the Prometheus text format (what `GET /metrics` answers), for an
+    /// application that serves them on its own HTTP server.
+    public func prometheusText() -> String { PrometheusText.render(metrics()) }
 
     /// One line: open connections per worker, every non-zero counter, RSS.
     public func statsLine() -> String {

@@ -14,6 +14,9 @@ struct HandshakeEntry {
     var deflate: PerMessageDeflateAgreement? = nil
     /// In a free entry, the next free one.
     var nextFree: UInt32 = HandshakeEntry.none
+    /// CLOCK_MONOTONIC when the entry was made, which is in the accept completion (the
+    /// worker asks for the peer's address at once): the start of the handshake histogram.
+    var acceptedNanoseconds: Int64 = 0
 
     static let none = UInt32.max
 }
@@ -60,7 +63,7 @@ final class HandshakeTable {
             index = highWater
             highWater += 1
         }
-        (entries + Int(index)).initialize(to: HandshakeEntry())
+        (entries + Int(index)).initialize(to: HandshakeEntry(acceptedNanoseconds: monotonicNanoseconds()))
         inUse += 1
         return index
     }

@@ -57,6 +57,7 @@ extension Worker {
                 connection.pointee.flags.insert(.pingOutstanding)
                 connection.pointee.pingSentTick = now
                 core.counters.add(.pingsSent)
+                core.counters.pingQueued(tick: now)
             }
         }
         if connection.pointee.state == .open { scheduleKeepAlive(slot, connection) }

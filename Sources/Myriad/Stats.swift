@@ -84,7 +84,13 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case messagesInflated
     case deflateAgreed
     case dedicatedDeflate
-    // One counter per close reason follows `closesBase`.
+    /// Bytes the worker's buffer pool has lent for queued data frames, and for partial upgrade
+    /// requests and messages being reassembled: the two halves of MYRIAD_BUFFER_BUDGET (gauges,
+    /// size-class bytes; shared publish frames are referenced, not pooled, and not counted).
+    case queuedBytes
+    case reassemblyBytes
+    // One counter per close reason follows `closesBase`, then the latency histograms
+    // (`LatencyHistogram`).
     case closesBase
 
     public var name: String {
@@ -136,23 +142,43 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .messagesInflated: return "messages_inflated"
         case .deflateAgreed: return "deflate_agreed"
         case .dedicatedDeflate: return "dedicated_deflate"
+        case .queuedBytes: return "queued_bytes"
+        case .reassemblyBytes: return "reassembly_bytes"
         case .closesBase: return "closes"
         }
     }
 
-    public static var slotCount: Int { closesBase.rawValue + CloseReason.allCases.count }
+    /// Whether the counter is a level that goes up and down (the rest only grow).
+    public var isGauge: Bool {
+        switch self {
+        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes: return true
+        default: return false
+        }
+    }
+
+    /// Where the latency histograms' slots start: after the close reasons.
+    static var histogramsBase: Int { closesBase.rawValue + CloseReason.allCases.count }
+
+    public static var slotCount: Int { histogramsBase + LatencyHistogram.allCases.count * LatencyHistogram.slotsPerHistogram }
 }
 
 /// A worker's counters as plain memory: written only by the worker thread.
 struct WorkerCounters: ~Copyable {
     let values: UnsafeMutablePointer<Int>
+    /// When this worker queued the pings of each recent wheel tick (`LatencyHistogram`).
+    let pingClock: UnsafeMutablePointer<PingClockEntry>
 
     init() {
         values = .allocate(capacity: StatCounter.slotCount)
         values.initialize(repeating: 0, count: StatCounter.slotCount)
+        pingClock = .allocate(capacity: PingClockEntry.count)
+        pingClock.initialize(repeating: PingClockEntry(), count: PingClockEntry.count)
     }
 
-    deinit { values.deallocate() }
+    deinit {
+        values.deallocate()
+        pingClock.deallocate()
+    }
 
     @inline(__always)
     func add(_ counter: StatCounter, _ amount: Int = 1) { values[counter.rawValue] &+= amount }
@@ -208,6 +234,13 @@ public struct StatsSnapshot: Sendable, Equatable {
 
     public static func + (lhs: StatsSnapshot, rhs: StatsSnapshot) -> StatsSnapshot {
         StatsSnapshot(values: zip(lhs.values, rhs.values).map { $0 + $1 })
+    }
+
+    /// The latency histogram `histogram` (bucket counts summed over the workers summed here).
+    public func histogram(_ histogram: LatencyHistogram) -> HistogramSnapshot {
+        let base = histogram.base
+        return HistogramSnapshot(bucketCounts: Array(values[base..<(base + LatencyHistogram.bucketCount)]),
+                                 sumNanoseconds: values[base + LatencyHistogram.bucketCount])
     }
 
     /// `name=value` for every non-zero counter and close reason.

@@ -129,6 +129,7 @@ extension Worker {
             return
         }
         core.commitQueued(connection, written)
+        recordHandshakeTime(connection)
         core.markForFlush(slot, connection)
         releaseHandshakeEntry(connection)
         states.initialize(slot, to: state)

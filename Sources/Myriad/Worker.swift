@@ -150,6 +150,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     func publish() {
         core.counters.set(.open, Int(core.slab.occupied))
         core.counters.set(.pooledBytes, core.pool.outstandingBytes)
+        core.sampleBufferGauges()
         core.counters.set(.waits, backend.waitCount)
         core.counters.set(.otherSyscalls, backend.syscallCount)
         core.counters.set(.cqOverflows, backend.overflowCount)

@@ -151,6 +151,7 @@ extension Worker {
                     // entry points at the pong deadline, and the next ping is due one
                     // interval after this pong (earlier, when PONG_TIMEOUT > PING_INTERVAL).
                     connection.pointee.flags.remove(.pingOutstanding)
+                    core.counters.pongAnswered(pingSentTick: connection.pointee.pingSentTick)
                     if connection.pointee.state == .open { scheduleKeepAlive(slot, connection) }
                 }
             }

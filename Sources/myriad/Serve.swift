@@ -41,6 +41,8 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_CLOSE_TIMEOUT")) var closeTimeout: String?
     @Option(help: knobHelp("MYRIAD_SHUTDOWN_TIMEOUT")) var shutdownTimeout: String?
     @Option(help: knobHelp("MYRIAD_STATS_INTERVAL")) var statsInterval: String?
+    @Option(help: knobHelp("MYRIAD_METRICS_PORT")) var metricsPort: String?
+    @Option(help: knobHelp("MYRIAD_METRICS_HOST")) var metricsHost: String?
     @Option(help: knobHelp("MYRIAD_LOG_LEVEL")) var logLevel: String?
     @Option(help: knobHelp("MYRIAD_APP")) var app: String?
     @Option(help: knobHelp("MYRIAD_ALLOWED_ORIGINS")) var allowedOrigins: String?
@@ -77,6 +79,8 @@ struct Serve: ParsableCommand {
             ("MYRIAD_CLOSE_TIMEOUT", closeTimeout),
             ("MYRIAD_SHUTDOWN_TIMEOUT", shutdownTimeout),
             ("MYRIAD_STATS_INTERVAL", statsInterval),
+            ("MYRIAD_METRICS_PORT", metricsPort),
+            ("MYRIAD_METRICS_HOST", metricsHost),
             ("MYRIAD_LOG_LEVEL", logLevel),
             ("MYRIAD_APP", app),
             ("MYRIAD_ALLOWED_ORIGINS", allowedOrigins),

@@ -24,6 +24,11 @@ Every figure is a ratio within one run or a cost per unit:
     connections, depth 1 and 16, 32 B and 4 KiB;
   - keep-alive: server CPU-µs per ping round trip at 19,000 connections, 1 s ping interval;
   - user-space RSS and kernel Slab per idle connection.
+
+The echo figures are also drawn (bench/plot.py, matplotlib: installed into .venv-bench/ when
+missing): server CPU-µs and system calls per message, io_uring beside epoll, for each echo
+configuration; bench/charts/engine-echo.png, linked under the echo table, is rewritten with the
+tables (only by a complete run that wrote them).
 """
 import argparse
 import json
@@ -386,6 +391,41 @@ def pairs(function, runs, *arguments):
     return results
 
 
+def spread(rows, key):
+    """{median, min, max} of `key` over the runs that succeeded ({} when none did)."""
+    values = [row[key] for row in rows if row.get("ok")]
+    if not values:
+        return {}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+# The echo results, for the chart: one entry per configuration.
+ECHO_RESULTS = []
+CHART = "charts/engine-echo.png"
+CHART_PLACEHOLDER = "<!-- the echo chart goes here -->"
+
+
+def draw_echo_chart(commit, runs):
+    """Draws the echo chart into bench/CHART; returns the Markdown that links it, or a note
+    saying why there is none."""
+    results = tempfile.NamedTemporaryFile("w", prefix="myriad-bench-echo-", suffix=".json", delete=False)
+    json.dump({"commit": commit, "echo": ECHO_RESULTS}, results)
+    results.close()
+    out = os.path.join(ROOT, "bench", CHART)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    drawn = subprocess.run([sys.executable, os.path.join(ROOT, "bench/plot.py"), "engine", results.name, out,
+                            "--title", f"io_uring against epoll, echo: median (min-max) of {runs} runs, commit {commit}"],
+                           capture_output=True, text=True)
+    os.unlink(results.name)
+    if drawn.returncode != 0:
+        why = (drawn.stderr.strip().splitlines() or ["no output"])[-1]
+        print("echo chart not drawn:", why)
+        return f"(No chart this time: bench/plot.py failed: {why}.)"
+    return (f"![io_uring against epoll: server CPU-µs and system calls per echoed message, by configuration]({CHART})\n\n"
+            f"[The chart]({CHART}): server CPU-µs (top) and system calls (bottom) per echoed message, io_uring beside epoll, "
+            "for each configuration of the table; bars are medians, whiskers the min-max of the runs.")
+
+
 def ratio(results, key, invert=False):
     a = [r[key] for r in results["io_uring"] if r.get("ok")]
     b = [r[key] for r in results["epoll"] if r.get("ok")]
@@ -439,6 +479,12 @@ def main():
                            f"{summarize(rows, 'syscalls_per_message')} |")
             out.append(f"| | | | **io_uring/epoll** | {ratio(r, 'messages_per_s')} | {ratio(r, 'p50_ms')} | "
                        f"{ratio(r, 'p99_ms')} | {ratio(r, 'cpu_us_per_message')} | {ratio(r, 'syscalls_per_message')} |")
+            ECHO_RESULTS.append({"connections": connections, "depth": depth, "size": size,
+                                 **{backend: {key: spread(r[backend], key)
+                                              for key in ("messages_per_s", "cpu_us_per_message", "syscalls_per_message")}
+                                    for backend in BACKENDS}})
+        out.append("")
+        out.append(CHART_PLACEHOLDER)
         out.append("")
 
     if "syscalls" in only:
@@ -480,7 +526,7 @@ def main():
                    "spread over N. epoll cannot hold 50,000 in one process: its ceiling is the fd limit.\n")
 
     text = "\n".join(out)
-    print(text)
+    print(text.replace(CHART_PLACEHOLDER, ""))
     if FAILED_RUNS:
         print(f"\n{len(FAILED_RUNS)} run(s) FAILED or fell short; the tables above leave them out, "
               "and bench/README.md is left as it is:")
@@ -488,7 +534,7 @@ def main():
             print(f"  {name}{arguments} {backend} run {run}: {why}")
         return 1
     if only == set(parser.get_default("only").split(",")):
-        write_results(text)
+        write_results(text.replace(CHART_PLACEHOLDER, draw_echo_chart(commit, runs)))
     else:
         print("a partial run (--only): bench/README.md left as it is")
     return 0

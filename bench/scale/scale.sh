@@ -8,6 +8,11 @@
 # server pinging every connection every 25 s, then reports and appends a row to bench/README.md's
 # scale table.
 #
+# Every second it samples the connections the server holds (its stats line), its RSS and its
+# CPU into a time series (series.csv among the logs), and draws them (bench/plot.py, matplotlib)
+# with the ramp and the hold marked: scale.png among the logs; a run that becomes a row also
+# gets its chart copied to bench/charts/ and linked under the table.
+#
 # Only a clean run becomes a row. The script refuses (says why, exits 1, writes no row) when
 # `myriad load` exits non-zero or writes no summary, when the server never holds N or holds
 # fewer at the sample, when the server dies, or when either side lost a connection before the
@@ -16,7 +21,7 @@
 # cleared: the row's command must be all it takes to repeat the run.
 #
 #   bench/scale/scale.sh N [HOLD_SECONDS]
-# Env: SCALE_WRITE_ROW=0 to skip writing the row; SCALE_BINARY (default .build/release/myriad);
+# Env: SCALE_WRITE_ROW=0 to skip writing the row (and the chart into bench/charts/); SCALE_BINARY (default .build/release/myriad);
 # SCALE_PORT (18555). For comparisons (bench/scale/layouts.sh), each part of the row's command:
 # SCALE_WORKERS (MYRIAD_WORKERS: unset, the server's default), SCALE_PING_INTERVAL (25s),
 # SCALE_SERVER_ENV (more KEY=VALUE words for the server, for experiments).
@@ -37,8 +42,17 @@ OUT=$(mktemp -d /tmp/myriad-scale-XXXXXX)
 commit=$(python3 bench/commit_stamp.py)
 
 say() { echo "scale: $*"; }
+# The time series' chart, drawn whatever the outcome (a failed run's curves say where it failed).
+draw() {
+    [ -s "$OUT/series.csv" ] || return 0
+    python3 bench/plot.py scale "$OUT/series.csv" "$OUT/phases.csv" "$OUT/scale.png" \
+        --title "myriad scale N=$N (workers: ${WORKERS:-one per core}), commit $commit" >"$OUT/plot.log" 2>&1 \
+        || say "chart: not drawn ($(tail -n 1 "$OUT/plot.log"))"
+}
 refuse() {
     echo "scale: REFUSED, no row written: $*" >&2
+    if [ -n "${series_sampler:-}" ]; then kill "$series_sampler" 2>/dev/null || true; fi
+    draw
     echo "scale: logs in $OUT" >&2
     exit 1
 }
@@ -104,9 +118,11 @@ server_env=(MYRIAD_HOST=127.0.0.1 MYRIAD_PORT="$PORT" MYRIAD_MAX_CONNECTIONS="$c
 env "${server_env[@]}" "$BIN" serve >"$OUT/serve.log" 2>&1 &
 server=$!
 sampler=""
+series_sampler=""
 # Every kill may find its process gone already: none of them may fail the script (set -e).
 cleanup() {
     if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; fi
+    if [ -n "$series_sampler" ]; then kill "$series_sampler" 2>/dev/null || true; fi
     if kill -0 "$server" 2>/dev/null; then kill -TERM "$server" 2>/dev/null || true; fi
     if [ -n "${load:-}" ] && kill -0 "$load" 2>/dev/null; then kill -TERM "$load" 2>/dev/null || true; fi
 }
@@ -116,7 +132,22 @@ grep -q "listening on" "$OUT/serve.log" || { cat "$OUT/serve.log"; refuse "myria
 sleep 1
 rss_idle=$(rss_kb "$server")
 
+# The time series for the chart: one sample a second until the server exits.
+sample_series() {
+    local hz line
+    hz=$(getconf CLK_TCK)
+    echo "t,open,rss_kb,cpu_ticks,hz" >"$OUT/series.csv"
+    while kill -0 "$server" 2>/dev/null; do
+        line=$(tail -n 40 "$OUT/serve.log" | grep '^stats ' | tail -n 1 || true)
+        echo "$(date +%s.%N),$(field open "$line"),$(rss_kb "$server" 2>/dev/null),$(cpu_ticks "$server" 2>/dev/null),$hz" >>"$OUT/series.csv"
+        sleep 1
+    done
+}
+sample_series &
+series_sampler=$!
+
 started=$(now); cpu_start=$(cpu_ticks "$server")
+printf 'phase,t\nramp_start,%s\n' "$started" >"$OUT/phases.csv"
 "$BIN" load hold --port "$PORT" --connections "$N" --duration "${HOLD}s" \
     --concurrency 4096 --time-limit "$(( HOLD + 600 ))s" --json "$OUT/load.json" >"$OUT/load.out" 2>"$OUT/load.err" &
 load=$!
@@ -133,7 +164,9 @@ ramp_seconds=""
 while kill -0 "$load" 2>/dev/null; do
     open=$(field open "$(latest_stats)")
     if [ "${open:-0}" -ge "$N" ]; then
-        ramp_seconds=$(echo "$(now) - $started" | bc)
+        ramp_end=$(now)
+        ramp_seconds=$(echo "$ramp_end - $started" | bc)
+        echo "ramp_end,$ramp_end" >>"$OUT/phases.csv"
         cpu_ramp_end=$(cpu_ticks "$server")
         break
     fi
@@ -161,8 +194,12 @@ b_time=$(now); b_cpu=$(cpu_ticks "$server"); b_stats=$(latest_stats); b_load_cpu
 echo "hold end: $(tcp_counters)" >>"$OUT/tcp.log"
 load_status=0
 wait "$load" || load_status=$?
+echo "hold_end,$(now)" >>"$OUT/phases.csv"
 alive
 kill -TERM "$server"; wait "$server" || true
+wait "$series_sampler" 2>/dev/null || true
+series_sampler=""
+draw
 final=$(grep '^final stats' "$OUT/serve.log" | tail -n 1)
 echo "end: $(tcp_counters)" >>"$OUT/tcp.log"
 
@@ -267,5 +304,11 @@ if [ "${SCALE_WRITE_ROW:-1}" = "1" ]; then
     [ "$PING_INTERVAL" != 25s ] && knobs+="SCALE_PING_INTERVAL=$PING_INTERVAL "
     [ -n "$SERVER_ENV" ] && knobs+="SCALE_SERVER_ENV='$SERVER_ENV' "
     [ -n "$knobs" ] && command="$knobs""bench/scale/scale.sh $N $HOLD"
-    python3 bench/scale/write_row.py "$OUT/result.json" "$command"
+    chart=""
+    if [ -s "$OUT/scale.png" ]; then
+        mkdir -p bench/charts
+        chart="charts/scale-$N-$(date +%Y-%m-%d)-$commit.png"
+        cp "$OUT/scale.png" "bench/$chart"
+    fi
+    python3 bench/scale/write_row.py "$OUT/result.json" "$command" "$chart"
 fi

@@ -1,0 +1,21 @@
+/// What the worker records for the metrics beyond its plain counters, each called from one
+/// line of the loop: the handshake time when the 101 is queued, and the buffer gauges when
+/// the counters are published. Ping round trips are recorded by `WorkerCounters` itself.
+extension Worker {
+    /// The 101 is queued: accept-to-101 time from the handshake entry's stamp.
+    @inline(__always)
+    func recordHandshakeTime(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
+        guard connection.pointee.handshakeEntry != HandshakeEntry.none else { return }
+        let accepted = handshakes[connection.pointee.handshakeEntry].pointee.acceptedNanoseconds
+        core.counters.record(.handshake, nanoseconds: monotonicNanoseconds() - accepted)
+    }
+}
+
+extension WorkerCore {
+    /// The pool's bytes by budget, for `publish` (the pool keeps them as it lends).
+    @inline(__always)
+    func sampleBufferGauges() {
+        counters.set(.queuedBytes, pool.budgetedBytes.outbound)
+        counters.set(.reassemblyBytes, pool.budgetedBytes.inbound)
+    }
+}
