@@ -80,6 +80,8 @@ public struct Config: Sendable {
     public var statsIntervalMilliseconds = 0
     public var logLevel: Logger.Level = .info
     public var disabledURingFeatures: Set<URingFeature> = []
+    /// Clustering (MYRIAD_CLUSTER_*, see Config+Cluster.swift): off while `clusterURL` is nil.
+    public var cluster = ClusterSettings()
 
     public init() {}
 
@@ -124,6 +126,7 @@ public struct Config: Sendable {
             throw ConfigError(variable: "MYRIAD_TIMER_TICK", value: "\(timerTickMilliseconds)ms",
                               expected: "at most MYRIAD_HANDSHAKE_TIMEOUT (\(handshakeTimeoutMilliseconds)ms)")
         }
+        try validateCluster()
     }
 
 }
@@ -149,6 +152,12 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var variable: String
     public var value: String
     public var expected: String
+
+    public init(variable: String, value: String, expected: String) {
+        self.variable = variable
+        self.value = value
+        self.expected = expected
+    }
 
     public var description: String { "invalid \(variable)=\"\(value)\": expected \(expected)" }
 }
@@ -323,7 +332,7 @@ extension Config {
             }
             config.disabledURingFeatures = disabled
         },
-    ]
+    ] + clusterKnobs
 
     // MARK: - Value parsing
 
