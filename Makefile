@@ -3,11 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT ?= swift
 
-.PHONY: help deps build-release serve test bench bench-engine scale conformance conformance-full fuzz fuzz-replay test-sanitize prometheus-demo
+.PHONY: help deps build-release serve cluster-demo test bench bench-engine bench-cluster scale conformance conformance-full fuzz fuzz-replay test-sanitize prometheus-demo
 
 help:
 	@echo "make serve         install what is missing, build release, serve (echo) on :8080 (MYRIAD_METRICS_PORT=9100: /metrics too)"
 	@echo "make prometheus-demo  serve with /metrics on :9100 and a real Prometheus scraping it, UI on :9090 (LOAD=N connections)"
+	@echo "make cluster-demo  nats-server and two broadcast nodes sharing topics (8081, 8082) until Ctrl-C"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite cases 1-7, 9, 10 against myriad serve, both backends, strict"
 	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder and inflate path (FUZZ_SECONDS each)"
@@ -15,6 +16,7 @@ help:
 	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class, permessage-deflate (bench/README.md)"
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs, and a chart (bench/engine/)"
 	@echo "make scale N=...   the million-connection run on this machine, and its chart (bench/scale/)"
+	@echo "make bench-cluster two nodes and nats-server, 100,000 subscribers each (bench/cluster/)"
 
 # System packages the build and the tests need: liburing-dev (the engine's C dependency),
 # zlib1g-dev (permessage-deflate's zlib), nats-server (the NATS client and cluster tests run a
@@ -29,6 +31,12 @@ build-release: deps
 # a MYRIAD_* variable: see `myriad serve --help`).
 serve: build-release
 	MYRIAD_PORT=$${MYRIAD_PORT:-8080} MYRIAD_STATS_INTERVAL=$${MYRIAD_STATS_INTERVAL:-10s} .build/release/myriad serve
+
+# Topics across nodes (README, "Clustering"): nats-server on 127.0.0.1:4222 (monitoring 8222)
+# and two `myriad serve --app broadcast` nodes on 8081 and 8082 with MYRIAD_CLUSTER_URL; prints
+# how to connect; Ctrl-C stops all three. Ports: NATS_PORT, NATS_MONITOR_PORT, NODE_A_PORT, NODE_B_PORT.
+cluster-demo: build-release
+	scripts/cluster-demo.sh
 
 # Builds everything (the tests run the real `myriad` binary too), then runs every test, the
 # Autobahn conformance suite, and each example under examples/ with its real-client check.
@@ -101,3 +109,8 @@ bench-engine: build-release
 LOAD ?= 0
 prometheus-demo: build-release
 	scripts/prometheus.py --binary .build/release/myriad --load $(LOAD)
+
+# Two nodes and nats-server on this machine, 100,000 subscribers per node on one topic, 1 and
+# 100 publishes a second: written into bench/README.md ("Topics across nodes").
+bench-cluster: build-release
+	bench/cluster/compare.py

@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MyriadDoctor", targets: ["MyriadDoctor"]),
         .library(name: "MyriadCluster", targets: ["MyriadCluster"]),
         .library(name: "MyriadMetrics", targets: ["MyriadMetrics"]),
+        .library(name: "MyriadClusterBridge", targets: ["MyriadClusterBridge"]),
         .executable(name: "myriad", targets: ["myriad"]),
     ],
     dependencies: [
@@ -85,10 +86,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The engine's `ClusterLink` over the NATS client: one broker subscription per topic
+        // per node, publishes exported once, messages from other nodes fanned out locally.
+        .target(
+            name: "MyriadClusterBridge",
+            dependencies: ["Myriad", "MyriadCluster", "WebSocketCodec", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "myriad",
             dependencies: [
                 "Myriad",
+                "MyriadClusterBridge",
                 "MyriadDoctor",
                 "MyriadLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -126,6 +134,15 @@ let package = Package(
         .testTarget(
             name: "MyriadClusterTests",
             dependencies: ["MyriadCluster", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Two real `myriad serve` nodes and a real nats-server (started by the tests), and the
+        // bridge in process.
+        .testTarget(
+            name: "MyriadClusterBridgeTests",
+            dependencies: [
+                "MyriadClusterBridge", "Myriad", "MyriadCluster", "MyriadTestSupport", "WebSocketCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "MyriadDoctorTests",

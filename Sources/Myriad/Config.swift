@@ -90,6 +90,8 @@ public struct Config: Sendable {
     public var metricsHost = "127.0.0.1"
     public var logLevel: Logger.Level = .info
     public var disabledURingFeatures: Set<URingFeature> = []
+    /// Clustering (MYRIAD_CLUSTER_*, see Config+Cluster.swift): off while `clusterURL` is nil.
+    public var cluster = ClusterSettings()
 
     public init() {}
 
@@ -134,6 +136,7 @@ public struct Config: Sendable {
             throw ConfigError(variable: "MYRIAD_TIMER_TICK", value: "\(timerTickMilliseconds)ms",
                               expected: "at most MYRIAD_HANDSHAKE_TIMEOUT (\(handshakeTimeoutMilliseconds)ms)")
         }
+        try validateCluster()
     }
 
 }
@@ -159,6 +162,12 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var variable: String
     public var value: String
     public var expected: String
+
+    public init(variable: String, value: String, expected: String) {
+        self.variable = variable
+        self.value = value
+        self.expected = expected
+    }
 
     public var description: String { "invalid \(variable)=\"\(value)\": expected \(expected)" }
 }
@@ -361,7 +370,7 @@ extension Config {
             }
             config.disabledURingFeatures = disabled
         },
-    ]
+    ] + clusterKnobs
 
     // MARK: - Value parsing
 

@@ -14,6 +14,9 @@ final class EngineShared: Sendable {
     /// engine was not running.
     let handleQueueFull = Atomic<Int>(0)
     let handleStopped = Atomic<Int>(0)
+    /// Clustering (`Engine.attachCluster`): nil when off. Set before the workers start and
+    /// never after, so they read it without a lock.
+    nonisolated(unsafe) var cluster: (any ClusterLink)?
 
     init(mailboxes: [Mailbox], maxSubscriptions: Int) {
         self.mailboxes = mailboxes
@@ -142,8 +145,9 @@ public struct EngineHandle: Sendable {
         post(.unsubscribe(id, topic), worker: id.worker)
     }
 
-    /// Publishes to every subscriber of `topic`, on every worker, encoded once.
-    /// `excluding`: a connection that must not get it.
+    /// Publishes to every subscriber of `topic`, on every worker, encoded once (and, with
+    /// clustering on, exported once to the other nodes). `excluding`: a connection that must
+    /// not get it.
     @discardableResult
     public func publish(to topic: String, text: String, excluding: ConnectionID? = nil) -> HandleResult {
         var text = text
@@ -160,17 +164,23 @@ public struct EngineHandle: Sendable {
         publish(to: topic, opcode: .binary, payload: binary, excluding: excluding)
     }
 
-    func publish(to topic: String, opcode: Opcode, payload: UnsafeRawBufferPointer, excluding: ConnectionID?) -> HandleResult {
+    /// `export`: false for a message that came from the cluster (never sent back to it).
+    func publish(to topic: String, opcode: Opcode, payload: UnsafeRawBufferPointer, excluding: ConnectionID?,
+                 export: Bool = true) -> HandleResult {
         guard shared.running.load(ordering: .acquiring) else {
             shared.handleStopped.add(1, ordering: .relaxed)
             return .engineStopped
         }
         let targets = shared.registry.targets(topic, excluding: nil)
-        if targets.isEmpty { return .enqueued }  // nobody on this node listens: nothing to post
-        let publication = Publication(opcode: opcode, payload: payload)
-        if shared.postPublish(topic, publication, excluding: excluding, to: targets) != nil {
-            shared.handleQueueFull.add(1, ordering: .relaxed)
-            return .queueFull
+        if !targets.isEmpty {  // else nobody on this node listens: nothing to post
+            let publication = Publication(opcode: opcode, payload: payload)
+            if shared.postPublish(topic, publication, excluding: excluding, to: targets) != nil {
+                shared.handleQueueFull.add(1, ordering: .relaxed)
+                return .queueFull
+            }
+        }
+        if export, let cluster = shared.cluster {
+            cluster.exportPublish(topic: topic, kind: opcode == .text ? .text : .binary, payload: payload)
         }
         return .enqueued
     }

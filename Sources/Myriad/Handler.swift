@@ -210,20 +210,22 @@ public struct WorkerContext<State> {
     /// Publishes to every subscriber of `topic` on every worker: encoded once, shared by
     /// reference; this worker's subscribers get it in this batch's flush, other workers'
     /// through their mailboxes. `excluding`: a connection that must not get it (the sender).
+    /// With clustering on (`Engine.attachCluster`), other nodes' subscribers get it too: an
+    /// accepted publish is exported once (`ClusterLink.exportPublish`).
     @discardableResult
     public func publish(to topic: String, text: String, excluding: ConnectionID? = nil) -> PublishResult {
         var text = text
-        return text.withUTF8 { core.publish(to: topic, opcode: .text, payload: UnsafeRawBufferPointer($0), excluding: excluding) }
+        return text.withUTF8 { core.publishAndExport(to: topic, opcode: .text, payload: UnsafeRawBufferPointer($0), excluding: excluding) }
     }
 
     @discardableResult
     public func publish(to topic: String, text: UnsafeRawBufferPointer, excluding: ConnectionID? = nil) -> PublishResult {
-        core.publish(to: topic, opcode: .text, payload: text, excluding: excluding)
+        core.publishAndExport(to: topic, opcode: .text, payload: text, excluding: excluding)
     }
 
     @discardableResult
     public func publish(to topic: String, binary: UnsafeRawBufferPointer, excluding: ConnectionID? = nil) -> PublishResult {
-        core.publish(to: topic, opcode: .binary, payload: binary, excluding: excluding)
+        core.publishAndExport(to: topic, opcode: .binary, payload: binary, excluding: excluding)
     }
 
     /// Subscribers of `topic` on this worker.

@@ -107,6 +107,10 @@ extension StatCounter {
         case .publishesRefused: return .own("myriad_publishes_refused_total", help: "Publishes refused because a target worker's mailbox was full.")
         case .publishesReceived: return .own("myriad_publishes_received_total", help: "Publishes a worker received from other workers or threads.")
         case .deliveries: return .own("myriad_deliveries_total", help: "Messages queued to subscribers by publishes.")
+        case .messagesCompressed: return .own("myriad_messages_compressed_total", help: "Messages sent compressed with permessage-deflate (a publish's compressed frame counts once per recipient).")
+        case .messagesInflated: return .own("myriad_messages_inflated_total", help: "Compressed messages received and inflated.")
+        case .deflateAgreed: return .own("myriad_deflate_agreed_total", help: "Connections that agreed permessage-deflate at the upgrade.")
+        case .dedicatedDeflate: return .own("myriad_dedicated_deflate_connections", help: "Connections with their own zlib streams now (MYRIAD_COMPRESSION=dedicated, within MYRIAD_COMPRESSION_DEDICATED_BUDGET).")
         case .queuedBytes: return .own("myriad_queued_bytes", help: "Bytes a worker's pool has lent for queued data frames now: the outbound part of MYRIAD_BUFFER_BUDGET (size-class bytes; shared publish frames are referenced, not counted).")
         case .reassemblyBytes: return .own("myriad_reassembly_bytes", help: "Bytes a worker's pool has lent for partial upgrade requests and messages being reassembled now: the inbound part of MYRIAD_BUFFER_BUDGET (at most half of it).")
         case .closesBase: return .closes

@@ -151,7 +151,7 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     /// Whether the counter is a level that goes up and down (the rest only grow).
     public var isGauge: Bool {
         switch self {
-        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes: return true
+        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes, .dedicatedDeflate: return true
         default: return false
         }
     }

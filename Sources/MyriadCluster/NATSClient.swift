@@ -82,6 +82,19 @@ public final class NATSClient: Sendable {
         return result
     }
 
+    /// Queues one message whose payload is `head` followed by `payload` (e.g. a one-byte
+    /// header before a caller's buffer), joined in the outbound buffer: no copy to join them.
+    @discardableResult
+    public func publish(subject: String, head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> NATSPublishResult {
+        guard NATSSubject.isValidLiteral(subject) else {
+            core.state.withLock { $0.stats.refusedInvalidSubject += 1 }
+            return .refusedInvalidSubject
+        }
+        let (result, wake) = core.state.withLock { $0.publish(subject: subject.utf8, head: head, payload: payload) }
+        if wake { core.wake.signal() }
+        return result
+    }
+
     @discardableResult
     public func publish(subject: String, payload: [UInt8]) -> NATSPublishResult {
         payload.withUnsafeBytes { publish(subject: subject, payload: $0) }

@@ -45,12 +45,20 @@ struct NATSClientSharedState {
     /// Appends one PUB frame if it may go. Returns the result and whether to wake the
     /// client's thread. The subject must already be a valid literal subject.
     mutating func publish(subject: String.UTF8View, payload: UnsafeRawBufferPointer) -> (NATSPublishResult, wake: Bool) {
+        publish(subject: subject, head: UnsafeRawBufferPointer(start: nil, count: 0), payload: payload)
+    }
+
+    /// The same, for a payload in two parts: `head` then `payload`.
+    mutating func publish(
+        subject: String.UTF8View, head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
+    ) -> (NATSPublishResult, wake: Bool) {
         if stopRequested { return (.refusedStopped, false) }
-        if payload.count > effectiveMaxPayloadBytes {
+        let payloadBytes = head.count + payload.count
+        if payloadBytes > effectiveMaxPayloadBytes {
             stats.refusedOverMaxPayload += 1
             return (.refusedOverMaxPayload(limitBytes: effectiveMaxPayloadBytes), false)
         }
-        let frameBytes = NATSProtocolWriter.publishFrameBytes(subjectBytes: subject.count, payloadBytes: payload.count)
+        let frameBytes = NATSProtocolWriter.publishFrameBytes(subjectBytes: subject.count, payloadBytes: payloadBytes)
         if pending.count + inFlightBytes + frameBytes > outboundBufferLimitBytes {
             if isConnected {
                 stats.droppedBufferFull += 1
@@ -60,11 +68,11 @@ struct NATSClientSharedState {
             return (.droppedWhileDisconnected, false)
         }
         let before = pending.count
-        NATSProtocolWriter.appendPublish(subject: subject, payload: payload, to: &pending)
+        NATSProtocolWriter.appendPublish(subject: subject, head: head, payload: payload, to: &pending)
         assert(pending.count - before == frameBytes, "the frame size check matches what was written")
         pendingMessages += 1
-        pendingPayloadBytes += payload.count
-        pendingLargestPayloadBytes = max(pendingLargestPayloadBytes, payload.count)
+        pendingPayloadBytes += payloadBytes
+        pendingLargestPayloadBytes = max(pendingLargestPayloadBytes, payloadBytes)
         guard isConnected else { return (.bufferedWhileDisconnected, false) }
         return (.queued, requestWake())
     }

@@ -37,11 +37,20 @@ enum NATSProtocolWriter {
 
     /// `PUB <subject> <#bytes>\r\n<payload>\r\n`
     static func appendPublish(subject: some Collection<UInt8>, payload: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        appendPublish(subject: subject, head: UnsafeRawBufferPointer(start: nil, count: 0), payload: payload, to: &out)
+    }
+
+    /// `PUB <subject> <#bytes>\r\n<head><payload>\r\n`: one message whose payload is `head`
+    /// followed by `payload`, joined here instead of in a copy of the caller's.
+    static func appendPublish(
+        subject: some Collection<UInt8>, head: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, to out: inout [UInt8]
+    ) {
         out.append(contentsOf: "PUB ".utf8)
         out.append(contentsOf: subject)
         out.append(UInt8(ascii: " "))
-        appendDecimal(UInt64(payload.count), to: &out)
+        appendDecimal(UInt64(head.count + payload.count), to: &out)
         out.append(contentsOf: crlf)
+        out.append(contentsOf: head)
         out.append(contentsOf: payload)
         out.append(contentsOf: crlf)
     }

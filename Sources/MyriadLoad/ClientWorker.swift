@@ -119,6 +119,8 @@ final class ClientWorker {
     private var connectedPerPort: [Int]
     /// By sequence: the slowest publish-to-receive time of this thread's deliveries.
     private var slowest: [UInt64]
+    /// By port index: publish-to-receive times of the deliveries on that node.
+    private var latencyPerPort: [Histogram]
     private var drainSettled = false
     private var nextDrainCheck: Int64 = 0
     /// How often the drain looks for open connections still missing the last message.
@@ -148,6 +150,7 @@ final class ClientWorker {
         deliveredPerPort = [Int](repeating: 0, count: options.ports.count)
         connectedPerPort = [Int](repeating: 0, count: options.ports.count)
         slowest = [UInt64](repeating: 0, count: plannedPublishes)
+        latencyPerPort = options.mode == .fanout ? [Histogram](repeating: Histogram(), count: options.ports.count) : []
 
         // Chunks: a request or control frames; in echo mode `depth` whole messages as well;
         // fanout's publisher takes large chunks of a few messages each.
@@ -272,7 +275,7 @@ final class ClientWorker {
         shared.histograms.withLock { $0 = (roundTrip, latency) }
         if options.mode == .fanout {
             let result = FanoutThreadResult(deliveredPerPort: deliveredPerPort, connectedPerPort: connectedPerPort,
-                                            slowest: slowest)
+                                            slowest: slowest, latencyPerPort: latencyPerPort)
             shared.fanout.withLock { $0 = result }
         }
     }
@@ -1253,12 +1256,14 @@ final class ClientWorker {
             c.pointee.sequenceEnd = end
         }
         counters[.delivered] += 1
-        deliveredPerPort[portIndex(slot)] += 1
+        let port = portIndex(slot)
+        deliveredPerPort[port] += 1
         let sent = Int64(bitPattern: c.pointee.prefix)
         let received = monotonicNanoseconds()
         if sent > 0 && sent <= received {
             let elapsed = UInt64(received - sent)
             latency.record(elapsed)
+            latencyPerPort[port].record(elapsed)
             if elapsed > slowest[Int(sequence)] { slowest[Int(sequence)] = elapsed }
         }
     }

@@ -20,6 +20,8 @@ struct FanoutThreadResult {
     /// By sequence: the longest publish-to-receive time of the thread's deliveries of that
     /// message (0: none), in nanoseconds.
     var slowest: [UInt64]
+    /// By port index: publish-to-receive times of the deliveries on that node.
+    var latencyPerPort: [Histogram]
 }
 
 /// One server node of a fanout run (one `--port`).
@@ -32,6 +34,9 @@ public struct FanoutNode: Sendable, Equatable {
     /// published x subscribers.
     public var expected = 0
     public var delivered = 0
+    /// Publish-to-receive time of every delivery to this node's connections (the publisher is
+    /// on the first node: with a cluster, the others' include the trip through the broker).
+    public var latency = Histogram()
 
     public init(port: UInt16) { self.port = port }
 

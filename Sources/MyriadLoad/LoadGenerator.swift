@@ -334,6 +334,7 @@ extension Coordinator {
             for index in fanout.nodes.indices {
                 fanout.nodes[index].delivered += result.deliveredPerPort[index]
                 fanout.nodes[index].connected += result.connectedPerPort[index]
+                fanout.nodes[index].latency.merge(result.latencyPerPort[index])
             }
             for sequence in result.slowest.indices where result.slowest[sequence] > slowest[sequence] {
                 slowest[sequence] = result.slowest[sequence]

@@ -49,6 +49,9 @@
 ///     "publish_to_last_delivery_ms": {"p50", "p99", "max", "samples"},  // per message
 ///     "nodes": {"127.0.0.1:8080": {"subscribers": Int, "connected": Int, "expected": Int,
 ///                                  "delivered": Int, "lost": Int}, ...},  // per --port, in order
+///     "node_latency_ms": {"127.0.0.1:8080": {"p50", "p99", "max", "samples"}, ...},
+///                                  // per --port: publish -> receive of that node's deliveries (the
+///                                  // publisher is on the first; with a cluster the others go through the broker)
 ///     "server": {"pid": Int, "cpu_s": Double, "cpu_us_per_delivery": Double, "rss_mib": Double}
 ///                                  // only with --server-pid
 ///   },
@@ -287,6 +290,13 @@ struct JSONWriter {
                         $0.field("delivered", node.delivered)
                         $0.field("lost", node.lost)
                     }
+                }
+            }
+            $0.key("node_latency_ms")
+            $0.object { nodes in
+                for node in fanout.nodes {
+                    nodes.key("\(fanout.host):\(node.port)")
+                    nodes.percentiles(node.latency)
                 }
             }
             if let server = fanout.server {

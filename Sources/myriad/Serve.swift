@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import Myriad
+import MyriadClusterBridge
 import MyriadDoctor
 
 /// `myriad serve`: the engine with the echo application. Every flag has a MYRIAD_* twin;
@@ -47,6 +48,12 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_APP")) var app: String?
     @Option(help: knobHelp("MYRIAD_ALLOWED_ORIGINS")) var allowedOrigins: String?
     @Option(help: knobHelp("MYRIAD_URING_DISABLE")) var uringDisable: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_URL")) var clusterUrl: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_PREFIX")) var clusterPrefix: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_TOKEN")) var clusterToken: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_USER")) var clusterUser: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_PASSWORD")) var clusterPassword: String?
+    @Option(help: knobHelp("MYRIAD_CLUSTER_BUFFER")) var clusterBuffer: String?
 
     func run() throws {
         let overrides: [(String, String?)] = [
@@ -85,12 +92,20 @@ struct Serve: ParsableCommand {
             ("MYRIAD_APP", app),
             ("MYRIAD_ALLOWED_ORIGINS", allowedOrigins),
             ("MYRIAD_URING_DISABLE", uringDisable),
+            ("MYRIAD_CLUSTER_URL", clusterUrl),
+            ("MYRIAD_CLUSTER_PREFIX", clusterPrefix),
+            ("MYRIAD_CLUSTER_TOKEN", clusterToken),
+            ("MYRIAD_CLUSTER_USER", clusterUser),
+            ("MYRIAD_CLUSTER_PASSWORD", clusterPassword),
+            ("MYRIAD_CLUSTER_BUFFER", clusterBuffer),
         ]
         var flags: [String: String] = [:]
         for (variable, value) in overrides { if let value { flags[variable] = value } }
         let config: Config
+        let cluster: ClusterBridgeConfiguration?
         do {
             config = try Config.load(environment: currentEnvironment(), overrides: flags)
+            cluster = try ClusterBridgeConfiguration.from(config, name: Self.clusterNodeName(config))
         } catch {
             FileHandle.standardErrorWrite("myriad: \(error)\n")
             throw ExitCode(2)
@@ -100,13 +115,27 @@ struct Serve: ParsableCommand {
         for warning in Doctor.startupWarnings(config: config) { logger.warning("\(warning)") }
         let origins = config.allowedOrigins
         switch config.app {
-        case .echo: try serve(Engine(config: config, logger: logger) { _ in EchoHandler(origins: origins) }, logger: logger)
-        case .broadcast: try serve(Engine(config: config, logger: logger) { _ in BroadcastHandler(origins: origins) }, logger: logger)
-        case .naiveBroadcast: try serve(Engine(config: config, logger: logger) { _ in NaiveBroadcastHandler() }, logger: logger)
+        case .echo: try serve(Engine(config: config, logger: logger) { _ in EchoHandler(origins: origins) }, cluster: cluster, logger: logger)
+        case .broadcast: try serve(Engine(config: config, logger: logger) { _ in BroadcastHandler(origins: origins) }, cluster: cluster, logger: logger)
+        case .naiveBroadcast: try serve(Engine(config: config, logger: logger) { _ in NaiveBroadcastHandler() }, cluster: cluster, logger: logger)
         }
     }
 
-    private func serve<Handler>(_ engine: Engine<Handler>, logger: Logger) throws {
+    /// With MYRIAD_CLUSTER_URL: the bridge is attached before the engine starts (it must see
+    /// every subscription) and started after (it connects in the background, retrying); it
+    /// stops after the engine, so the last publishes and unsubscribes reach the broker. Its
+    /// counters close every stats line, and a last line follows its stop.
+    private func serve<Handler>(_ engine: Engine<Handler>, cluster: ClusterBridgeConfiguration?, logger: Logger) throws {
+        var bridge: ClusterBridge?
+        if let cluster {
+            do {
+                bridge = try ClusterBridge(configuration: cluster, engine: engine.handle, logger: clusterLogger(level: engine.config.logLevel))
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(2)
+            }
+            engine.attachCluster(bridge)
+        }
         do {
             try engine.start()
         } catch {
@@ -114,11 +143,32 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         logger.info("application: \(engine.config.app.rawValue)")
+        bridge?.start()
         engine.serveUntilSignalled { line in
-            print(line)
+            print(bridge.map { "\(line) \($0.stats().fields)" } ?? line)
+            fflush(nil)
+        }
+        if let bridge {
+            bridge.stop()
+            print("final cluster \(bridge.stats().fields)")
             fflush(nil)
         }
     }
+
+    /// CONNECT's name, shown in the NATS server's /connz: host, port and process.
+    static func clusterNodeName(_ config: Config) -> String {
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let name = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "myriad/\(name):\(config.port)/\(getpid())"
+    }
+}
+
+/// The cluster bridge's log lines (connects, outages) go to stderr like the engine's.
+func clusterLogger(level: Logger.Level) -> Logger {
+    var logger = Logger(label: "myriad.cluster") { label in StreamLogHandler.standardError(label: label) }
+    logger.logLevel = level
+    return logger
 }
 
 /// The help text of a knob: its meaning, variable, default and range.

@@ -111,6 +111,10 @@ extension EndToEndTests {
                 == ["subscribers": 201, "connected": 201, "expected": 2010, "delivered": 2010, "lost": 0])
             #expect(nodes["127.0.0.1:\(second.port)"]
                 == ["subscribers": 200, "connected": 200, "expected": 2000, "delivered": 0, "lost": 2000])
+            // Latency per node: every delivery of the first, none of the second.
+            let latency = try #require(fanout["node_latency_ms"] as? [String: [String: Any]])
+            #expect(latency["127.0.0.1:\(first.port)"]?["samples"] as? Int == 2010)
+            #expect(latency["127.0.0.1:\(second.port)"]?["samples"] as? Int == 0)
             #expect(json["ok"] as? Bool == false)
             // The drain gave up after --drain: the second node's subscribers never caught up.
             #expect((fanout["drain_s"] as? Double ?? 0) >= 0.9)

@@ -140,11 +140,14 @@ import Testing
         first.connected = 500
         first.expected = 10000
         first.delivered = 10000
+        first.latency.record(1_000_000)
         var second = FanoutNode(port: 8081)
         second.subscribers = 500
         second.connected = 500
         second.expected = 10000
         second.delivered = 10000
+        second.latency.record(4_000_000)
+        second.latency.record(4_000_000)
         fanout.nodes = [first, second]
         var server = ServerUsage(pid: 1234)
         server.cpuNanoseconds = 160_000_000
@@ -180,6 +183,9 @@ import Testing
         let nodes = try #require(fanout["nodes"] as? [String: [String: Int]])
         #expect(nodes["127.0.0.1:8080"] == ["subscribers": 500, "connected": 500, "expected": 10000, "delivered": 10000, "lost": 0])
         #expect(nodes["127.0.0.1:8081"]?["lost"] == 0)
+        let nodeLatency = try #require(fanout["node_latency_ms"] as? [String: [String: Any]])
+        #expect(nodeLatency["127.0.0.1:8080"]?["p50"] as? Double == 1 && nodeLatency["127.0.0.1:8080"]?["samples"] as? Int == 1)
+        #expect(nodeLatency["127.0.0.1:8081"]?["p99"] as? Double == 4 && nodeLatency["127.0.0.1:8081"]?["samples"] as? Int == 2)
         let server = try #require(fanout["server"] as? [String: Any])
         #expect(server["pid"] as? Int == 1234)
         #expect(server["cpu_s"] as? Double == 0.16)
@@ -189,7 +195,8 @@ import Testing
         // In the documented place: after latency_ms, before diagnostics; nodes in port order.
         let order = ["\"latency_ms\"", "\"fanout\"", "\"publish_interval_ms\"", "\"publishes_planned\"", "\"lost\"",
                      "\"duplicated\"", "\"out_of_order\"", "\"publish_to_last_delivery_ms\"", "\"nodes\"",
-                     "\"127.0.0.1:8080\"", "\"127.0.0.1:8081\"", "\"server\"", "\"diagnostics\"", "\"ok\""]
+                     "\"127.0.0.1:8080\"", "\"127.0.0.1:8081\"", "\"node_latency_ms\"", "\"127.0.0.1:8080\"",
+                     "\"127.0.0.1:8081\"", "\"server\"", "\"diagnostics\"", "\"ok\""]
         var position = text.startIndex
         for key in order {
             guard let found = text.range(of: key, range: position..<text.endIndex) else {
