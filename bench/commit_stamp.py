@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The commit a benchmark measured: `git rev-parse --short HEAD`, plus `-dirty` when the work
 tree had uncommitted changes (tracked or untracked, ignored files aside) when the run started.
-bench/README.md itself does not count: it is the file the benchmark scripts write their
-results into, and a result written by an earlier run must not mark the next one dirty.
+bench/README.md and bench/charts/ do not count: they are where the benchmark scripts write their
+results (tables and charts), and a result written by an earlier run must not mark the next one
+dirty.
 
     python3 bench/commit_stamp.py        prints the stamp (scale.sh takes it at its start)
     from commit_stamp import commit_stamp (compare.py)
@@ -13,6 +14,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_FILE = "bench/README.md"
+CHARTS_DIRECTORY = "bench/charts/"
 
 
 def commit_stamp(root=ROOT):
@@ -24,7 +26,7 @@ def commit_stamp(root=ROOT):
         changes = [line[3:] for line in git("status", "--porcelain", "--untracked-files=all").splitlines()]
     except (OSError, subprocess.CalledProcessError) as error:
         sys.exit(f"commit_stamp: cannot read the git state of {root}: {error}")
-    dirty = any(path.strip('"') != RESULTS_FILE for path in changes)
+    dirty = any(path.strip('"') != RESULTS_FILE and not path.strip('"').startswith(CHARTS_DIRECTORY) for path in changes)
     return commit + ("-dirty" if dirty else "")
 
 
