@@ -156,13 +156,6 @@ struct ConnectionSlot {
     var lastInboundTick: UInt32 = 0
     var lastMessageTick: UInt32 = 0
     var pingSentTick: UInt32 = 0
-    var handshake = HandshakeParser()
-    var decoder = FrameDecoder()
-    /// A partial upgrade request, or a data message being reassembled.
-    var inbound = PooledBuffer()
-    /// A ping payload split across receives (at most 125 bytes); during a pending upgrade,
-    /// the `Sec-WebSocket-Accept` value the 101 will carry.
-    var control = PooledBuffer()
     /// The send queue: segments in the worker's `SendSegmentPool`, oldest first (the head is
     /// the one in flight when `.sendInFlight` is set), and the bytes not yet sent.
     var sendHead: UInt32 = SendSegment.none
@@ -170,8 +163,9 @@ struct ConnectionSlot {
     var queuedBytes: UInt32 = 0
     /// The first of the connection's topic subscriptions (`TopicTable`), or none.
     var subscriptions: UInt32 = Subscription.none
-    /// Its entry in the worker's `HandshakeTable` while it has one.
-    var handshakeEntry: UInt32 = HandshakeEntry.none
+    /// Its entry in the worker's `ConnectionSideTable` while it is busy (handshaking, or in
+    /// the middle of a message); none for an idle open connection.
+    var side: UInt32 = ConnectionSide.none
     /// With permessage-deflate: the window our compressed messages may use
     /// (`server_max_window_bits`).
     var deflateWindowBits: UInt8 = 15

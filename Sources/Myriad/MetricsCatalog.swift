@@ -111,6 +111,7 @@ extension StatCounter {
         case .messagesInflated: return .own("myriad_messages_inflated_total", help: "Compressed messages received and inflated.")
         case .deflateAgreed: return .own("myriad_deflate_agreed_total", help: "Connections that agreed permessage-deflate at the upgrade.")
         case .dedicatedDeflate: return .own("myriad_dedicated_deflate_connections", help: "Connections with their own zlib streams now (MYRIAD_COMPRESSION=dedicated, within MYRIAD_COMPRESSION_DEDICATED_BUDGET).")
+        case .sideEntries: return .own("myriad_side_entries", help: "Connections with a side entry now: handshaking, or in the middle of a frame or message (an idle open connection has none).")
         case .queuedBytes: return .own("myriad_queued_bytes", help: "Bytes a worker's pool has lent for queued data frames now: the outbound part of MYRIAD_BUFFER_BUDGET (size-class bytes; shared publish frames are referenced, not counted).")
         case .reassemblyBytes: return .own("myriad_reassembly_bytes", help: "Bytes a worker's pool has lent for partial upgrade requests and messages being reassembled now: the inbound part of MYRIAD_BUFFER_BUDGET (at most half of it).")
         case .closesBase: return .closes

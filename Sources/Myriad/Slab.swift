@@ -112,9 +112,9 @@ struct Slab: ~Copyable {
         let connection = self[slot]
         precondition(connection.pointee.state != .free, "double release of slot \(slot)")
         precondition(connection.pointee.inFlight == 0, "slot \(slot) released with operations in flight")
-        assert(!connection.pointee.inbound.isAllocated && connection.pointee.sendHead == SendSegment.none
-               && !connection.pointee.control.isAllocated && connection.pointee.subscriptions == Subscription.none,
-               "slot released while holding buffers, queued bytes or subscriptions")
+        assert(connection.pointee.side == ConnectionSide.none && connection.pointee.sendHead == SendSegment.none
+               && connection.pointee.subscriptions == Subscription.none,
+               "slot released while holding a side entry, queued bytes or subscriptions")
         assert(!connection.pointee.flags.contains(.stateInitialized), "slot released with its state still set")
         connection.pointee.generation &+= 1
         connection.pointee.state = .free

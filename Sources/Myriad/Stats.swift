@@ -84,6 +84,9 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     case messagesInflated
     case deflateAgreed
     case dedicatedDeflate
+    /// Connections with a side entry now (a gauge): handshaking, or in the middle of a frame
+    /// or message (`ConnectionSideTable`); an idle open connection has none.
+    case sideEntries
     /// Bytes the worker's buffer pool has lent for queued data frames, and for partial upgrade
     /// requests and messages being reassembled: the two halves of MYRIAD_BUFFER_BUDGET (gauges,
     /// size-class bytes; shared publish frames are referenced, not pooled, and not counted).
@@ -142,6 +145,7 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .messagesInflated: return "messages_inflated"
         case .deflateAgreed: return "deflate_agreed"
         case .dedicatedDeflate: return "dedicated_deflate"
+        case .sideEntries: return "side_entries"
         case .queuedBytes: return "queued_bytes"
         case .reassemblyBytes: return "reassembly_bytes"
         case .closesBase: return "closes"
@@ -151,7 +155,7 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     /// Whether the counter is a level that goes up and down (the rest only grow).
     public var isGauge: Bool {
         switch self {
-        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes, .dedicatedDeflate: return true
+        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes, .dedicatedDeflate, .sideEntries: return true
         default: return false
         }
     }

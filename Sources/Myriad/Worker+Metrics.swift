@@ -5,8 +5,8 @@ extension Worker {
     /// The 101 is queued: accept-to-101 time from the handshake entry's stamp.
     @inline(__always)
     func recordHandshakeTime(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        guard connection.pointee.handshakeEntry != HandshakeEntry.none else { return }
-        let accepted = handshakes[connection.pointee.handshakeEntry].pointee.acceptedNanoseconds
+        guard let entry = existingSide(connection), entry.pointee.acceptedNanoseconds != 0 else { return }
+        let accepted = entry.pointee.acceptedNanoseconds
         core.counters.record(.handshake, nanoseconds: monotonicNanoseconds() - accepted)
     }
 }

@@ -31,7 +31,7 @@ extension Worker {
         case .pending:
             core.counters.add(.upgradesPending)
             connection.pointee.flags.insert(.upgradePending)
-            let entry = handshakeEntry(connection)
+            let entry = side(connection)
             withUnsafeMutableBytes(of: &entry.pointee.acceptValue) {
                 HandshakeResponse.writeAcceptValue(key: request.key, into: $0.baseAddress!)
             }
@@ -44,8 +44,9 @@ extension Worker {
     /// 101 (RFC 6455 section 4.1); what it sends anyway is kept for after an accept, up to
     /// MYRIAD_MAX_HEADER_SIZE, past which the upgrade is refused with 400.
     func keepWhilePending(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawBufferPointer) {
-        guard Int(connection.pointee.inbound.count) + bytes.count <= core.settings.maxHeaderBytes,
-              core.pool.append(bytes, to: &connection.pointee.inbound, budget: .inbound)
+        let entry = side(connection)
+        guard Int(entry.pointee.inbound.count) + bytes.count <= core.settings.maxHeaderBytes,
+              core.pool.append(bytes, to: &entry.pointee.inbound, budget: .inbound)
         else {
             refuseUpgrade(slot, connection, status: .badRequest, body: "data before the upgrade was decided")
             return
@@ -77,16 +78,18 @@ extension Worker {
             refuseUpgrade(slot, connection, status: status, body: body)
         case .accept(let state, let subprotocol, let headers):
             connection.pointee.flags.remove(.upgradePending)
-            var acceptValue = handshakeEntry(connection).pointee.acceptValue
-            let deflate = handshakeEntry(connection).pointee.deflate
+            var acceptValue = side(connection).pointee.acceptValue
+            let deflate = side(connection).pointee.deflate
             withUnsafeBytes(of: &acceptValue) {
                 open(slot, connection, acceptValue: UnsafeRawBufferPointer(rebasing: $0[..<HandshakeResponse.acceptValueLength]),
                      state: state, subprotocol: subprotocol, headers: headers, deflate: deflate)
             }
-            var early = connection.pointee.inbound
-            connection.pointee.inbound = PooledBuffer()
-            if early.count > 0 && connection.pointee.state == .open { frameBytes(slot, connection, early.bytes) }
+            guard connection.pointee.state == .open, let entry = existingSide(connection) else { return }
+            var early = entry.pointee.inbound
+            entry.pointee.inbound = PooledBuffer()
+            if early.count > 0 { frameBytes(slot, connection, early.bytes) }
             core.pool.release(&early)
+            if connection.pointee.state == .open || connection.pointee.state == .closing { releaseSideIfIdle(connection) }
         }
     }
 
@@ -131,10 +134,12 @@ extension Worker {
         core.commitQueued(connection, written)
         recordHandshakeTime(connection)
         core.markForFlush(slot, connection)
-        releaseHandshakeEntry(connection)
         states.initialize(slot, to: state)
         connection.pointee.flags.insert(.stateInitialized)
         connection.pointee.state = .open
+        // The upgrade is over: the entry goes, unless it still holds early bytes of a deferred
+        // upgrade (applyDeferredUpgrade lets it go after them) or awaits the peer's address.
+        releaseSideIfIdle(connection)
         connection.pointee.lastMessageTick = core.now32
         connection.pointee.flags.insert(.handlerOpened)
         core.counters.add(.handshakes)
@@ -157,7 +162,6 @@ extension Worker {
         }
         connection.pointee.flags.insert(.deflate)
         connection.pointee.deflateWindowBits = parameters.serverMaxWindowBits
-        connection.pointee.decoder.acceptsCompressedMessages = true
         core.counters.add(.deflateAgreed)
         return true
     }
@@ -169,24 +173,18 @@ extension Worker {
         let head = "HTTP/1.1 \(status.rawValue) \(status.reasonPhrase)\r\nContent-Type: text/plain; charset=utf-8\r\n"
             + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let response = Array(head.utf8) + body
-        core.pool.release(&connection.pointee.inbound)
+        if let entry = existingSide(connection) { core.pool.release(&entry.pointee.inbound) }
         response.withUnsafeBytes { core.queueRaw(slot, connection, $0) }
         beginDraining(slot, connection, cause: .upgradeRefused)
     }
 
-    // MARK: - Handshake entries
+    // MARK: - The peer's address
 
-    /// The connection's handshake entry, made on first use.
-    func handshakeEntry(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<HandshakeEntry> {
-        if connection.pointee.handshakeEntry == HandshakeEntry.none {
-            connection.pointee.handshakeEntry = handshakes.allocate()
-        }
-        return handshakes[connection.pointee.handshakeEntry]
-    }
-
-    /// Asks the backend for the peer's address of a just-accepted connection.
+    /// Asks the backend for the peer's address of a just-accepted connection (and stamps the
+    /// accept for the handshake histogram in the same new side entry).
     func requestPeerAddress(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        let entry = handshakeEntry(connection)
+        let entry = side(connection)
+        entry.pointee.acceptedNanoseconds = monotonicNanoseconds()
         switch backend.requestPeerAddress(handle: connection.pointee.handle,
                                           into: &entry.pointee.peer, tag: tag(.peerName, slot, connection)) {
         case .known:
@@ -206,25 +204,18 @@ extension Worker {
         precondition(tag.matches(generation: connection.pointee.generation), "peer address for a released slot")
         connection.pointee.inFlight -= 1
         connection.pointee.flags.remove(.peerAddressPending)
-        if result > 0, connection.pointee.handshakeEntry != HandshakeEntry.none {
-            handshakes[connection.pointee.handshakeEntry].pointee.peerKnown = true
+        if result > 0, let entry = existingSide(connection) { entry.pointee.peerKnown = true }
+        switch connection.pointee.state {
+        case .handshaking: break  // the upgrade still needs the entry
+        case .open, .closing: releaseSideIfIdle(connection)
+        case .draining, .closed, .free: dropSide(connection)
         }
-        if connection.pointee.state != .handshaking { releaseHandshakeEntry(connection) }
         releaseIfDone(slot)
     }
 
     func peerAddress(of connection: UnsafeMutablePointer<ConnectionSlot>) -> PeerAddress? {
-        guard connection.pointee.handshakeEntry != HandshakeEntry.none else { return nil }
-        let entry = handshakes[connection.pointee.handshakeEntry]
+        guard let entry = existingSide(connection) else { return nil }
         return entry.pointee.peerKnown ? PeerAddress(entry.pointee.peer) : nil
-    }
-
-    /// Frees the entry, unless the kernel may still write into it.
-    func releaseHandshakeEntry(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        guard connection.pointee.handshakeEntry != HandshakeEntry.none,
-              !connection.pointee.flags.contains(.peerAddressPending) else { return }
-        handshakes.free(connection.pointee.handshakeEntry)
-        connection.pointee.handshakeEntry = HandshakeEntry.none
     }
 
     static func isToken(_ name: String) -> Bool {

@@ -51,8 +51,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private var kernelErrorsLogged = 0
     /// The handler's per-connection states.
     let states: StateTable<Handler.ConnectionState>
-    /// What handshaking connections need besides their slot.
-    let handshakes: HandshakeTable
+    /// What busy connections need besides their slot (`Worker+Side.swift`).
+    let sides: ConnectionSideTable
+    /// The decoder of every connection whose own is at rest (`Worker+Side.swift`).
+    let scratchDecoder: UnsafeMutablePointer<FrameDecoder>
+    var scratchDecoderBusy = false
     /// Commands taken from the mailbox, being applied (kept to reuse its capacity).
     var mailboxCommands: [MailboxCommand] = []
 
@@ -64,7 +67,9 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         self.control = control
         self.logger = logger
         states = try StateTable(capacity: core.slab.capacity)
-        handshakes = try HandshakeTable(capacity: core.slab.capacity)
+        sides = try ConnectionSideTable(capacity: core.slab.capacity)
+        scratchDecoder = .allocate(capacity: 1)
+        scratchDecoder.initialize(to: FrameDecoder())
         startNanoseconds = monotonicNanoseconds()
         mailboxCommands.reserveCapacity(1024)
     }
@@ -72,6 +77,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     deinit {
         handlerStorage.deinitialize(count: 1)
         handlerStorage.deallocate()
+        scratchDecoder.deinitialize(count: 1)
+        scratchDecoder.deallocate()
     }
 
     @inline(__always)
@@ -157,6 +164,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.counters.set(.cqDropped, backend.droppedCompletionCount)
         core.counters.set(.sqSpills, backend.spilledSubmissionCount)
         core.counters.set(.rings, backend.ringCount)
+        core.counters.set(.sideEntries, sides.inUse)
         core.counters.set(.dedicatedDeflate, core.compression?.dedicatedCount ?? 0)
         core.counters.set(.topics, core.topics.topicCount)
         core.counters.set(.subscriptions, core.topics.subscriptionCount)
@@ -412,8 +420,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         guard connection.pointee.state.rawValue < SlotState.draining.rawValue else { return }
         if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
         connection.pointee.state = .draining
-        core.pool.release(&connection.pointee.inbound)
-        core.pool.release(&connection.pointee.control)
+        dropSide(connection)
         core.wheel.schedule(slot, at: core.nowTick + UInt64(core.settings.closeTicks))
         core.markForFlush(slot, connection)
     }
@@ -439,13 +446,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         connection.pointee.flags.remove(.abortRequested)
         core.wheel.cancel(slot)
         core.removeAllSubscriptions(connection)
-        releaseHandshakeEntry(connection)
+        dropSide(connection)
         if connection.pointee.flags.contains(.dedicatedDeflate) {
             connection.pointee.flags.remove(.dedicatedDeflate)
             core.compression?.close(slot: slot)
         }
-        core.pool.release(&connection.pointee.inbound)
-        core.pool.release(&connection.pointee.control)
         core.releaseQueue(connection, keepingHead: connection.pointee.flags.contains(.sendInFlight))
         let handle = connection.pointee.handle
         if connection.pointee.flags.contains(.receiveArmed) {
@@ -491,7 +496,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
               !connection.pointee.flags.contains(.inFlushList), !connection.pointee.flags.contains(.starved)
         else { return }
         core.releaseQueue(connection, keepingHead: false)
-        releaseHandshakeEntry(connection)
+        dropSide(connection)
         if connection.pointee.flags.contains(.stateInitialized) { dropState(slot, connection) }
         core.counters.closed(connection.pointee.closeReason == .none ? .normal : connection.pointee.closeReason)
         core.slab.release(slot)

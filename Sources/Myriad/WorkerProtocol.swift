@@ -13,11 +13,12 @@ extension Worker {
             keepWhilePending(slot, connection, UnsafeRawBufferPointer(bytes))
             return
         }
-        if !connection.pointee.inbound.isAllocated {
+        let entry = side(connection)  // made at the accept
+        if !entry.pointee.inbound.isAllocated {
             // The usual case: the whole request in one receive, parsed where it lies.
-            let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+            let step = entry.pointee.handshake.parse(UnsafeRawBufferPointer(bytes), maxHeadBytes: core.settings.maxHeaderBytes)
             if case .needMore = step {
-                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound, budget: .inbound) {
+                if !core.pool.append(UnsafeRawBufferPointer(bytes), to: &entry.pointee.inbound, budget: .inbound) {
                     refuseHandshakeForMemory(slot, connection)
                 }
                 return
@@ -26,15 +27,15 @@ extension Worker {
             return
         }
         // The request came in pieces: keep them together in a pooled buffer.
-        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+        guard core.pool.append(UnsafeRawBufferPointer(bytes), to: &entry.pointee.inbound, budget: .inbound) else {
             refuseHandshakeForMemory(slot, connection)
             return
         }
-        var buffer = connection.pointee.inbound
-        connection.pointee.inbound = PooledBuffer()
-        let step = connection.pointee.handshake.parse(UnsafeRawBufferPointer(buffer.bytes), maxHeadBytes: core.settings.maxHeaderBytes)
+        var buffer = entry.pointee.inbound
+        entry.pointee.inbound = PooledBuffer()
+        let step = entry.pointee.handshake.parse(UnsafeRawBufferPointer(buffer.bytes), maxHeadBytes: core.settings.maxHeaderBytes)
         if case .needMore = step {
-            connection.pointee.inbound = buffer
+            entry.pointee.inbound = buffer
             return
         }
         completeHandshake(slot, connection, step, buffer.bytes)
@@ -44,7 +45,7 @@ extension Worker {
     /// No memory to hold the rest of an upgrade request: 503 when the worker's budget is
     /// used up (the client may retry), else close at once.
     private func refuseHandshakeForMemory(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        core.pool.release(&connection.pointee.inbound)
+        if let entry = existingSide(connection) { core.pool.release(&entry.pointee.inbound) }
         guard core.pool.lastFailure == .overBudget else {
             abortNow(slot, connection, cause: .outOfMemory)
             return
@@ -75,11 +76,17 @@ extension Worker {
 
     // MARK: - Frames
 
+    /// Decodes `bytes` with the connection's decoder (`Worker+Side.swift`: the side entry's
+    /// live one, or the scratch one at rest) and, while the connection still reads frames,
+    /// leaves the decoder's state where the next receive will find it.
     func frameBytes(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeMutableRawBufferPointer) {
+        let decoder = decoder(for: connection)
+        defer { scratchDecoderBusy = false }
         var offset = 0
         while true {
-            switch connection.pointee.decoder.next(bytes, offset: &offset, configuration: core.settings.decoder) {
+            switch decoder.pointee.next(bytes, offset: &offset, configuration: core.settings.decoder) {
             case .needMore:
+                settleDecoder(connection, decoder)
                 return
             case .failure(let code):
                 failConnection(slot, connection, code: code)
@@ -105,7 +112,8 @@ extension Worker {
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
                 return
             }
-            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+            let entry = side(connection)
+            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &entry.pointee.inbound, budget: .inbound) else {
                 if core.pool.lastFailure == .overBudget {
                     // Partial messages may hold half the worker's budget; this one would pass it.
                     failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
@@ -115,8 +123,8 @@ extension Worker {
                 return
             }
             if chunk.isMessageEnd {
-                var message = connection.pointee.inbound
-                connection.pointee.inbound = PooledBuffer()
+                var message = entry.pointee.inbound
+                entry.pointee.inbound = PooledBuffer()
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(message.bytes))
                 core.pool.release(&message)
             }
@@ -125,13 +133,14 @@ extension Worker {
             var assembled = PooledBuffer()
             if !(chunk.isFrameStart && chunk.isFrameEnd) {
                 // A control frame split across receives (<= 125 bytes): gather it.
-                guard core.pool.append(payload, to: &connection.pointee.control) else {
+                let entry = side(connection)
+                guard core.pool.append(payload, to: &entry.pointee.control) else {
                     abortNow(slot, connection, cause: .outOfMemory)
                     return
                 }
                 guard chunk.isFrameEnd else { return }
-                assembled = connection.pointee.control
-                connection.pointee.control = PooledBuffer()
+                assembled = entry.pointee.control
+                entry.pointee.control = PooledBuffer()
                 payload = UnsafeRawBufferPointer(assembled.bytes)
             }
             if chunk.opcode == .ping {
@@ -216,18 +225,20 @@ extension Worker {
         let isText = chunk.opcode == .text
         if connection.pointee.flags.contains(.dedicatedDeflate), let streams = compression.streams(slot: slot),
            streams.inflater != nil {
-            var output = PooledOutput(pool: core.pool, buffer: connection.pointee.inbound, budget: .inbound)
+            let entry = side(connection)
+            var output = PooledOutput(pool: core.pool, buffer: entry.pointee.inbound, budget: .inbound)
             let result = streams.inflater!.inflate(UnsafeRawBufferPointer(chunk.bytes), isMessageEnd: chunk.isMessageEnd,
                                                    isText: isText, into: &output)
-            connection.pointee.inbound = output.take()
-            inflated(slot, connection, result, chunk.opcode, message: &connection.pointee.inbound)
+            entry.pointee.inbound = output.take()
+            inflated(slot, connection, result, chunk.opcode, message: &entry.pointee.inbound)
             return
         }
         if chunk.isMessageStart && chunk.isMessageEnd {
             inflateWhole(slot, connection, UnsafeRawBufferPointer(chunk.bytes), chunk.opcode, compression)
             return
         }
-        guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &connection.pointee.inbound, budget: .inbound) else {
+        let entry = side(connection)
+        guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &entry.pointee.inbound, budget: .inbound) else {
             if core.pool.lastFailure == .overBudget {
                 failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
             } else {
@@ -236,8 +247,8 @@ extension Worker {
             return
         }
         guard chunk.isMessageEnd else { return }
-        var gathered = connection.pointee.inbound
-        connection.pointee.inbound = PooledBuffer()
+        var gathered = entry.pointee.inbound
+        entry.pointee.inbound = PooledBuffer()
         inflateWhole(slot, connection, UnsafeRawBufferPointer(gathered.bytes), chunk.opcode, compression)
         core.pool.release(&gathered)
     }

@@ -133,6 +133,14 @@ public struct FrameDecoder: Sendable {
     /// True when the decoder stopped between frames (no partial header or payload pending).
     public var isAtFrameBoundary: Bool { !inPayload && headerCount == 0 }
 
+    /// True when the decoder holds nothing a fresh one lacks: between frames, no data message
+    /// open, not failed. A fresh `FrameDecoder()` with the same `acceptsCompressedMessages`
+    /// then decodes what follows exactly as this one would (every other field is reset at the
+    /// next frame's header), so a server may keep only that one flag for an idle connection.
+    public var isAtRest: Bool {
+        !inPayload && headerCount == 0 && !frameStartPending && messageOpcode == 0 && failedCode == 0
+    }
+
     /// Decodes from `buffer[offset...]`, advancing `offset` past what it consumed, and
     /// returns the next payload chunk, `.needMore` once the buffer is used up, or a failure.
     ///

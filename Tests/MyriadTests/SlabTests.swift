@@ -4,6 +4,14 @@ import Testing
 @Suite struct SlabTests {
     struct SlabFull: Error {}
 
+    /// Issue 15's budget: an idle open connection is its slot, at most 96 bytes. What only a
+    /// busy connection needs (the upgrade parser, a decoder mid-frame, partial messages) lives
+    /// in the side table, and the send queue in segments: none of it may move back in.
+    @Test func theSlotStaysWithinItsBudget() {
+        #expect(MemoryLayout<ConnectionSlot>.stride <= 96, "ConnectionSlot is \(MemoryLayout<ConnectionSlot>.stride) B")
+        #expect(connectionSlotBytes == MemoryLayout<ConnectionSlot>.stride)
+    }
+
     /// Allocates a slot and marks it in use, as the worker does on accept.
     func open(_ slab: inout Slab) throws -> ConnectionID {
         guard let slot = slab.allocate() else { throw SlabFull() }

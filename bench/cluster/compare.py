@@ -212,7 +212,8 @@ def run_once(rate, duration, n, size, drain):
         if load.returncode != 0:
             fanout = summary.get("fanout") or {}
             problems.append(f"load exited {load.returncode}: lost {fanout.get('lost')}, duplicated {fanout.get('duplicated')}, "
-                            f"out of order {fanout.get('out_of_order')}, failures {summary.get('failures_total')}, "
+                            f"out of order {fanout.get('out_of_order')}, failures {summary.get('failures_total')} "
+                            f"{json.dumps({k: v for k, v in (summary.get('failures') or {}).items() if v})}, "
                             f"error {summary.get('error')}")
         # Stop the nodes (their final line carries the cluster counters after the last flush).
         for node in nodes:
