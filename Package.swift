@@ -58,7 +58,8 @@ let package = Package(
         // not depend on it).
         .target(
             name: "MyriadService",
-            dependencies: ["Myriad", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+            dependencies: ["Myriad", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // `myriad doctor` and serve's start-up warnings: what N connections need from this host
         // against what it has (kept apart: the engine itself never needs it).

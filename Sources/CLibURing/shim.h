@@ -25,6 +25,9 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+// malloc_trim: after a burst a worker hands malloc's free pages back (Worker+Memory.swift);
+// the Glibc module does not export <malloc.h>.
+#include <malloc.h>
 
 // Newer than liburing 2.3's headers: defined here so the engine can probe for them.
 #ifndef IORING_SETUP_SINGLE_ISSUER

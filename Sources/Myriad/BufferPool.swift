@@ -74,6 +74,11 @@ final class BufferPool {
     private let free: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutableRawPointer>>
     private let freeCounts: UnsafeMutablePointer<Int>
     private let freeLimits: UnsafeMutablePointer<Int>
+    /// Per class: the fewest free buffers since the last `trim`, i.e. how many sat unused
+    /// through the whole interval.
+    private let lowWater: UnsafeMutablePointer<Int>
+    /// Bytes of free buffers kept for reuse (a gauge for the stats line).
+    private(set) var freeBytes = 0
     /// Buffers handed out and not yet returned, and their bytes.
     private(set) var outstandingCount = 0
     private(set) var outstandingBytes = 0
@@ -91,6 +96,8 @@ final class BufferPool {
         free = .allocate(capacity: Self.classCount)
         freeCounts = .allocate(capacity: Self.classCount)
         freeLimits = .allocate(capacity: Self.classCount)
+        lowWater = .allocate(capacity: Self.classCount)
+        lowWater.initialize(repeating: 0, count: Self.classCount)
         for sizeClass in 0..<Self.classCount {
             let limit = max(2, retainedBytesPerClass / Self.size(ofClass: UInt8(sizeClass)))
             freeLimits[sizeClass] = limit
@@ -107,6 +114,7 @@ final class BufferPool {
         free.deallocate()
         freeCounts.deallocate()
         freeLimits.deallocate()
+        lowWater.deallocate()
     }
 
     /// An empty buffer of at least `minimumBytes`, or nil when that is more than the
@@ -135,6 +143,8 @@ final class BufferPool {
         let base: UnsafeMutableRawPointer
         if freeCounts[index] > 0 {
             freeCounts[index] -= 1
+            freeBytes -= size
+            if freeCounts[index] < lowWater[index] { lowWater[index] = freeCounts[index] }
             base = free[index][freeCounts[index]]
         } else {
             guard let fresh = malloc(size) else {
@@ -154,6 +164,37 @@ final class BufferPool {
         return PooledBuffer(base: base, count: 0, sizeClass: sizeClass, budget: budget)
     }
 
+    /// Gives back to malloc the free buffers that sat unused since the last call (each class's
+    /// low-water mark), keeping `keptPerClass` of each: called once a second by the worker, so a
+    /// buffer outlives its last use by one to two seconds and a steady load keeps what it uses
+    /// while a finished burst lets go of everything it took. Returns the bytes freed.
+    func trim(keptPerClass: Int = BufferPool.keptPerClass) -> Int {
+        var freed = 0
+        for index in 0..<Self.classCount {
+            let idle = min(lowWater[index], freeCounts[index] - keptPerClass)
+            if idle > 0 {
+                let size = Self.size(ofClass: UInt8(index))
+                for _ in 0..<idle {
+                    freeCounts[index] -= 1
+                    Glibc.free(free[index][freeCounts[index]])
+                }
+                freeBytes -= idle * size
+                freed += idle * size
+            }
+            lowWater[index] = freeCounts[index]
+        }
+        return freed
+    }
+
+    static let keptPerClass = 2
+
+    /// Whether a `trim` with nothing used meanwhile would free something: some class keeps
+    /// more than `keptPerClass` free buffers.
+    var holdsMoreThanItKeeps: Bool {
+        for index in 0..<Self.classCount where freeCounts[index] > Self.keptPerClass { return true }
+        return false
+    }
+
     /// Returns `buffer` to the pool and empties it. A no-op for an empty handle.
     func release(_ buffer: inout PooledBuffer) {
         guard let base = buffer.base else { return }
@@ -169,6 +210,7 @@ final class BufferPool {
         if freeCounts[index] < freeLimits[index] {
             free[index][freeCounts[index]] = base
             freeCounts[index] += 1
+            freeBytes += size
         } else {
             Glibc.free(base)
         }

@@ -232,7 +232,7 @@ extension Config {
             config.bufferSizeBytes = UInt32(try size("MYRIAD_BUFFER_SIZE", value, 256...(1 << 20)))
         },
         Knob(variable: "MYRIAD_BUFFER_COUNT", flag: "buffer-count", defaultValue: "1024", range: "power of two, 1-32768",
-             help: "Provided receive buffers per worker; when they run dry receives wait (counted as enobufs_rearms).") { config, value throws(ConfigError) in
+             help: "Provided receive buffers per ring (epoll: one read buffer per worker); when they run dry receives wait (counted as enobufs_rearms).") { config, value throws(ConfigError) in
             config.bufferCount = UInt32(try powerOfTwo("MYRIAD_BUFFER_COUNT", value, 1...32768))
         },
         Knob(variable: "MYRIAD_MAX_MESSAGE_SIZE", flag: "max-message-size", defaultValue: "1 MiB", range: "1 B-64 MiB",

@@ -47,8 +47,16 @@ final class ConnectionSideTable {
     private var highWater: UInt32 = 0
     private var freeHead = ConnectionSide.none
     private(set) var inUse = 0
+    /// Whether the table was empty at the last `trimIfIdle`.
+    private var wasEmpty = false
+
+    /// Bytes of entries used since the table last gave its pages back.
+    var touchedBytes: Int { Int(highWater) * MemoryLayout<ConnectionSide>.stride }
 
     init(capacity: UInt32) throws(SystemError) {
+        // Entries are initialised over whatever a freed entry left (or zero pages after a
+        // trim) and never deinitialised: nothing in one may need it.
+        precondition(_isPOD(ConnectionSide.self), "ConnectionSide must be plain data")
         self.capacity = capacity
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         mappedBytes = (Int(capacity) * MemoryLayout<ConnectionSide>.stride + page - 1) / page * page
@@ -81,6 +89,21 @@ final class ConnectionSideTable {
         (entries + Int(index)).initialize(to: ConnectionSide())
         inUse += 1
         return index
+    }
+
+    /// When no entry has been in use at two calls in a row (a second apart: the worker's
+    /// trim), gives every touched page back (`MADV_DONTNEED`) and starts again from the first
+    /// entry, so the table's resident memory follows the last burst of handshakes down. No
+    /// entry is in use, so none holds a buffer or awaits a peer address. Returns the bytes.
+    func trimIfIdle(pageBytes: Int) -> Int {
+        let empty = inUse == 0
+        defer { wasEmpty = empty }
+        guard empty, wasEmpty, highWater > 0 else { return 0 }
+        let bytes = (Int(highWater) * MemoryLayout<ConnectionSide>.stride + pageBytes - 1) / pageBytes * pageBytes
+        madvise(UnsafeMutableRawPointer(entries), min(bytes, mappedBytes), MADV_DONTNEED)
+        highWater = 0
+        freeHead = ConnectionSide.none
+        return bytes
     }
 
     /// Returns an entry whose buffers were released.

@@ -44,7 +44,7 @@ struct ConnectionFlags: OptionSet {
     static let stateInitialized = ConnectionFlags(rawValue: 1 << 10)
     /// The upgrade hook answered `.pending`: the decision comes later through the mailbox.
     static let upgradePending = ConnectionFlags(rawValue: 1 << 11)
-    /// The kernel is still writing the peer's address into the handshake entry.
+    /// The kernel is still writing the peer's address into the side entry.
     static let peerAddressPending = ConnectionFlags(rawValue: 1 << 12)
     /// permessage-deflate was agreed: data messages may be compressed either way.
     static let deflate = ConnectionFlags(rawValue: 1 << 13)
@@ -130,8 +130,9 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
 /// Everything a worker knows about one connection: a plain struct in a slab slot.
 ///
 /// No class, closure, existential or array: idle, a connection is this struct and nothing
-/// else in user space (its receive memory is the worker's buffer ring). The pooled buffers
-/// are empty unless a message is mid-reassembly or bytes are waiting to be sent.
+/// else in user space (its receive memory is the worker's buffer ring, its decoder at rest is
+/// one flag). A handshaking or busy connection has a side entry (`ConnectionSideTable`), and
+/// queued bytes wait in send segments; `SlabTests` holds the stride to 96 bytes.
 struct ConnectionSlot {
     /// Bumped when the slot is released; part of the `ConnectionID`, and its low 32 bits tag
     /// every operation in flight (`UserData`).

@@ -6,8 +6,8 @@
 /// the wheel's tick (MYRIAD_TIMER_TICK, 50 ms by default) is far coarser than a loopback
 /// handshake (tens of microseconds) or a ping round trip on a LAN.
 public enum LatencyHistogram: Int, CaseIterable, Sendable {
-    /// Accept to the 101 queued: the handshake entry is stamped when it is made (in the
-    /// accept completion) and read when the 101 is queued. Includes the time the client took to
+    /// Accept to the 101 queued: the side entry is stamped at the accept (with the peer
+    /// address request) and read when the 101 is queued. Includes the time the client took to
     /// send its upgrade request, and an upgrade the application decided later (`.pending`).
     case handshake
     /// Ping queued to its pong received. Pings due in one tick are queued in one sweep of the

@@ -112,6 +112,10 @@ extension StatCounter {
         case .deflateAgreed: return .own("myriad_deflate_agreed_total", help: "Connections that agreed permessage-deflate at the upgrade.")
         case .dedicatedDeflate: return .own("myriad_dedicated_deflate_connections", help: "Connections with their own zlib streams now (MYRIAD_COMPRESSION=dedicated, within MYRIAD_COMPRESSION_DEDICATED_BUDGET).")
         case .sideEntries: return .own("myriad_side_entries", help: "Connections with a side entry now: handshaking, or in the middle of a frame or message (an idle open connection has none).")
+        case .poolFreeBytes: return .own("myriad_pool_free_bytes", help: "Bytes of free buffers a worker's pool keeps for reuse now (given back after a second unused).")
+        case .receiveBufferBytes: return .own("myriad_receive_buffer_bytes", help: "Receive buffer memory a worker has written since it was last given back (io_uring buffer rings; epoll: its one read buffer).")
+        case .sideTableBytes: return .own("myriad_side_table_bytes", help: "Bytes of a worker's side table touched since it last gave its pages back.")
+        case .memoryReturnedBytes: return .own("myriad_memory_returned_bytes_total", help: "Bytes workers gave back to malloc or the kernel after bursts (pool buffers, receive buffer pages, side table pages).")
         case .queuedBytes: return .own("myriad_queued_bytes", help: "Bytes a worker's pool has lent for queued data frames now: the outbound part of MYRIAD_BUFFER_BUDGET (size-class bytes; shared publish frames are referenced, not counted).")
         case .reassemblyBytes: return .own("myriad_reassembly_bytes", help: "Bytes a worker's pool has lent for partial upgrade requests and messages being reassembled now: the inbound part of MYRIAD_BUFFER_BUDGET (at most half of it).")
         case .closesBase: return .closes

@@ -87,6 +87,13 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     /// Connections with a side entry now (a gauge): handshaking, or in the middle of a frame
     /// or message (`ConnectionSideTable`); an idle open connection has none.
     case sideEntries
+    /// Memory the worker keeps for reuse (gauges, bytes): free pool buffers, receive buffers
+    /// written since last given back, the side table's touched entries; and the bytes given
+    /// back to malloc or the kernel by the once-a-second trim (`Worker+Memory.swift`).
+    case poolFreeBytes
+    case receiveBufferBytes
+    case sideTableBytes
+    case memoryReturnedBytes
     /// Bytes the worker's buffer pool has lent for queued data frames, and for partial upgrade
     /// requests and messages being reassembled: the two halves of MYRIAD_BUFFER_BUDGET (gauges,
     /// size-class bytes; shared publish frames are referenced, not pooled, and not counted).
@@ -146,6 +153,10 @@ public enum StatCounter: Int, CaseIterable, Sendable {
         case .deflateAgreed: return "deflate_agreed"
         case .dedicatedDeflate: return "dedicated_deflate"
         case .sideEntries: return "side_entries"
+        case .poolFreeBytes: return "pool_free_bytes"
+        case .receiveBufferBytes: return "receive_buffer_bytes"
+        case .sideTableBytes: return "side_table_bytes"
+        case .memoryReturnedBytes: return "memory_returned_bytes"
         case .queuedBytes: return "queued_bytes"
         case .reassemblyBytes: return "reassembly_bytes"
         case .closesBase: return "closes"
@@ -155,7 +166,8 @@ public enum StatCounter: Int, CaseIterable, Sendable {
     /// Whether the counter is a level that goes up and down (the rest only grow).
     public var isGauge: Bool {
         switch self {
-        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes, .dedicatedDeflate, .sideEntries: return true
+        case .open, .rings, .pooledBytes, .topics, .subscriptions, .queuedBytes, .reassemblyBytes, .dedicatedDeflate, .sideEntries,
+             .poolFreeBytes, .receiveBufferBytes, .sideTableBytes: return true
         default: return false
         }
     }

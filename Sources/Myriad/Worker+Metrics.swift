@@ -2,7 +2,7 @@
 /// line of the loop: the handshake time when the 101 is queued, and the buffer gauges when
 /// the counters are published. Ping round trips are recorded by `WorkerCounters` itself.
 extension Worker {
-    /// The 101 is queued: accept-to-101 time from the handshake entry's stamp.
+    /// The 101 is queued: accept-to-101 time from the side entry's stamp.
     @inline(__always)
     func recordHandshakeTime(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
         guard let entry = existingSide(connection), entry.pointee.acceptedNanoseconds != 0 else { return }

@@ -72,7 +72,12 @@ extension Worker {
     @inline(__always)
     func settleDecoder(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ decoder: UnsafeMutablePointer<FrameDecoder>) {
         if decoder == scratchDecoder {
-            guard !decoder.pointee.isAtRest else { return }
+            // At rest: an entry made during this receive (a fragmented message that ended in
+            // it, a dedicated inflater's output) goes now.
+            guard !decoder.pointee.isAtRest else {
+                if connection.pointee.side != ConnectionSide.none { releaseSideIfIdle(connection) }
+                return
+            }
             let entry = side(connection)
             entry.pointee.decoder = decoder.pointee
             entry.pointee.decoderActive = true

@@ -84,7 +84,9 @@ extension Worker {
                 open(slot, connection, acceptValue: UnsafeRawBufferPointer(rebasing: $0[..<HandshakeResponse.acceptValueLength]),
                      state: state, subprotocol: subprotocol, headers: headers, deflate: deflate)
             }
-            guard connection.pointee.state == .open, let entry = existingSide(connection) else { return }
+            // onOpen may have closed it (.closing): the early bytes may hold the peer's answer.
+            let reading = connection.pointee.state == .open || connection.pointee.state == .closing
+            guard reading, let entry = existingSide(connection) else { return }
             var early = entry.pointee.inbound
             entry.pointee.inbound = PooledBuffer()
             if early.count > 0 { frameBytes(slot, connection, early.bytes) }

@@ -42,6 +42,9 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     /// Accept failures since the last successful accept (logged once per burst).
     private var acceptFailures = 0
     private var acceptRearmTick: UInt64?
+    /// The next memory trim (`Worker+Memory.swift`), once a second.
+    var nextTrimTick: UInt64 = 0
+    var trimIntervalTicks: UInt64 { max(1, UInt64(1_000_000_000 / core.settings.tickNanoseconds)) }
     private(set) var shuttingDown = false
     private var shutdownDeadline: UInt64 = 0
     private var forcedCloseDone = false
@@ -110,6 +113,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             drainMailbox()
             flush()
             rearmStarved()
+            trimMemoryIfDue()
             publish()
             clockStale = true
             // Sleep only when nothing was posted since the drain (else look and come back).
@@ -147,6 +151,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private func waitNanoseconds() -> Int64? {
         var next = core.wheel.nextEventTick()
         if let tick = acceptRearmTick { next = min(next ?? tick, tick) }
+        if holdsMemoryToTrim { next = min(next ?? nextTrimTick, nextTrimTick) }
         if shuttingDown { next = min(next ?? shutdownDeadline, shutdownDeadline, core.nowTick + 1) }
         guard let next else { return nil }
         let target = Int64(next) * core.settings.tickNanoseconds

@@ -67,8 +67,9 @@ public enum DecodeStep {
 
 /// Incremental, in-place WebSocket frame decoder (RFC 6455 section 5).
 ///
-/// The decoder is the per-connection parsing state, small enough to live in a slab slot
-/// (see `MemoryLayout<FrameDecoder>.size`). It never allocates and never copies a payload:
+/// The decoder is the per-connection parsing state (64 bytes). A server need not keep one per
+/// idle connection: between messages it is at rest (`isAtRest`), which a fresh decoder
+/// reproduces. It never allocates and never copies a payload:
 /// it walks the caller's buffer, unmasks payload bytes where they lie, and reports pieces of
 /// payload as `FrameChunk`s. Only a frame header split across buffers (at most 14 bytes) is
 /// copied, into the decoder itself. Reassembling fragmented messages is the caller's job;

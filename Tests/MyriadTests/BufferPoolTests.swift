@@ -176,4 +176,27 @@ import Testing
         pool.release(&control)
         #expect(pool.budgetedBytes.inbound == 0 && pool.budgetedBytes.outbound == 0 && pool.outstandingBytes == 0)
     }
+
+    /// Issue 15: free buffers that sat unused for a whole interval go back to malloc; a class
+    /// in steady use keeps what it uses.
+    @Test func trimGivesBackWhatSatUnused() throws {
+        let pool = BufferPool()
+        var burst: [PooledBuffer] = []
+        for _ in 0..<100 { burst.append(try #require(pool.acquire(minimumBytes: 1024))) }
+        for index in burst.indices { pool.release(&burst[index]) }
+        #expect(pool.freeBytes == 100 * 1024)
+        #expect(pool.trim() == 0)  // the burst was in this interval
+        #expect(pool.trim() == 98 * 1024)  // unused for a whole interval: all but two
+        #expect(pool.freeBytes == 2 * 1024)
+        // Steady use of ten: kept across trims.
+        for _ in 0..<3 {
+            var steady: [PooledBuffer] = []
+            for _ in 0..<10 { steady.append(try #require(pool.acquire(minimumBytes: 1024))) }
+            for index in steady.indices { pool.release(&steady[index]) }
+            #expect(pool.trim() == 0)
+        }
+        #expect(pool.freeBytes == 10 * 1024)
+        #expect(pool.trim() == 8 * 1024)
+        #expect(pool.outstandingCount == 0)
+    }
 }

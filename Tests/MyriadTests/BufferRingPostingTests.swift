@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import Myriad
 
@@ -32,5 +33,43 @@ import Testing
         let buffers = try BufferRing(ring: ring, groupID: 4, count: 32, sizeBytes: 256)
         defer { buffers.unregister(ring: ring) }
         #expect(buffers.postedCount == 32)
+    }
+
+    /// Issue 15: after a burst the posting target comes down (halved per quiet spell, never
+    /// below the initial target) and the pages of buffers deep in the free stack go back to the
+    /// kernel: they read as zeros afterwards, the warm ones keep their bytes.
+    @Test(arguments: [1, 4])
+    func aBurstsBuffersAreGivenBack(buffersPerPage: Int) throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let size = page / buffersPerPage
+        let ring = try Ring(entries: 8, completionEntries: 16, flags: 0)
+        let buffers = try BufferRing(ring: ring, groupID: 5, count: 64, sizeBytes: UInt32(size), initiallyPosted: 4)
+        defer { buffers.unregister(ring: ring) }
+        for _ in 0..<4 { buffers.grow() }
+        buffers.topUp()
+        #expect(buffers.postTarget == 64 && buffers.postedCount == 64)
+        // The kernel fills all 64 (in posting order: 0 first) and the worker is done with each.
+        for bufferID in UInt16(0)..<64 {
+            buffers.consumed()
+            buffers.address(of: bufferID).storeBytes(of: 0xAB, as: UInt8.self)
+            buffers.release(bufferID)
+        }
+        #expect(buffers.writtenBytes == 64 * size)
+        // The ring ran dry in the last second: nothing shrinks yet.
+        #expect(buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) == (0, true))
+        #expect(buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) == (0, true))
+        // Two quiet seconds: the target halves and the 32 coldest buffers (0-31) go back.
+        #expect(buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) == (32 * size, true))
+        #expect(buffers.postTarget == 32 && buffers.writtenBytes == 32 * size)
+        #expect(buffers.address(of: 0).load(as: UInt8.self) == 0)
+        #expect(buffers.address(of: 31).load(as: UInt8.self) == 0)
+        #expect(buffers.address(of: 32).load(as: UInt8.self) == 0xAB)
+        // A burst in between resets the count; then down to the floor (4), 60 buffers back.
+        buffers.grow()  // (the target doubles back to 64, as a real burst would)
+        for _ in 0..<20 { _ = buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) }
+        #expect(buffers.postTarget == 4)
+        #expect(buffers.writtenBytes == 4 * size)
+        #expect(buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) == (0, false))
+        #expect(buffers.address(of: 63).load(as: UInt8.self) == 0xAB)
     }
 }

@@ -45,6 +45,12 @@ extension Integration {
         #expect(pong.opcode == .pong && pong.payload == Array("ping!".utf8))
         #expect(server.waitFor { $0[.sideEntries] == 0 }, "\(server.stats().fields)")
 
+        // A fragmented message whose frames all come in one receive needs an entry only
+        // during that receive.
+        try idle[5].send(RawClient.frame(.text, Array("in ".utf8), fin: false) + RawClient.frame(.continuation, Array("one".utf8)))
+        #expect(try idle[5].readMessage()?.payload == Array("in one".utf8))
+        #expect(server.waitFor { $0[.sideEntries] == 0 }, "\(server.stats().fields)")
+
         // A connection closed while its entry is held gives it back too.
         try idle[4].sendFrame(.text, Array("never finished".utf8), fin: false)
         #expect(server.waitFor { $0[.sideEntries] == 1 }, "\(server.stats().fields)")

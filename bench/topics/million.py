@@ -83,13 +83,16 @@ class Server:
         return self.process.poll() is None
 
     def stop(self):
+        """Stops the server; returns its last stats line (closes by reason, for a failure's report)."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(120)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        lines = [line.strip() for line in open(self.log.name) if "stats " in line]
         os.unlink(self.log.name)
+        return lines[-1] if lines else ""
 
 
 def load(mode, *arguments, time_limit):
@@ -99,6 +102,12 @@ def load(mode, *arguments, time_limit):
                                 "--time-limit", time_limit, *arguments, "--json", out.name],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return process, out.name
+
+
+def failures(summary):
+    """What went wrong, from a load summary: failures by kind and reason, unexpected closes."""
+    return (f"failures {json.dumps({k: v for k, v in (summary.get('failures') or {}).items() if v})}, "
+            f"unexpected closes {summary.get('unexpected_closes')}")
 
 
 def finish(process, path, seconds):
@@ -149,9 +158,10 @@ def main():
     process, path = load("hold", "--connections", str(n), "--duration", "30s", time_limit=limit)
     rss_a = held_rss(server, n, process)
     status, summary = finish(process, path, 1200)
-    server.stop()
+    final = server.stop()
     if status != 0 or rss_a is None:
-        problems.append(f"A (echo, hold): load exited {status}, connected {summary.get('connected')}")
+        problems.append(f"A (echo, hold): load exited {status}, connected {summary.get('connected')}, "
+                        f"{failures(summary)}; server: {final}")
     print(f"A echo hold: status {status}, RSS {rss_a}", flush=True)
 
     # B: one topic, N subscribers.
@@ -163,10 +173,11 @@ def main():
     rss_b = held_rss(server, n, process)
     status, summary = finish(process, path, 1800)
     server_alive = server.alive()
-    server.stop()
+    final = server.stop()
     fanout = summary.get("fanout") or {}
     if status != 0 or not server_alive or fanout.get("lost") != 0 or rss_b is None:
-        problems.append(f"B (broadcast, one topic): load exited {status}, lost {fanout.get('lost')}, server alive {server_alive}")
+        problems.append(f"B (broadcast, one topic): load exited {status}, lost {fanout.get('lost')}, server alive {server_alive}, "
+                        f"{failures(summary)}; server: {final}")
     print(f"B fanout: status {status}, lost {fanout.get('lost')}, RSS {rss_b}, {json.dumps(fanout)[:400]}", flush=True)
 
     # C: N topics of one subscriber.
@@ -175,10 +186,10 @@ def main():
                          time_limit=limit)
     rss_c = held_rss(server, n, process)
     status, summary_c = finish(process, path, 1200)
-    server.stop()
+    final = server.stop()
     verify = summary_c.get("verify_echo") or {}
     if status != 0 or verify.get("ok") != n or rss_c is None:
-        problems.append(f"C (broadcast, a topic each): load exited {status}, verify {verify}")
+        problems.append(f"C (broadcast, a topic each): load exited {status}, verify {verify}, {failures(summary_c)}; server: {final}")
     print(f"C topics: status {status}, verify {verify}, RSS {rss_c}", flush=True)
 
     if problems:

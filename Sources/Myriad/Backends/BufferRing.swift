@@ -30,6 +30,13 @@ package struct BufferRing: ~Copyable {
     /// Posting state, by pointer so the ring can be a `let`: free stack depth, buffers in the
     /// ring, buffers wanted in the ring.
     private let posting: UnsafeMutablePointer<(free: Int32, posted: Int32, target: Int32)>
+    /// Buffers written since their pages were last given back (one bit each), and scratch bits
+    /// for `trim` (buffers deep in the free stack).
+    private let touched: UnsafeMutablePointer<UInt64>
+    private let deep: UnsafeMutablePointer<UInt64>
+    /// `trim`'s state: buffers marked in `touched`, the posting target's floor (the initial
+    /// target), seconds since the ring last ran dry, whether it ran dry since the last trim.
+    private let trimming: UnsafeMutablePointer<(touchedCount: Int32, floor: Int32, quietSeconds: Int32, ranDry: Bool)>
 
     /// Buffers currently posted to the kernel.
     package var postedCount: Int { Int(posting.pointee.posted) }
@@ -74,6 +81,13 @@ package struct BufferRing: ~Copyable {
         self.mask = io_uring_buf_ring_mask(count)
         freeStack = .allocate(capacity: Int(count))
         posting = .allocate(capacity: 1)
+        let words = (Int(count) + 63) / 64
+        touched = .allocate(capacity: words)
+        touched.initialize(repeating: 0, count: words)
+        deep = .allocate(capacity: words)
+        deep.initialize(repeating: 0, count: words)
+        trimming = .allocate(capacity: 1)
+        trimming.initialize(to: (0, Int32(min(max(initiallyPosted ?? count, 1), count)), 0, false))
         io_uring_buf_ring_init(self.descriptors)
         if let initiallyPosted {
             // Buffer 0 on top: the first buffers used are the first in memory.
@@ -93,6 +107,9 @@ package struct BufferRing: ~Copyable {
     deinit {
         freeStack.deallocate()
         posting.deallocate()
+        touched.deallocate()
+        deep.deallocate()
+        trimming.deallocate()
         munmap(UnsafeMutableRawPointer(descriptors), Int(count) * MemoryLayout<io_uring_buf>.stride)
         munmap(memory, Int(count) * Int(sizeBytes))
     }
@@ -130,6 +147,11 @@ package struct BufferRing: ~Copyable {
         assert(posting.pointee.free < Int32(count))
         freeStack[Int(posting.pointee.free)] = bufferID
         posting.pointee.free += 1
+        let word = Int(bufferID) >> 6, bit = UInt64(1) << UInt64(bufferID & 63)
+        if touched[word] & bit == 0 {
+            touched[word] |= bit
+            trimming.pointee.touchedCount += 1
+        }
     }
 
     /// Posts free buffers, most recently used first, until `postTarget` are in the ring.
@@ -150,6 +172,84 @@ package struct BufferRing: ~Copyable {
     /// The ring ran dry under a burst: keep twice as many buffers posted (up to `count`).
     package func grow() {
         posting.pointee.target = min(Int32(count), posting.pointee.target * 2)
+        trimming.pointee.ranDry = true
+    }
+
+    // MARK: - Giving memory back
+
+    /// Receive memory a burst wrote, at most: buffers written since their pages were last
+    /// given back.
+    package var writtenBytes: Int { Int(trimming.pointee.touchedCount) * Int(sizeBytes) }
+
+    /// Whether `trim` will bring the posting target down (it is above its floor).
+    package var targetAboveFloor: Bool { posting.pointee.target > trimming.pointee.floor }
+
+    /// Called once a second by the worker, outside completion handling (no buffer is held).
+    /// The posting target follows the load down slowly: halved after `quietSecondsBeforeShrink`
+    /// seconds without the ring running dry, never below its initial value, so a busy worker
+    /// keeps its buffers and a finished burst stops cycling through them. Then the pages of
+    /// buffers that sit deep in the free stack (below the `target` most recently used, which
+    /// `topUp` posts next) go back to the kernel (`MADV_DONTNEED`): the kernel has none of them
+    /// and the next write into one faults in a zero page. Pages are given back only where a page
+    /// holds whole buffers or a buffer whole pages (sizes that are multiples or divisors of the
+    /// page); other sizes keep their pages. Returns the bytes given back, and whether a later
+    /// call will lower the target further (buffers still in the ring are given back by the
+    /// calls after the traffic that takes them out).
+    package func trim(pageBytes: Int, quietSecondsBeforeShrink: Int32 = 5) -> (returnedBytes: Int, more: Bool) {
+        assert(posting.pointee.free + posting.pointee.posted == Int32(count), "trim while a buffer is held")
+        if trimming.pointee.ranDry {
+            trimming.pointee.ranDry = false
+            trimming.pointee.quietSeconds = 0
+        } else if posting.pointee.target > trimming.pointee.floor {
+            trimming.pointee.quietSeconds += 1
+            if trimming.pointee.quietSeconds >= quietSecondsBeforeShrink {
+                posting.pointee.target = max(trimming.pointee.floor, posting.pointee.target / 2)
+                trimming.pointee.quietSeconds = 0
+            }
+        }
+        let more = posting.pointee.target > trimming.pointee.floor
+        let depth = Int(posting.pointee.free) - Int(posting.pointee.target)
+        let size = Int(sizeBytes)
+        guard depth > 0, trimming.pointee.touchedCount > 0,
+              size % pageBytes == 0 || pageBytes % size == 0 else { return (0, more) }
+        let words = (Int(count) + 63) / 64
+        deep.update(repeating: 0, count: words)
+        for index in 0..<depth {
+            let bufferID = Int(freeStack[index])
+            deep[bufferID >> 6] |= UInt64(1) << UInt64(bufferID & 63)
+        }
+        // A unit is one buffer of whole pages, or one page of whole buffers.
+        let perUnit = size >= pageBytes ? 1 : pageBytes / size
+        let unitBytes = perUnit * size
+        guard perUnit <= Int(count) else { return (0, more) }
+        func isSet(_ bits: UnsafeMutablePointer<UInt64>, _ index: Int) -> Bool { bits[index >> 6] & (UInt64(1) << UInt64(index & 63)) != 0 }
+        var returned = 0
+        var runStart = -1
+        func flush(_ end: Int) {
+            guard runStart >= 0 else { return }
+            madvise(memory + runStart * unitBytes, (end - runStart) * unitBytes, MADV_DONTNEED)
+            returned += (end - runStart) * unitBytes
+            runStart = -1
+        }
+        for unit in 0..<(Int(count) / perUnit) {
+            let first = unit * perUnit
+            var allDeep = true, anyTouched = false
+            for bufferID in first..<(first + perUnit) {
+                if !isSet(deep, bufferID) { allDeep = false; break }
+                if isSet(touched, bufferID) { anyTouched = true }
+            }
+            if allDeep && anyTouched {
+                if runStart < 0 { runStart = unit }
+                for bufferID in first..<(first + perUnit) where isSet(touched, bufferID) {
+                    touched[bufferID >> 6] &= ~(UInt64(1) << UInt64(bufferID & 63))
+                    trimming.pointee.touchedCount -= 1
+                }
+            } else {
+                flush(unit)
+            }
+        }
+        flush(Int(count) / perUnit)
+        return (returned, more)
     }
 
     package func unregister(ring: borrowing Ring) {

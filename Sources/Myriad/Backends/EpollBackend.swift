@@ -48,6 +48,10 @@ final class EpollBackend: IOBackend {
     var droppedCompletionCount: Int { 0 }
     var spilledSubmissionCount: Int { 0 }
     var ringCount: Int { 0 }
+    var receiveBufferBytes: Int { readBuffer.count }
+    /// One read buffer serves every connection: nothing to give back.
+    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) { (0, false) }
+    var holdsMemoryToTrim: Bool { false }
 
     static let initialDescriptorCapacity = 1024
 

@@ -82,6 +82,14 @@ protocol IOBackend: AnyObject {
     var spilledSubmissionCount: Int { get }
     /// Rings (io_uring) the worker runs; 0 for epoll.
     var ringCount: Int { get }
+    /// Receive memory written since it was last given back (io_uring: the buffer rings'
+    /// written buffers; epoll: its one read buffer).
+    var receiveBufferBytes: Int { get }
+    /// Gives back receive memory a burst left behind (`BufferRing.trim`); called once a second
+    /// outside completion handling. `more`: a later call will give back more without traffic.
+    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool)
+    /// Whether `trimMemory` would give something back later without traffic.
+    var holdsMemoryToTrim: Bool { get }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

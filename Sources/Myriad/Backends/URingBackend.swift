@@ -53,6 +53,19 @@ final class URingBackend: IOBackend, RingMessenger {
     var messageFallback: ((Int) -> Void)?
     var spilledSubmissionCount: Int { units.reduce(0) { $0 + $1.ring.spilledTotal } }
     var ringCount: Int { units.count }
+    var receiveBufferBytes: Int { units.reduce(0) { $0 + $1.buffers.writtenBytes } }
+
+    var holdsMemoryToTrim: Bool { units.contains { $0.buffers.targetAboveFloor } }
+
+    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) {
+        var total = (returnedBytes: 0, more: false)
+        for unit in units {
+            let trimmed = unit.buffers.trim(pageBytes: pageBytes)
+            total.returnedBytes += trimmed.returnedBytes
+            total.more = total.more || trimmed.more
+        }
+        return total
+    }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
 

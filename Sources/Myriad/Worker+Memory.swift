@@ -1,0 +1,46 @@
+import CLibURing
+import Glibc
+
+/// Per-worker memory follows the live load (issue 15). Once a second the worker gives back
+/// what the second before did not use: pool buffers that sat free the whole interval (to
+/// malloc, then malloc's free pages to the kernel), receive buffers deep in a buffer ring's
+/// free stack after its posting target has come down, and the side table's pages once no
+/// connection has needed an entry for a second. Each step has its own hysteresis (a low-water
+/// mark, ten quiet seconds, two empty checks), so a busy worker keeps what it uses. What stays
+/// is reported as gauges: pool_free_bytes, receive_buffer_bytes, side_table_bytes.
+extension Worker {
+    /// Trims when a second has passed since the last trim.
+    @inline(__always)
+    func trimMemoryIfDue() {
+        guard core.nowTick >= nextTrimTick else { return }
+        nextTrimTick = core.nowTick + trimIntervalTicks
+        trimMemory()
+    }
+
+    func trimMemory() {
+        let page = MemoryTrim.pageBytes
+        let pooled = core.pool.trim()
+        // free() keeps small chunks in malloc's bins: after a burst's worth, hand malloc's free
+        // pages back too (it walks the arenas, so only then).
+        if pooled >= MemoryTrim.mallocTrimThresholdBytes { malloc_trim(0) }
+        let receive = backend.trimMemory(pageBytes: page)
+        let side = sides.trimIfIdle(pageBytes: page)
+        core.counters.add(.memoryReturnedBytes, pooled + receive.returnedBytes + side)
+        core.counters.set(.poolFreeBytes, core.pool.freeBytes)
+        core.counters.set(.receiveBufferBytes, backend.receiveBufferBytes)
+        core.counters.set(.sideTableBytes, sides.touchedBytes)
+    }
+
+    /// Whether a trim would give something back without traffic: the loop then wakes for the
+    /// next one (an idle worker otherwise sleeps until its next timer, which may be never).
+    var holdsMemoryToTrim: Bool {
+        core.pool.holdsMoreThanItKeeps || (sides.touchedBytes > 0 && sides.inUse == 0) || backend.holdsMemoryToTrim
+    }
+}
+
+/// The trim's constants.
+enum MemoryTrim {
+    static let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// Pool bytes freed in one trim past which malloc_trim runs.
+    static let mallocTrimThresholdBytes = 256 << 10
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""User-space memory per idle connection, before and after a burst (issue 15), on this machine.
+
+    bench/memory/idle.py [--sizes 1000,10000,19000] [--million] [--runs 3] [--no-write]
+
+For each backend (io_uring, epoll), each N and each run: a fresh `myriad serve` (echo, one
+worker for the --sizes, the default workers for --million; pings every 25 s as by default),
+its RSS read from /proc once it has started (R0). Then `myriad load hold` opens N connections
+at the default concurrency and holds them idle; once the server holds N and 5 s have passed,
+RSS R1. Then a burst on the same worker: a second `myriad load echo` of B connections
+(B = 500, 2,000 with --million) sending 4 KiB messages 16 deep for 5 s, which then closes
+its connections; 30 s later (the workers give back what a burst left behind after a quiet
+spell: see Worker+Memory.swift), with the N connections still held, RSS R2.
+Reported per backend and N, median (min-max) of the runs: (R1 - R0) / N after the ramp,
+(R2 - R0) / N after the burst and the return to idle, and their ratio; and the worker's
+gauges at R2 (pool_free_bytes, receive_buffer_bytes, side_table_bytes, memory_returned_bytes).
+The server's RSS is read by this script, not taken from the load generator.
+
+A run fails when a load exits non-zero, the server never holds N or dies, or holds fewer
+than N at R2; a failed run is reported as FAILED and no row is written (exit status 1).
+epoll cannot hold 1,000,000 connections in one process (its ceiling is the fd limit), so
+--million measures io_uring only. Rows are stamped with the commit (bench/commit_stamp.py).
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from commit_stamp import commit_stamp  # noqa: E402
+
+BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
+BEGIN = "<!-- idle memory rows: appended by bench/memory/idle.py -->"
+GAUGES = ("pool_free_bytes", "receive_buffer_bytes", "side_table_bytes", "memory_returned_bytes")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def stats_fields(line):
+    """The stats line's counters as {name: int}; per-worker lists summed."""
+    fields = {}
+    for word in line.split():
+        if "=" in word:
+            name, value = word.split("=", 1)
+            digits = value.split("[")[0]
+            if digits.isdigit():
+                fields[name] = int(digits)
+    return fields
+
+
+class Server:
+    def __init__(self, backend, workers, capacity):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="myriad-idle-", suffix=".log", delete=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MYRIAD_")}
+        env.update({"MYRIAD_BACKEND": backend, "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": str(self.port),
+                    "MYRIAD_STATS_INTERVAL": "1s", "MYRIAD_BACKLOG": "65535"})
+        if capacity:
+            env["MYRIAD_MAX_CONNECTIONS"] = str(capacity)
+        if workers:
+            env["MYRIAD_WORKERS"] = str(workers)
+        self.process = subprocess.Popen([BIN, "serve"], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        for _ in range(200):
+            if "listening on" in open(self.log.name).read():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("server did not start: " + open(self.log.name).read()[-2000:])
+
+    def stats(self):
+        lines = [line for line in open(self.log.name) if line.startswith("stats ")]
+        return stats_fields(lines[-1]) if lines else {}
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        os.unlink(self.log.name)
+
+
+def start_load(port, mode, *arguments, time_limit):
+    out = tempfile.NamedTemporaryFile("w+", prefix="myriad-idle-load-", suffix=".json", delete=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYRIAD_")}
+    process = subprocess.Popen([BIN, "load", mode, "--port", str(port), "--time-limit", time_limit, *arguments,
+                                "--json", out.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return process, out.name
+
+
+def finish(process, path, seconds):
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    try:
+        summary = json.load(open(path))
+    except Exception:
+        summary = {}
+    os.unlink(path)
+    return process.returncode, summary
+
+
+def one_run(backend, n, workers, burst_connections):
+    """One measurement; returns (result dict, problem or None)."""
+    hold_seconds = 600 + n // 1000
+    # The default capacity up to one ring's (or epoll's) fd budget; a million needs more rings.
+    server = Server(backend, workers, n * 105 // 100 if n > 100_000 else None)
+    try:
+        time.sleep(1)
+        r0 = rss_bytes(server.process.pid)
+        hold, hold_path = start_load(server.port, "hold", "--connections", str(n), "--duration", f"{hold_seconds}s",
+                                     time_limit=f"{hold_seconds + 300}s")
+        deadline = time.time() + 300 + n / 1000
+        while time.time() < deadline and server.alive() and hold.poll() is None:
+            if server.stats().get("open", 0) >= n:
+                break
+            time.sleep(0.5)
+        if not server.alive() or server.stats().get("open", 0) < n:
+            hold.kill()
+            finish(hold, hold_path, 60)
+            return None, f"the server never held {n} (held {server.stats().get('open')})"
+        time.sleep(5)
+        r1 = rss_bytes(server.process.pid)
+        burst, burst_path = start_load(server.port, "echo", "--connections", str(burst_connections), "--size", "4096",
+                                       "--depth", "16", "--duration", "5s", time_limit="180s")
+        burst_status, burst_summary = finish(burst, burst_path, 240)
+        time.sleep(30)
+        r2 = rss_bytes(server.process.pid)
+        stats = server.stats()
+        held = stats.get("open", 0)
+        hold.send_signal(signal.SIGTERM)  # ends the hold early; its exit status is not the point
+        finish(hold, hold_path, 300)
+        if burst_status != 0:
+            return None, f"the burst's load exited {burst_status} ({burst_summary.get('error')})"
+        if held < n:
+            return None, f"{n - held} held connections lost during the burst"
+        result = {"before": (r1 - r0) / n, "after": (r2 - r0) / n, "r0": r0,
+                  **{gauge: stats.get(gauge, 0) for gauge in GAUGES}}
+        return result, None
+    finally:
+        server.stop()
+
+
+def spread(values):
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,19000")
+    parser.add_argument("--million", action="store_true", help="also 1,000,000 connections on the default workers (io_uring)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backends", default="io_uring,epoll")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() == 0:
+        for key, value in (("net.ipv4.ip_local_port_range", "10000 65535"), ("net.core.somaxconn", "65535"),
+                           ("net.ipv4.tcp_max_syn_backlog", "65535")):
+            subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
+    stamp = commit_stamp()
+    plans = [(backend, int(n), 1, 500) for n in args.sizes.split(",") if n for backend in args.backends.split(",")]
+    if args.million:
+        plans.append(("io_uring", 1_000_000, None, 2000))
+    rows, failures = [], []
+    for backend, n, workers, burst in plans:
+        results = []
+        for run in range(args.runs):
+            result, problem = one_run(backend, n, workers, burst)
+            print(f"{backend} N={n} run {run + 1}: {json.dumps(result) if result else 'FAILED: ' + problem}", flush=True)
+            if problem:
+                failures.append(f"{backend} N={n} run {run + 1}: {problem}")
+            else:
+                results.append(result)
+            time.sleep(5 if n < 100_000 else 65)  # TIME_WAIT of the last run's sockets
+        if len(results) != args.runs:
+            continue
+        before = [r["before"] for r in results]
+        after = [r["after"] for r in results]
+        ratio = statistics.median(after) / statistics.median(before)
+        gauges = ", ".join(f"{g} {statistics.median(r[g] for r in results) / 1024:.0f} KiB" for g in GAUGES)
+        rows.append(f"| {time.strftime('%Y-%m-%d')} | {stamp} | {backend} | {n:,} | {workers or 'default'} | "
+                    f"{spread(before)} B | {spread(after)} B | {ratio:.2f} | {gauges} | `bench/memory/idle.py` |")
+    for row in rows:
+        print(row)
+    if failures:
+        print(f"{len(failures)} run(s) FAILED; no row written:", file=sys.stderr)
+        for failure in failures:
+            print("  " + failure, file=sys.stderr)
+        return 1
+    if not args.no_write:
+        readme = os.path.join(ROOT, "bench", "README.md")
+        content = open(readme).read()
+        at = content.index(BEGIN)
+        open(readme, "w").write(content[:at] + "\n".join(rows) + "\n" + content[at:])
+        print("rows written to bench/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
