@@ -165,13 +165,15 @@ final class BufferPool {
     }
 
     /// Gives back to malloc the free buffers that sat unused since the last call (each class's
-    /// low-water mark), keeping `keptPerClass` of each: called once a second by the worker, so a
-    /// buffer outlives its last use by one to two seconds and a steady load keeps what it uses
-    /// while a finished burst lets go of everything it took. Returns the bytes freed.
-    func trim(keptPerClass: Int = BufferPool.keptPerClass) -> Int {
+    /// low-water mark), keeping `keptPerClass` of each class up to 4 KiB (control frames,
+    /// small messages: the common case) and none of the larger ones: called once a second by
+    /// the worker, so a buffer outlives its last use by one to two seconds and a steady load
+    /// keeps what it uses while a finished burst lets go of everything it took. Returns the
+    /// bytes freed.
+    func trim() -> Int {
         var freed = 0
         for index in 0..<Self.classCount {
-            let idle = min(lowWater[index], freeCounts[index] - keptPerClass)
+            let idle = min(lowWater[index], freeCounts[index] - Self.kept(ofClass: index))
             if idle > 0 {
                 let size = Self.size(ofClass: UInt8(index))
                 for _ in 0..<idle {
@@ -187,11 +189,15 @@ final class BufferPool {
     }
 
     static let keptPerClass = 2
+    static let largestKeptClass = 4  // 4 KiB
+
+    @inline(__always)
+    static func kept(ofClass index: Int) -> Int { index <= largestKeptClass ? keptPerClass : 0 }
 
     /// Whether a `trim` with nothing used meanwhile would free something: some class keeps
-    /// more than `keptPerClass` free buffers.
+    /// more free buffers than it keeps across trims.
     var holdsMoreThanItKeeps: Bool {
-        for index in 0..<Self.classCount where freeCounts[index] > Self.keptPerClass { return true }
+        for index in 0..<Self.classCount where freeCounts[index] > Self.kept(ofClass: index) { return true }
         return false
     }
 

@@ -197,6 +197,13 @@ import Testing
         }
         #expect(pool.freeBytes == 10 * 1024)
         #expect(pool.trim() == 8 * 1024)
+        // Larger classes keep none: a burst of 64 KiB messages goes back whole.
+        var large: [PooledBuffer] = []
+        for _ in 0..<5 { large.append(try #require(pool.acquire(minimumBytes: 64 << 10))) }
+        for index in large.indices { pool.release(&large[index]) }
+        #expect(pool.trim() == 0)
+        #expect(pool.trim() == 5 * (64 << 10))
+        #expect(pool.freeBytes == 2 * 1024 && !pool.holdsMoreThanItKeeps)
         #expect(pool.outstandingCount == 0)
     }
 }

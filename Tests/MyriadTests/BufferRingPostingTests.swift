@@ -72,4 +72,31 @@ import Testing
         #expect(buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) == (0, false))
         #expect(buffers.address(of: 63).load(as: UInt8.self) == 0xAB)
     }
+
+    /// On a ring that defers task work, once the target is back at its floor and quiet, the
+    /// buffers still posted in the ring give their pages back too (an idle worker would
+    /// otherwise keep a burst's worth in the ring until traffic takes them).
+    @Test func postedBuffersAreGivenBackOnceSettled() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let ring = try Ring(entries: 8, completionEntries: 16, flags: 0)
+        let buffers = try BufferRing(ring: ring, groupID: 6, count: 64, sizeBytes: UInt32(page), initiallyPosted: 4)
+        defer { buffers.unregister(ring: ring) }
+        for _ in 0..<4 { buffers.grow() }
+        buffers.topUp()
+        for bufferID in UInt16(0)..<64 {
+            buffers.consumed()
+            buffers.address(of: bufferID).storeBytes(of: 0xCD, as: UInt8.self)
+            buffers.release(bufferID)
+        }
+        buffers.topUp()  // every buffer back in the ring, written
+        #expect(buffers.postedCount == 64 && buffers.writtenBytes == 64 * page)
+        // Without postedToo nothing in the ring is touched, however long it stays quiet.
+        for _ in 0..<12 { _ = buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2) }
+        #expect(buffers.postTarget == 4 && buffers.writtenBytes == 64 * page)
+        // With it, once settled at the floor, the ring's buffers go back too.
+        let trimmed = buffers.trim(pageBytes: page, quietSecondsBeforeShrink: 2, postedToo: true)
+        #expect(trimmed.returnedBytes == 64 * page && !trimmed.more)
+        #expect(buffers.writtenBytes == 0)
+        #expect(buffers.address(of: 17).load(as: UInt8.self) == 0)
+    }
 }

@@ -29,10 +29,9 @@ extension Integration {
         #expect(server.waitFor { $0[.reassemblyBytes] >= 20 * (64 << 10) }, "\(server.stats().fields)")
         for client in clients { try client.sendFrame(.continuation, [8], fin: true) }
         for client in clients { #expect(try client.readMessage(timeout: 10)?.payload.count == fragment.count + 1) }
-        // Unused for a second, they go back; each size class keeps two (the classes up to
-        // 128 KiB add up to less than 256 KiB).
+        // Unused for a second, they go back; the classes up to 4 KiB keep two each (under 16 KiB).
         #expect(server.waitFor(seconds: 15) {
-            $0[.memoryReturnedBytes] >= 20 * (128 << 10) && $0[.poolFreeBytes] < 2 * (256 << 10)
+            $0[.memoryReturnedBytes] >= 20 * (128 << 10) && $0[.poolFreeBytes] < 16 << 10
                 && $0[.sideTableBytes] == 0 && $0[.sideEntries] == 0
         }, "\(server.stats().fields)")
         try assertStillEchoing(server)

@@ -190,33 +190,51 @@ package struct BufferRing: ~Copyable {
     /// keeps its buffers and a finished burst stops cycling through them. Then the pages of
     /// buffers that sit deep in the free stack (below the `target` most recently used, which
     /// `topUp` posts next) go back to the kernel (`MADV_DONTNEED`): the kernel has none of them
-    /// and the next write into one faults in a zero page. Pages are given back only where a page
-    /// holds whole buffers or a buffer whole pages (sizes that are multiples or divisors of the
-    /// page); other sizes keep their pages. Returns the bytes given back, and whether a later
-    /// call will lower the target further (buffers still in the ring are given back by the
-    /// calls after the traffic that takes them out).
-    package func trim(pageBytes: Int, quietSecondsBeforeShrink: Int32 = 5) -> (returnedBytes: Int, more: Bool) {
+    /// and the next write into one faults in a zero page.
+    ///
+    /// Buffers posted in the ring stay there until traffic takes them, so an idle worker would
+    /// keep a burst's worth. With `postedToo` (the ring defers task work: the kernel writes
+    /// into a provided buffer only inside this thread's own `io_uring_enter`, never while this
+    /// runs) and once the target is back at its floor and quiet, the posted buffers' pages go
+    /// back as well; the kernel's next write into one faults in a zero page.
+    ///
+    /// Pages are given back only where a page holds whole buffers or a buffer whole pages
+    /// (sizes that are multiples or divisors of the page); other sizes keep their pages.
+    /// Returns the bytes given back, and whether a later call will lower the target further.
+    package func trim(pageBytes: Int, quietSecondsBeforeShrink: Int32 = 5, postedToo: Bool = false)
+        -> (returnedBytes: Int, more: Bool)
+    {
         assert(posting.pointee.free + posting.pointee.posted == Int32(count), "trim while a buffer is held")
         if trimming.pointee.ranDry {
             trimming.pointee.ranDry = false
             trimming.pointee.quietSeconds = 0
-        } else if posting.pointee.target > trimming.pointee.floor {
+        } else {
             trimming.pointee.quietSeconds += 1
-            if trimming.pointee.quietSeconds >= quietSecondsBeforeShrink {
+            if trimming.pointee.quietSeconds >= quietSecondsBeforeShrink && posting.pointee.target > trimming.pointee.floor {
                 posting.pointee.target = max(trimming.pointee.floor, posting.pointee.target / 2)
                 trimming.pointee.quietSeconds = 0
             }
         }
         let more = posting.pointee.target > trimming.pointee.floor
+        let settled = postedToo && !more && trimming.pointee.quietSeconds >= quietSecondsBeforeShrink
         let depth = Int(posting.pointee.free) - Int(posting.pointee.target)
         let size = Int(sizeBytes)
-        guard depth > 0, trimming.pointee.touchedCount > 0,
+        guard depth > 0 || settled, trimming.pointee.touchedCount > 0,
               size % pageBytes == 0 || pageBytes % size == 0 else { return (0, more) }
         let words = (Int(count) + 63) / 64
-        deep.update(repeating: 0, count: words)
-        for index in 0..<depth {
-            let bufferID = Int(freeStack[index])
-            deep[bufferID >> 6] |= UInt64(1) << UInt64(bufferID & 63)
+        if settled {
+            // Everything but the free stack's `target` most recently used buffers.
+            deep.update(repeating: ~0, count: words)
+            for index in max(0, depth)..<Int(posting.pointee.free) {
+                let bufferID = Int(freeStack[index])
+                deep[bufferID >> 6] &= ~(UInt64(1) << UInt64(bufferID & 63))
+            }
+        } else {
+            deep.update(repeating: 0, count: words)
+            for index in 0..<depth {
+                let bufferID = Int(freeStack[index])
+                deep[bufferID >> 6] |= UInt64(1) << UInt64(bufferID & 63)
+            }
         }
         // A unit is one buffer of whole pages, or one page of whole buffers.
         let perUnit = size >= pageBytes ? 1 : pageBytes / size

@@ -16,12 +16,16 @@ final class RingUnit {
     var accepting = false
     /// Single-shot accepts in flight on this ring (a worker with several).
     var acceptsArmed = 0
+    /// Set up with DEFER_TASKRUN: the kernel completes this ring's work (and writes into its
+    /// provided buffers) only inside this thread's io_uring_enter.
+    let defersTaskWork: Bool
 
     init(index: Int, config: Config, flags: UInt32, capacity: UInt32, bufferGroup: UInt16, initiallyPostedBuffers: UInt32)
         throws(SystemError)
     {
         self.index = index
         self.capacity = capacity
+        defersTaskWork = flags & UInt32(IORING_SETUP_DEFER_TASKRUN) != 0
         let completionEntries = config.completionEntries ?? config.ringEntries * 4
         ring = try Ring(entries: config.ringEntries, completionEntries: completionEntries, flags: flags)
         let registered = io_uring_register_files_sparse(ring.pointer, capacity)

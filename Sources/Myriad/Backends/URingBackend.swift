@@ -60,7 +60,7 @@ final class URingBackend: IOBackend, RingMessenger {
     func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) {
         var total = (returnedBytes: 0, more: false)
         for unit in units {
-            let trimmed = unit.buffers.trim(pageBytes: pageBytes)
+            let trimmed = unit.buffers.trim(pageBytes: pageBytes, postedToo: unit.defersTaskWork)
             total.returnedBytes += trimmed.returnedBytes
             total.more = total.more || trimmed.more
         }
