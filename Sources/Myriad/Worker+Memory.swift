@@ -6,7 +6,7 @@ import Glibc
 /// malloc, then malloc's free pages to the kernel), receive buffers deep in a buffer ring's
 /// free stack after its posting target has come down, and the side table's pages once no
 /// connection has needed an entry for a second. Each step has its own hysteresis (a low-water
-/// mark, ten quiet seconds, two empty checks), so a busy worker keeps what it uses. What stays
+/// mark, two quiet seconds per halving of a ring's target, two empty checks), so a busy worker keeps what it uses. What stays
 /// is reported as gauges: pool_free_bytes, receive_buffer_bytes, side_table_bytes.
 extension Worker {
     /// Trims when a second has passed since the last trim.

@@ -6,10 +6,10 @@
 For each backend (io_uring, epoll), each N and each run: a fresh `myriad serve` (echo, one
 worker for the --sizes, the default workers for --million; pings every 25 s as by default),
 its RSS read from /proc once it has started (R0). Then `myriad load hold` opens N connections
-at the default concurrency and holds them idle; once the server holds N and 5 s have passed,
-RSS R1. Then a burst on the same worker: a second `myriad load echo` of B connections
+at the default concurrency and holds them idle; once the server holds N and 20 s have passed
+(the ramp is a burst too), RSS R1. Then a burst on the same worker: a second `myriad load echo` of B connections
 (B = 500, 2,000 with --million) sending 4 KiB messages 16 deep for 5 s, which then closes
-its connections; 30 s later (the workers give back what a burst left behind after a quiet
+its connections; 20 s later (the workers give back what a burst left behind after a quiet
 spell: see Worker+Memory.swift), with the N connections still held, RSS R2.
 Reported per backend and N, median (min-max) of the runs: (R1 - R0) / N after the ramp,
 (R2 - R0) / N after the burst and the return to idle, and their ratio; and the worker's
@@ -38,6 +38,9 @@ from commit_stamp import commit_stamp  # noqa: E402
 
 BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
 BEGIN = "<!-- idle memory rows: appended by bench/memory/idle.py -->"
+# Both readings wait this long after their burst: a worker gives back what a burst left behind
+# within about 12 s (a buffer ring halves its posting target every 2 quiet seconds).
+SETTLE_SECONDS = 20
 GAUGES = ("pool_free_bytes", "receive_buffer_bytes", "side_table_bytes", "memory_returned_bytes")
 
 
@@ -145,12 +148,12 @@ def one_run(backend, n, workers, burst_connections):
             hold.kill()
             finish(hold, hold_path, 60)
             return None, f"the server never held {n} (held {server.stats().get('open')})"
-        time.sleep(5)
+        time.sleep(SETTLE_SECONDS)  # the ramp is a burst too: let its trims run (Worker+Memory.swift)
         r1 = rss_bytes(server.process.pid)
         burst, burst_path = start_load(server.port, "echo", "--connections", str(burst_connections), "--size", "4096",
                                        "--depth", "16", "--duration", "5s", time_limit="180s")
         burst_status, burst_summary = finish(burst, burst_path, 240)
-        time.sleep(30)
+        time.sleep(SETTLE_SECONDS)
         r2 = rss_bytes(server.process.pid)
         stats = server.stats()
         held = stats.get("open", 0)

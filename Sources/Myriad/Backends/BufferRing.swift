@@ -181,8 +181,11 @@ package struct BufferRing: ~Copyable {
     /// given back.
     package var writtenBytes: Int { Int(trimming.pointee.touchedCount) * Int(sizeBytes) }
 
-    /// Whether `trim` will bring the posting target down (it is above its floor).
-    package var targetAboveFloor: Bool { posting.pointee.target > trimming.pointee.floor }
+    /// Whether later `trim`s will give something back without traffic: the posting target is
+    /// above its floor, or (`postedToo`) more buffers are written than the floor keeps warm.
+    package func holdsMemoryToTrim(postedToo: Bool) -> Bool {
+        posting.pointee.target > trimming.pointee.floor || (postedToo && trimming.pointee.touchedCount > posting.pointee.target)
+    }
 
     /// Called once a second by the worker, outside completion handling (no buffer is held).
     /// The posting target follows the load down slowly: halved after `quietSecondsBeforeShrink`
@@ -201,7 +204,7 @@ package struct BufferRing: ~Copyable {
     /// Pages are given back only where a page holds whole buffers or a buffer whole pages
     /// (sizes that are multiples or divisors of the page); other sizes keep their pages.
     /// Returns the bytes given back, and whether a later call will lower the target further.
-    package func trim(pageBytes: Int, quietSecondsBeforeShrink: Int32 = 5, postedToo: Bool = false)
+    package func trim(pageBytes: Int, quietSecondsBeforeShrink: Int32 = 2, postedToo: Bool = false)
         -> (returnedBytes: Int, more: Bool)
     {
         assert(posting.pointee.free + posting.pointee.posted == Int32(count), "trim while a buffer is held")

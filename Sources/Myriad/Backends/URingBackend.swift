@@ -55,7 +55,7 @@ final class URingBackend: IOBackend, RingMessenger {
     var ringCount: Int { units.count }
     var receiveBufferBytes: Int { units.reduce(0) { $0 + $1.buffers.writtenBytes } }
 
-    var holdsMemoryToTrim: Bool { units.contains { $0.buffers.targetAboveFloor } }
+    var holdsMemoryToTrim: Bool { units.contains { $0.buffers.holdsMemoryToTrim(postedToo: $0.defersTaskWork) } }
 
     func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) {
         var total = (returnedBytes: 0, more: false)
