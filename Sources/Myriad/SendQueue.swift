@@ -56,11 +56,15 @@ struct SendSegment {
 final class SendSegmentPool {
     private(set) var segments: UnsafeMutablePointer<SendSegment>
     private(set) var capacity: Int
+    private let initialCapacity: Int
     private var freeHead = SendSegment.none
     /// Segments in use (a gauge for the stats line and the tests).
     private(set) var inUse = 0
 
-    init(initialCapacity: Int = 256) {
+    static let defaultCapacity = 256
+
+    init(initialCapacity: Int = SendSegmentPool.defaultCapacity) {
+        self.initialCapacity = initialCapacity
         capacity = initialCapacity
         segments = .allocate(capacity: capacity)
         segments.initialize(repeating: SendSegment(), count: capacity)
@@ -101,6 +105,27 @@ final class SendSegmentPool {
         segments[Int(index)] = SendSegment()
         inUse += 1
         return index
+    }
+
+    /// Bytes of the arena.
+    var bytes: Int { capacity * MemoryLayout<SendSegment>.stride }
+    /// A burst grew the arena, and no segment is in use now.
+    var canShrink: Bool { inUse == 0 && capacity > initialCapacity }
+
+    /// Goes back to the initial capacity when a burst grew the arena and no segment is in use
+    /// now (so no index into it is held anywhere): the worker's once-a-second trim. Returns
+    /// the bytes given back.
+    func shrinkIfEmpty() -> Int {
+        guard canShrink else { return 0 }
+        let returned = bytes - initialCapacity * MemoryLayout<SendSegment>.stride
+        segments.deinitialize(count: capacity)
+        segments.deallocate()
+        capacity = initialCapacity
+        segments = .allocate(capacity: capacity)
+        segments.initialize(repeating: SendSegment(), count: capacity)
+        freeHead = SendSegment.none
+        for index in (0..<capacity).reversed() { link(free: UInt32(index)) }
+        return returned
     }
 
     /// Returns a segment whose bytes were already released (`WorkerCore.releaseSegment`).

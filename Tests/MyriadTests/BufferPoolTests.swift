@@ -207,3 +207,23 @@ import Testing
         #expect(pool.outstandingCount == 0)
     }
 }
+
+/// Issue 15: the send segment arena grows by doubling under a burst and goes back to its
+/// initial size once no segment is in use (the worker's trim).
+@Suite struct SendSegmentPoolTests {
+    @Test func aGrownArenaShrinksOnlyWhenEmpty() {
+        let pool = SendSegmentPool(initialCapacity: 4)
+        var taken = (0..<40).map { _ in pool.allocate() }
+        #expect(pool.capacity == 64 && pool.inUse == 40)
+        #expect(!pool.canShrink && pool.shrinkIfEmpty() == 0)  // segments in use: indices held
+        for index in taken { pool.free(index) }
+        taken.removeAll()
+        #expect(pool.canShrink)
+        #expect(pool.shrinkIfEmpty() == 60 * MemoryLayout<SendSegment>.stride)
+        #expect(pool.capacity == 4 && !pool.canShrink)
+        // Still a working arena: four from the initial capacity, the fifth grows it again.
+        taken = (0..<5).map { _ in pool.allocate() }
+        #expect(Set(taken).count == 5 && pool.capacity == 8)
+        for index in taken { pool.free(index) }
+    }
+}
