@@ -196,10 +196,12 @@ package struct BufferRing: ~Copyable {
     /// and the next write into one faults in a zero page.
     ///
     /// Buffers posted in the ring stay there until traffic takes them, so an idle worker would
-    /// keep a burst's worth. With `postedToo` (the ring defers task work: the kernel writes
-    /// into a provided buffer only inside this thread's own `io_uring_enter`, never while this
-    /// runs) and once the target is back at its floor and quiet, the posted buffers' pages go
-    /// back as well; the kernel's next write into one faults in a zero page.
+    /// keep a burst's worth. With `postedToo` and once the target is back at its floor and
+    /// quiet, the posted buffers' pages go back as well; the kernel's next write into one
+    /// faults in a zero page. The caller vouches that the kernel is not writing and has not
+    /// written any of them unseen: the ring defers task work (the kernel fills a provided
+    /// buffer only inside this thread's own `io_uring_enter`), its CQ and overflow list are
+    /// empty (no filled buffer awaits its completion) and no SQE waits to be submitted.
     ///
     /// Pages are given back only where a page holds whole buffers or a buffer whole pages
     /// (sizes that are multiples or divisors of the page); other sizes keep their pages.

@@ -60,7 +60,12 @@ final class URingBackend: IOBackend, RingMessenger {
     func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) {
         var total = (returnedBytes: 0, more: false)
         for unit in units {
-            let trimmed = unit.buffers.trim(pageBytes: pageBytes, postedToo: unit.defersTaskWork)
+            // Posted buffers only while the ring is quiescent: a buffer the kernel has filled
+            // but whose completion is still in the CQ (or its overflow list), or one a queued
+            // SQE could fill inline at the next submit, looks "posted" to the bookkeeping.
+            let quiescent = unit.ring.readyCompletions == 0 && !unit.ring.hasOverflow
+                && unit.ring.pendingSubmissions == 0 && unit.ring.spilledCount == 0
+            let trimmed = unit.buffers.trim(pageBytes: pageBytes, postedToo: unit.defersTaskWork && quiescent)
             total.returnedBytes += trimmed.returnedBytes
             total.more = total.more || trimmed.more
         }
