@@ -150,8 +150,10 @@ def one_run(backend, n, workers, burst_connections):
             return None, f"the server never held {n} (held {server.stats().get('open')})"
         time.sleep(SETTLE_SECONDS)  # the ramp is a burst too: let its trims run (Worker+Memory.swift)
         r1 = rss_bytes(server.process.pid)
+        # Its own source address: the held connections use 127.0.0.2 upwards (about 55,000 ports each).
         burst, burst_path = start_load(server.port, "echo", "--connections", str(burst_connections), "--size", "4096",
-                                       "--depth", "16", "--duration", "5s", time_limit="180s")
+                                       "--depth", "16", "--duration", "5s", "--source", "127.0.0.250",
+                                       time_limit="180s")
         burst_status, burst_summary = finish(burst, burst_path, 240)
         time.sleep(SETTLE_SECONDS)
         r2 = rss_bytes(server.process.pid)
@@ -160,7 +162,8 @@ def one_run(backend, n, workers, burst_connections):
         hold.send_signal(signal.SIGTERM)  # ends the hold early; its exit status is not the point
         finish(hold, hold_path, 300)
         if burst_status != 0:
-            return None, f"the burst's load exited {burst_status} ({burst_summary.get('error')})"
+            failures = {k: v for k, v in (burst_summary.get("failures") or {}).items() if v}
+            return None, f"the burst's load exited {burst_status} ({burst_summary.get('error')}, failures {failures})"
         if held < n:
             return None, f"{n - held} held connections lost during the burst"
         result = {"before": (r1 - r0) / n, "after": (r2 - r0) / n, "r0": r0,
