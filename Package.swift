@@ -104,10 +104,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // What the engine's and the load generator's tests share: an in-process server.
+        // A real nats-server on free ports for the NATS client's and the bridge's tests (no
+        // engine: the client's tests must not see the engine's types).
+        .target(
+            name: "NATSTestSupport",
+            path: "Tests/NATSSupport"
+        ),
+        // What the engine's, the load generator's and the bridge's tests share: an in-process
+        // server and a byte-exact client.
         .target(
             name: "MyriadTestSupport",
-            dependencies: ["Myriad", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Myriad", "WebSocketCodec", .product(name: "Logging", package: "swift-log")],
             path: "Tests/Support"
         ),
         .testTarget(
@@ -134,14 +141,14 @@ let package = Package(
         // Against a real nats-server (installed by scripts/ensure-deps.sh) and fake hostile servers.
         .testTarget(
             name: "MyriadClusterTests",
-            dependencies: ["MyriadCluster", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["MyriadCluster", "NATSTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         // Two real `myriad serve` nodes and a real nats-server (started by the tests), and the
         // bridge in process.
         .testTarget(
             name: "MyriadClusterBridgeTests",
             dependencies: [
-                "MyriadClusterBridge", "Myriad", "MyriadCluster", "MyriadTestSupport", "WebSocketCodec",
+                "MyriadClusterBridge", "Myriad", "MyriadCluster", "MyriadTestSupport", "NATSTestSupport", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,3 +1,4 @@
+import NATSTestSupport
 import Foundation
 import Glibc
 import Synchronization

@@ -1,3 +1,5 @@
+import NATSTestSupport
+import MyriadTestSupport
 import Foundation
 import WebSocketCodec
 import Glibc

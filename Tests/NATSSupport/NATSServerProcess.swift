@@ -1,27 +1,26 @@
-// Copied from Tests/MyriadClusterTests/Support/NATSServerProcess.swift (test targets cannot share sources).
 import Foundation
 import Glibc
-
 
 /// A real `nats-server` child on 127.0.0.1, on free client and monitoring ports, started by
 /// the test and stopped by its PID. It can be stopped and started again on the same ports
 /// (the outage tests). When nats-server is not installed the test fails, never skips:
 /// `make test` installs it (scripts/ensure-deps.sh).
-final class NATSServerProcess {
-    let port: UInt16
-    let monitorPort: UInt16
+public final class NATSServerProcess {
+    public let port: UInt16
+    public let monitorPort: UInt16
     private let arguments: [String]
     private let configURL: URL?
     private let logURL: URL
     private var process: Process?
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// `configuration` is nats-server config-file text (e.g. `ping_interval: "200ms"`);
     /// `arguments` are extra command-line flags (e.g. `--user`, `--pass`, `--auth`).
-    init(arguments: [String] = [], configuration: String? = nil) throws {
+    public init(arguments: [String] = [], configuration: String? = nil) throws {
         port = freeLoopbackPort()
         var monitor = freeLoopbackPort()
         while monitor == port { monitor = freeLoopbackPort() }
@@ -39,11 +38,11 @@ final class NATSServerProcess {
         try start()
     }
 
-    var url: String { "nats://127.0.0.1:\(port)" }
+    public var url: String { "nats://127.0.0.1:\(port)" }
     var pid: Int32? { process?.processIdentifier }
 
     /// Starts (again) on the same ports and waits until it accepts connections (bounded).
-    func start() throws {
+    public func start() throws {
         precondition(process == nil, "already running")
         let binary = try Self.binary()
         let child = Process()
@@ -70,7 +69,7 @@ final class NATSServerProcess {
     }
 
     /// SIGTERM by PID, wait for the exit (SIGKILL after 5 s).
-    func stop() {
+    public func stop() {
         guard let child = process else { return }
         process = nil
         guard child.isRunning else { return }
@@ -84,7 +83,7 @@ final class NATSServerProcess {
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
     /// GET a monitoring endpoint (`/connz?subs=1`, `/subsz`, `/varz`) as a JSON object.
-    func monitor(_ path: String) throws -> [String: Any] {
+    public func monitor(_ path: String) throws -> [String: Any] {
         let body = try httpGet(port: monitorPort, path: path)
         guard let object = try JSONSerialization.jsonObject(with: body) as? [String: Any] else {
             throw Failure(description: "\(path) is not a JSON object")
@@ -93,7 +92,7 @@ final class NATSServerProcess {
     }
 
     /// The subjects the connection named `name` is subscribed to, per /connz?subs=1.
-    func subscriptions(ofClientNamed name: String) throws -> [String]? {
+    public func subscriptions(ofClientNamed name: String) throws -> [String]? {
         let connz = try monitor("/connz?subs=1")
         let connections = connz["connections"] as? [[String: Any]] ?? []
         guard let connection = connections.first(where: { $0["name"] as? String == name }) else { return nil }
@@ -101,9 +100,9 @@ final class NATSServerProcess {
     }
 
     /// Messages the server received from clients since it started (/varz in_msgs).
-    func messagesIn() throws -> Int { (try monitor("/varz")["in_msgs"] as? Int) ?? -1 }
+    public func messagesIn() throws -> Int { (try monitor("/varz")["in_msgs"] as? Int) ?? -1 }
 
-    static func binary() throws -> String {
+    public static func binary() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         let candidates = path.split(separator: ":").map { "\($0)/nats-server" } + ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
         if let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return found }
@@ -120,7 +119,7 @@ final class NATSServerProcess {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on (bound to 0, read, released).
-func freeLoopbackPort() -> UInt16 {
+public func freeLoopbackPort() -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = loopbackAddress(port: 0)
@@ -134,7 +133,7 @@ func freeLoopbackPort() -> UInt16 {
     return UInt16(bigEndian: address.sin_port)
 }
 
-func loopbackAddress(port: UInt16) -> sockaddr_in {
+public func loopbackAddress(port: UInt16) -> sockaddr_in {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
@@ -143,7 +142,7 @@ func loopbackAddress(port: UInt16) -> sockaddr_in {
 }
 
 /// A blocking TCP connection to 127.0.0.1:port with 5 s send/receive timeouts, or -1.
-func connectLoopback(port: UInt16) -> Int32 {
+public func connectLoopback(port: UInt16) -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var timeout = timeval(tv_sec: 5, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -159,14 +158,14 @@ func connectLoopback(port: UInt16) -> Int32 {
     return fd
 }
 
-func canConnect(port: UInt16) -> Bool {
+public func canConnect(port: UInt16) -> Bool {
     let fd = connectLoopback(port: port)
     if fd >= 0 { close(fd) }
     return fd >= 0
 }
 
 /// A plain HTTP/1.0 GET on loopback (the monitoring endpoint); returns the body.
-func httpGet(port: UInt16, path: String) throws -> Data {
+public func httpGet(port: UInt16, path: String) throws -> Data {
     let fd = connectLoopback(port: port)
     guard fd >= 0 else { throw NATSServerProcess.Failure(description: "cannot connect to 127.0.0.1:\(port)") }
     defer { close(fd) }
@@ -190,7 +189,7 @@ func httpGet(port: UInt16, path: String) throws -> Data {
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass; returns whether it held.
 @discardableResult
-func waitUntil(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+public func waitUntil(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if try condition() { return true }

@@ -2,15 +2,15 @@ import Foundation
 import Glibc
 import WebSocketCodec
 
-struct ClientError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct ClientError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A blocking WebSocket client over a plain socket, byte-exact: tests use it to send what
 /// real clients send, and what hostile ones do.
-final class RawClient {
-    let fd: Int32
+public final class RawClient {
+    public let fd: Int32
     private var pending: [UInt8] = []
     private var decoder = FrameDecoder()
     private let configuration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 26)
@@ -18,7 +18,7 @@ final class RawClient {
 
     /// `receiveBufferBytes`: SO_RCVBUF set before connecting, so the window stays that small
     /// (a client that reads slowly, or not at all).
-    init(port: UInt16, host: String = "127.0.0.1", source: String? = nil, receiveBufferBytes: Int32? = nil) throws {
+    public init(port: UInt16, host: String = "127.0.0.1", source: String? = nil, receiveBufferBytes: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError("socket: errno \(errno)") }
         var one: Int32 = 1
@@ -48,11 +48,11 @@ final class RawClient {
         }
     }
 
-    private(set) var isClosed = false
+    public private(set) var isClosed = false
 
     deinit { close() }
 
-    func close() {
+    public func close() {
         guard !isClosed else { return }
         isClosed = true
         Glibc.close(fd)
@@ -60,7 +60,7 @@ final class RawClient {
 
     // MARK: Sending
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -69,17 +69,17 @@ final class RawClient {
         }
     }
 
-    func send(_ text: String) throws { try send(Array(text.utf8)) }
+    public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
     /// The upgrade request a browser would send.
-    static func upgradeRequest(path: String = "/", key: String = "dGhlIHNhbXBsZSBub25jZQ==", extra: String = "") -> String {
+    public static func upgradeRequest(path: String = "/", key: String = "dGhlIHNhbXBsZSBub25jZQ==", extra: String = "") -> String {
         "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\(extra)\r\n"
     }
 
     /// Sends the upgrade request and reads the 101 response; throws on anything else.
     @discardableResult
-    func upgrade(path: String = "/", extra: String = "") throws -> String {
+    public func upgrade(path: String = "/", extra: String = "") throws -> String {
         try send(RawClient.upgradeRequest(path: path, extra: extra))
         let head = try readHead(timeout: 5)
         guard head.hasPrefix("HTTP/1.1 101 ") else { throw ClientError("upgrade refused: \(head)") }
@@ -87,7 +87,7 @@ final class RawClient {
     }
 
     /// A masked frame, as a client must send it.
-    static func frame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, masked: Bool = true, rsv: UInt8 = 0) -> [UInt8] {
+    public static func frame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, masked: Bool = true, rsv: UInt8 = 0) -> [UInt8] {
         let key: UInt32 = masked ? UInt32.random(in: 0...UInt32.max) : 0
         var out = [UInt8](repeating: 0, count: FrameEncoder.frameSize(payloadLength: payload.count, masked: masked))
         out.withUnsafeMutableBytes { destination in
@@ -100,13 +100,13 @@ final class RawClient {
         return out
     }
 
-    func sendFrame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) throws {
+    public func sendFrame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, masked: Bool = true) throws {
         try send(RawClient.frame(opcode, payload, fin: fin, masked: masked))
     }
 
-    func sendText(_ text: String) throws { try sendFrame(.text, Array(text.utf8)) }
+    public func sendText(_ text: String) throws { try sendFrame(.text, Array(text.utf8)) }
 
-    func sendClose(code: UInt16 = 1000, reason: String = "") throws {
+    public func sendClose(code: UInt16 = 1000, reason: String = "") throws {
         try sendFrame(.close, [UInt8(code >> 8), UInt8(code & 0xFF)] + Array(reason.utf8))
     }
 
@@ -129,7 +129,7 @@ final class RawClient {
     }
 
     /// The HTTP response head (through the blank line).
-    func readHead(timeout: Double) throws -> String {
+    public func readHead(timeout: Double) throws -> String {
         while true {
             if let end = pending.firstRange(of: [13, 10, 13, 10]) {
                 let head = String(decoding: pending[..<end.upperBound], as: UTF8.self)
@@ -141,14 +141,14 @@ final class RawClient {
     }
 
     /// Everything until the server closes the connection.
-    func readToEnd(timeout: Double) throws -> [UInt8] {
+    public func readToEnd(timeout: Double) throws -> [UInt8] {
         while try fill(timeout: timeout) {}
         defer { pending = [] }
         return pending
     }
 
     /// The next complete message or control frame; nil when the connection ended.
-    func readMessage(timeout: Double = 5) throws -> (opcode: Opcode, payload: [UInt8], closeCode: UInt16?)? {
+    public func readMessage(timeout: Double = 5) throws -> (opcode: Opcode, payload: [UInt8], closeCode: UInt16?)? {
         while true {
             var result: (Opcode, [UInt8], UInt16?)?
             var failure: CloseCode?
@@ -183,7 +183,7 @@ final class RawClient {
 
     /// The next frame as it is on the wire (an unmasked server frame, whole), without the
     /// decoder: for frames the decoder would refuse, such as compressed ones (RSV1).
-    func readRawFrame(timeout: Double = 5) throws -> (opcode: Opcode, rsv1: Bool, fin: Bool, payload: [UInt8]) {
+    public func readRawFrame(timeout: Double = 5) throws -> (opcode: Opcode, rsv1: Bool, fin: Bool, payload: [UInt8]) {
         while true {
             if pending.count >= 2 {
                 var length = Int(pending[1] & 0x7F)
@@ -209,7 +209,7 @@ final class RawClient {
     }
 
     /// Reads until EOF; true if the server closed the connection within `timeout`.
-    func waitForClose(timeout: Double) -> Bool {
+    public func waitForClose(timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             do {
@@ -223,7 +223,7 @@ final class RawClient {
     }
 
     /// Closes with RST (SO_LINGER 0) instead of FIN.
-    func reset() {
+    public func reset() {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close()
