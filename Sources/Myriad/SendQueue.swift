@@ -66,8 +66,19 @@ final class SendSegmentPool {
     init(initialCapacity: Int = SendSegmentPool.defaultCapacity) {
         self.initialCapacity = initialCapacity
         capacity = initialCapacity
-        segments = .allocate(capacity: capacity)
-        segments.initialize(repeating: SendSegment(), count: capacity)
+        segments = Self.freshArena(capacity)
+        linkAll()
+    }
+
+    private static func freshArena(_ capacity: Int) -> UnsafeMutablePointer<SendSegment> {
+        let arena = UnsafeMutablePointer<SendSegment>.allocate(capacity: capacity)
+        arena.initialize(repeating: SendSegment(), count: capacity)
+        return arena
+    }
+
+    /// Every segment free, the lowest index first out.
+    private func linkAll() {
+        freeHead = SendSegment.none
         for index in (0..<capacity).reversed() { link(free: UInt32(index)) }
     }
 
@@ -121,10 +132,8 @@ final class SendSegmentPool {
         segments.deinitialize(count: capacity)
         segments.deallocate()
         capacity = initialCapacity
-        segments = .allocate(capacity: capacity)
-        segments.initialize(repeating: SendSegment(), count: capacity)
-        freeHead = SendSegment.none
-        for index in (0..<capacity).reversed() { link(free: UInt32(index)) }
+        segments = Self.freshArena(capacity)
+        linkAll()
         return returned
     }
 

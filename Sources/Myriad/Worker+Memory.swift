@@ -27,7 +27,7 @@ extension Worker {
         let receive = backend.trimMemory(pageBytes: page)
         let side = sides.trimIfIdle(pageBytes: page)
         let segments = core.segments.shrinkIfEmpty()
-        core.counters.add(.memoryReturnedBytes, pooled + receive.returnedBytes + side + segments)
+        core.counters.add(.memoryReturnedBytes, pooled + receive + side + segments)
         core.counters.set(.poolFreeBytes, core.pool.freeBytes)
         core.counters.set(.receiveBufferBytes, backend.receiveBufferBytes)
         core.counters.set(.sideTableBytes, sides.touchedBytes)

@@ -38,41 +38,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import BIN, cpu_seconds, free_port, load_failures, loopback_sysctls, proc_status  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 
-BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
-HZ = os.sysconf("SC_CLK_TCK")
 BEGIN = "<!-- cluster rows: appended by bench/cluster/compare.py -->"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sysctl(key, value):
-    path = "/proc/sys/" + key.replace(".", "/")
-    try:
-        if " ".join(open(path).read().split()) != value:
-            subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
-    except OSError:
-        pass
-
-
-def proc_status(pid, field):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
 
 
 def seconds(text):
@@ -213,7 +182,7 @@ def run_once(rate, duration, n, size, drain):
             fanout = summary.get("fanout") or {}
             problems.append(f"load exited {load.returncode}: lost {fanout.get('lost')}, duplicated {fanout.get('duplicated')}, "
                             f"out of order {fanout.get('out_of_order')}, failures {summary.get('failures_total')} "
-                            f"{json.dumps({k: v for k, v in (summary.get('failures') or {}).items() if v})}, "
+                            f"{json.dumps(load_failures(summary))}, "
                             f"error {summary.get('error')}")
         # Stop the nodes (their final line carries the cluster counters after the last flush).
         for node in nodes:
@@ -282,11 +251,7 @@ def main():
     args = parser.parse_args()
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN} not found: swift build -c release --product myriad")
-    if os.geteuid() == 0:
-        sysctl("net.ipv4.ip_local_port_range", "10000 65535")
-        sysctl("net.core.somaxconn", "65535")
-        sysctl("net.ipv4.tcp_max_syn_backlog", "65535")
-        sysctl("net.core.netdev_max_backlog", "16384")
+    loopback_sysctls()
     stamp = commit_stamp()
     n = args.subscribers_per_node
     rows = []

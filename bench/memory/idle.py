@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,27 +33,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import BIN, free_port, finish_load, load_failures, loopback_sysctls, rss_bytes  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 
-BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
 BEGIN = "<!-- idle memory rows: appended by bench/memory/idle.py -->"
 # Both readings wait this long after their burst: a worker gives back what a burst left behind
 # within about 12 s (a buffer ring halves its posting target every 2 quiet seconds).
 SETTLE_SECONDS = 20
 GAUGES = ("pool_free_bytes", "receive_buffer_bytes", "side_table_bytes", "memory_returned_bytes")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_bytes(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def stats_fields(line):
@@ -115,20 +101,6 @@ def start_load(port, mode, *arguments, time_limit):
     return process, out.name
 
 
-def finish(process, path, seconds):
-    try:
-        process.wait(seconds)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    try:
-        summary = json.load(open(path))
-    except Exception:
-        summary = {}
-    os.unlink(path)
-    return process.returncode, summary
-
-
 def one_run(backend, n, workers, burst_connections):
     """One measurement; returns (result dict, problem or None)."""
     hold_seconds = 600 + n // 1000
@@ -146,7 +118,7 @@ def one_run(backend, n, workers, burst_connections):
             time.sleep(0.5)
         if not server.alive() or server.stats().get("open", 0) < n:
             hold.kill()
-            finish(hold, hold_path, 60)
+            finish_load(hold, hold_path, 60)
             return None, f"the server never held {n} (held {server.stats().get('open')})"
         time.sleep(SETTLE_SECONDS)  # the ramp is a burst too: let its trims run (Worker+Memory.swift)
         r1 = rss_bytes(server.process.pid)
@@ -156,16 +128,16 @@ def one_run(backend, n, workers, burst_connections):
         burst, burst_path = start_load(server.port, "echo", "--connections", str(burst_connections), "--size", "4096",
                                        "--depth", "16", "--duration", "5s", "--source", "127.0.0.250",
                                        "--handshake-timeout", "60s", time_limit="240s")
-        burst_status, burst_summary = finish(burst, burst_path, 240)
+        burst_status, burst_summary = finish_load(burst, burst_path, 240)
         time.sleep(SETTLE_SECONDS)
         r2 = rss_bytes(server.process.pid)
         stats = server.stats()
         held = stats.get("open", 0)
         hold.send_signal(signal.SIGTERM)  # ends the hold early; its exit status is not the point
-        finish(hold, hold_path, 300)
+        finish_load(hold, hold_path, 300)
         if burst_status != 0:
-            failures = {k: v for k, v in (burst_summary.get("failures") or {}).items() if v}
-            return None, f"the burst's load exited {burst_status} ({burst_summary.get('error')}, failures {failures})"
+            return None, (f"the burst's load exited {burst_status} ({burst_summary.get('error')}, "
+                          f"failures {load_failures(burst_summary)})")
         if held < n:
             return None, f"{n - held} held connections lost during the burst"
         result = {"before": (r1 - r0) / n, "after": (r2 - r0) / n, "r0": r0,
@@ -187,10 +159,7 @@ def main():
     parser.add_argument("--backends", default="io_uring,epoll")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    if os.geteuid() == 0:
-        for key, value in (("net.ipv4.ip_local_port_range", "10000 65535"), ("net.core.somaxconn", "65535"),
-                           ("net.ipv4.tcp_max_syn_backlog", "65535")):
-            subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
+    loopback_sysctls()
     stamp = commit_stamp()
     plans = [(backend, int(n), 1, 500) for n in args.sizes.split(",") if n for backend in args.backends.split(",")]
     if args.million:

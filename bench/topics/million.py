@@ -29,10 +29,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import BIN, cpu_seconds, finish_load, load_failures, loopback_sysctls, rss_bytes  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 
-BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
-HZ = os.sysconf("SC_CLK_TCK")
 PORT = 18666
 BEGIN = "<!-- million topics rows: appended by bench/topics/million.py -->"
 # The server pings every 25 s as by default, but waits 60 s for a pong (default 10 s): the
@@ -40,28 +39,6 @@ BEGIN = "<!-- million topics rows: appended by bench/topics/million.py -->"
 # subscribers is under way it reads a ping only after the broadcast ahead of it on that
 # connection (at 10 s, 614,156 connections were closed as pong_timeout in one run at 6d87a5d).
 PONG_TIMEOUT = "60s"
-
-
-def sysctl(key, value):
-    path = "/proc/sys/" + key.replace(".", "/")
-    try:
-        current = " ".join(open(path).read().split())
-        if current != value:
-            subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
-    except OSError:
-        pass
-
-
-def rss_bytes(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
 
 
 class Server:
@@ -112,22 +89,8 @@ def load(mode, *arguments, time_limit):
 
 def failures(summary):
     """What went wrong, from a load summary: failures by kind and reason, unexpected closes."""
-    return (f"failures {json.dumps({k: v for k, v in (summary.get('failures') or {}).items() if v})}, "
+    return (f"failures {json.dumps(load_failures(summary))}, "
             f"unexpected closes {summary.get('unexpected_closes')}")
-
-
-def finish(process, path, seconds):
-    try:
-        process.wait(seconds)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    try:
-        summary = json.load(open(path))
-    except Exception:
-        summary = {}
-    os.unlink(path)
-    return process.returncode, summary
 
 
 def held_rss(server, n, load_process):
@@ -150,11 +113,7 @@ def main():
     args = parser.parse_args()
     n = args.subscribers
     capacity = n * 105 // 100
-    if os.geteuid() == 0:
-        sysctl("net.ipv4.ip_local_port_range", "10000 65535")
-        sysctl("net.core.somaxconn", "65535")
-        sysctl("net.ipv4.tcp_max_syn_backlog", "65535")
-        sysctl("net.core.netdev_max_backlog", "16384")
+    loopback_sysctls()
     stamp = commit_stamp()
     problems = []
     limit = f"{900 + n // 1000}s"
@@ -163,7 +122,7 @@ def main():
     server = Server("echo", capacity)
     process, path = load("hold", "--connections", str(n), "--duration", "30s", time_limit=limit)
     rss_a = held_rss(server, n, process)
-    status, summary = finish(process, path, 1200)
+    status, summary = finish_load(process, path, 1200)
     final = server.stop()
     if status != 0 or rss_a is None:
         problems.append(f"A (echo, hold): load exited {status}, connected {summary.get('connected')}, "
@@ -177,7 +136,7 @@ def main():
                          "--publish-interval", args.interval, "--duration", args.duration, "--drain", "60s",
                          "--server-pid", str(server.process.pid), time_limit=limit)
     rss_b = held_rss(server, n, process)
-    status, summary = finish(process, path, 1800)
+    status, summary = finish_load(process, path, 1800)
     server_alive = server.alive()
     final = server.stop()
     fanout = summary.get("fanout") or {}
@@ -191,7 +150,7 @@ def main():
     process, path = load("hold", "--connections", str(n), "--path", "/t/{i}", "--duration", "30s", "--verify-echo",
                          time_limit=limit)
     rss_c = held_rss(server, n, process)
-    status, summary_c = finish(process, path, 1200)
+    status, summary_c = finish_load(process, path, 1200)
     final = server.stop()
     verify = summary_c.get("verify_echo") or {}
     if status != 0 or verify.get("ok") != n or rss_c is None:

@@ -50,7 +50,7 @@ final class EpollBackend: IOBackend {
     var ringCount: Int { 0 }
     var receiveBufferBytes: Int { readBuffer.count }
     /// One read buffer serves every connection: nothing to give back.
-    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) { (0, false) }
+    func trimMemory(pageBytes: Int) -> Int { 0 }
     var holdsMemoryToTrim: Bool { false }
 
     static let initialDescriptorCapacity = 1024

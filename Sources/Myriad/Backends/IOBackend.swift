@@ -86,8 +86,8 @@ protocol IOBackend: AnyObject {
     /// written buffers; epoll: its one read buffer).
     var receiveBufferBytes: Int { get }
     /// Gives back receive memory a burst left behind (`BufferRing.trim`); called once a second
-    /// outside completion handling. `more`: a later call will give back more without traffic.
-    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool)
+    /// outside completion handling. Returns the bytes given back.
+    func trimMemory(pageBytes: Int) -> Int
     /// Whether `trimMemory` would give something back later without traffic.
     var holdsMemoryToTrim: Bool { get }
 }

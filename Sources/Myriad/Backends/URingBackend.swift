@@ -57,8 +57,8 @@ final class URingBackend: IOBackend, RingMessenger {
 
     var holdsMemoryToTrim: Bool { units.contains { $0.buffers.holdsMemoryToTrim(postedToo: $0.defersTaskWork) } }
 
-    func trimMemory(pageBytes: Int) -> (returnedBytes: Int, more: Bool) {
-        var total = (returnedBytes: 0, more: false)
+    func trimMemory(pageBytes: Int) -> Int {
+        var returned = 0
         for unit in units {
             // Posted buffers only while the ring is quiescent: a buffer the kernel has filled
             // but whose completion is still in the CQ (or its overflow list), or one a queued
@@ -66,10 +66,9 @@ final class URingBackend: IOBackend, RingMessenger {
             let quiescent = unit.ring.readyCompletions == 0 && !unit.ring.hasOverflow
                 && unit.ring.pendingSubmissions == 0 && unit.ring.spilledCount == 0
             let trimmed = unit.buffers.trim(pageBytes: pageBytes, postedToo: unit.defersTaskWork && quiescent)
-            total.returnedBytes += trimmed.returnedBytes
-            total.more = total.more || trimmed.more
+            returned += trimmed.returnedBytes
         }
-        return total
+        return returned
     }
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var listenerOpen = true
