@@ -47,9 +47,12 @@ extension Integration {
     }
 
     /// Accepted connections live in the ring's fixed-file table, not in the process fd table.
+    ///
+    /// Counts only the server side of these connections (established TCP sockets whose local
+    /// port is the server's), so suites running beside this one, which open and close their own
+    /// descriptors, cannot disturb it.
     @Test func acceptedConnectionsAreDirectDescriptors() throws {
         let server = try TestServer(backend: .ioUring)
-        let before = openDescriptorCount()
         var clients: [RawClient] = []
         for _ in 0..<200 {
             let client = try RawClient(port: server.port)
@@ -57,12 +60,44 @@ extension Integration {
             clients.append(client)
         }
         #expect(server.waitFor { $0[.open] == 200 })
-        // Only the clients' own 200 sockets appear; the server's 200 do not.
-        #expect(openDescriptorCount() - before == 200)
+        let serverSide = establishedSocketInodes(localPort: server.port)
+        #expect(serverSide.count == 200, "the kernel should hold the server's 200 accepted sockets")
+        let inProcessTable = socketInodesInDescriptorTable().intersection(serverSide)
+        #expect(inProcessTable.count == 0, "\(inProcessTable.count) accepted sockets have a process fd")
+        withExtendedLifetime(clients) {}
     }
 
-    func openDescriptorCount() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    /// Inodes of established IPv4 sockets bound locally to `localPort` (from /proc/net/tcp).
+    func establishedSocketInodes(localPort: UInt16) -> Set<String> {
+        // Read line by line: /proc files report size 0, and a one-shot read stops at a page.
+        guard let file = fopen("/proc/net/tcp", "r") else { return [] }
+        defer { fclose(file) }
+        var lines: [String] = []
+        var buffer: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(buffer) }
+        while getline(&buffer, &capacity, file) > 0, let buffer { lines.append(String(cString: buffer)) }
+        var inodes: Set<String> = []
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, fields[3] == "01" else { continue }  // 01 = ESTABLISHED
+            let local = fields[1].split(separator: ":")
+            guard local.count == 2, UInt16(local[1], radix: 16) == localPort else { continue }
+            inodes.insert(String(fields[9]))
+        }
+        return inodes
+    }
+
+    /// Inodes of every socket this process holds as an ordinary descriptor.
+    func socketInodesInDescriptorTable() -> Set<String> {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        var inodes: Set<String> = []
+        for entry in entries {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)"),
+                  target.hasPrefix("socket:[") else { continue }
+            inodes.insert(String(target.dropFirst("socket:[".count).dropLast()))
+        }
+        return inodes
     }
 }
 }
