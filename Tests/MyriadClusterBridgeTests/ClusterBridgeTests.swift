@@ -87,7 +87,9 @@ struct ClusterBridgeTests {
         let subjects = topics.map { try! ClusterSubject().subject(forTopic: $0)! }
         #expect(subjects.contains("myriad.room%201%09%2A%2E%3E%25x%20%C3%A9"))
         #expect(try waitUntil(seconds: 10) { a.bridge.subscribedSubjects == Set(subjects) && b.bridge.subscribedSubjects == Set(subjects) })
-        #expect(try waitUntil(seconds: 10) { try nats.subscriptions(ofClientNamed: "a") == subjects.sorted() })
+        #expect(try waitUntil(seconds: 10) {
+            try nats.subscriptions(ofClientNamed: "a") == subjects.sorted() && nats.subscriptions(ofClientNamed: "b") == subjects.sorted()
+        })
         for (index, topic) in topics.enumerated() { try clients[topic]![index % 2].sendText("to [\(topic)]") }
         for topic in topics {
             for client in clients[topic]! {
@@ -104,6 +106,12 @@ struct ClusterBridgeTests {
         let onA = try a.client(topic: "news")
         let onB = try b.client(topic: "news")
         #expect(waitUntil(seconds: 10) { a.bridge.subscribedSubjects == ["myriad.news"] && b.bridge.subscribedSubjects == ["myriad.news"] })
+        // A bridge that has sent its SUB is not yet a subscriber: nats-server orders nothing
+        // across connections, so a PUB from node a may overtake node b's SUB (NATS core is
+        // at-most-once). Publish only once the server itself lists both interests.
+        #expect(try waitUntil(seconds: 10) {
+            try nats.subscriptions(ofClientNamed: "a") == ["myriad.news"] && nats.subscriptions(ofClientNamed: "b") == ["myriad.news"]
+        })
         // From a thread that is not a worker: the handle.
         #expect(a.engine.handle.publish(to: "news", text: "from a's handle") == .enqueued)
         #expect(([1, 2, 3] as [UInt8]).withUnsafeBytes { b.engine.handle.publish(to: "news", binary: $0) } == .enqueued)
@@ -115,6 +123,7 @@ struct ClusterBridgeTests {
         // A publish to a topic nobody on this node listens to is still exported (another node may).
         let remoteOnly = try b.client(topic: "only-on-b")
         #expect(waitUntil(seconds: 10) { b.bridge.subscribedSubjects.contains("myriad.only-on-b") })
+        #expect(try waitUntil(seconds: 10) { try nats.subscriptions(ofClientNamed: "b")?.contains("myriad.only-on-b") == true })
         #expect(a.engine.handle.publish(to: "only-on-b", text: "across") == .enqueued)
         #expect(try remoteOnly.receiveExactly(1, quiet: 0).map(\.payload) == [Array("across".utf8)])
         #expect(try extraMessages([onA, onB, remoteOnly]) == [:])
@@ -133,6 +142,7 @@ struct ClusterBridgeTests {
         let a = try InProcessNode(natsURL: nats.url, name: "a")
         let client = try a.client(topic: "alerts")
         #expect(waitUntil(seconds: 10) { a.bridge.subscribedSubjects == ["myriad.alerts"] })
+        #expect(try waitUntil(seconds: 10) { try nats.subscriptions(ofClientNamed: "a") == ["myriad.alerts"] })
         var configuration = try NATSClientConfiguration(url: nats.url)
         configuration.name = "backend"
         let backend = try NATSClient(configuration: configuration) { _, _ in }
