@@ -93,6 +93,13 @@ static inline long myriad_getrandom(void *buffer, unsigned long length) {
     return (long)getrandom(buffer, length, 0);
 }
 
+/// Grows an anonymous mapping, moving it if it must (mremap with MREMAP_MAYMOVE: the kernel
+/// moves the page tables, nothing is copied or touched). Returns MAP_FAILED and sets errno
+/// on failure. Through syscall(2) because the Glibc module does not export mremap.
+static inline void *myriad_mremap_grow(void *old, unsigned long oldBytes, unsigned long newBytes) {
+    return (void *)syscall(SYS_mremap, old, oldBytes, newBytes, 1 /* MREMAP_MAYMOVE */);
+}
+
 /// accept4 without the peer address (glibc's transparent-union parameter does not import).
 static inline int myriad_accept4(int fd, int flags) {
     return accept4(fd, (struct sockaddr *)0, (socklen_t *)0, flags);

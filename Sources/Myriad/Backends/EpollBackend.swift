@@ -31,12 +31,17 @@ final class EpollBackend: IOBackend {
     private let readBuffer: UnsafeMutableRawBufferPointer
     private let events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity: Int32 = 512
-    /// Per descriptor: the tag of its receive (0: not registered) and the send waiting for
-    /// EPOLLOUT. Indexed by fd; starts small and grows (doubling) to the highest descriptor
-    /// seen, so a worker's memory follows its connections, not RLIMIT_NOFILE (which may be
-    /// 2^30 under LimitNOFILE=infinity).
-    private var descriptors: UnsafeMutablePointer<DescriptorEntry>
+    /// Per descriptor, the tag of its receive (0: not registered): 8 bytes, the one thing
+    /// every idle connection needs. Indexed by fd, in an anonymous mapping that starts at
+    /// 1,024 entries and doubles with `mremap` (no copy, nothing touched) to hold the highest
+    /// descriptor seen. Only the pages of descriptors actually used become resident, so a
+    /// worker's memory follows its connections, not the table's capacity nor RLIMIT_NOFILE
+    /// (which may be 2^30 under LimitNOFILE=infinity).
+    private var descriptors: UnsafeMutablePointer<UInt64>
     private var descriptorCapacity: Int
+    /// Sends waiting for EPOLLOUT, by descriptor: only sockets whose buffer is full have one,
+    /// so they stay out of the per-descriptor table (which was 32 B per descriptor with them).
+    private var waitingSends: [Int32: WaitingSend] = [:]
     /// Completions produced outside the kernel (sends that finished at once, closes,
     /// cancels), delivered at the start of the next poll so callbacks never nest.
     private var ready: [ReadyCompletion] = []
@@ -55,11 +60,9 @@ final class EpollBackend: IOBackend {
 
     static let initialDescriptorCapacity = 1024
 
-    private struct DescriptorEntry {
-        var receiveTag: UInt64 = 0
-        var sendTag: UInt64 = 0
-        var sendBase: UnsafeRawPointer? = nil
-        var sendCount: Int = 0
+    private struct WaitingSend {
+        var tag: UserData
+        var bytes: UnsafeRawBufferPointer
     }
 
     private enum ReadyCompletion {
@@ -76,9 +79,14 @@ final class EpollBackend: IOBackend {
         readBuffer = .allocate(byteCount: Int(config.bufferSizeBytes), alignment: 64)
         events = .allocate(capacity: Int(eventCapacity))
         descriptorCapacity = Self.initialDescriptorCapacity
-        descriptors = .allocate(capacity: descriptorCapacity)
-        descriptors.initialize(repeating: DescriptorEntry(), count: descriptorCapacity)
+        guard let table = mmap(nil, descriptorCapacity * MemoryLayout<UInt64>.stride, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), table != MAP_FAILED else {
+            throw SystemError("mmap(epoll descriptor table)", errno: errno)
+        }
+        // Fresh anonymous pages read as zero: every entry starts unregistered.
+        descriptors = table.bindMemory(to: UInt64.self, capacity: descriptorCapacity)
         ready.reserveCapacity(4096)
+        waitingSends.reserveCapacity(256)
         try control(EPOLL_CTL_ADD, waker.fileDescriptor, events: EPOLLIN.rawValue)
     }
 
@@ -87,26 +95,40 @@ final class EpollBackend: IOBackend {
         if listenerOpen { Glibc.close(listener) }
         readBuffer.deallocate()
         events.deallocate()
-        descriptors.deallocate()
+        munmap(descriptors, descriptorCapacity * MemoryLayout<UInt64>.stride)
     }
 
-    /// The entry of `fd`, growing the table to hold it.
+    /// The receive tag of `fd`, growing the table to hold it. Nil only if the table cannot
+    /// grow (address space exhausted): the caller fails that one operation.
     @inline(__always)
-    private func entry(_ fd: Int32) -> UnsafeMutablePointer<DescriptorEntry> {
+    private func receiveTag(_ fd: Int32) -> UnsafeMutablePointer<UInt64>? {
         precondition(fd >= 0)
-        if Int(fd) >= descriptorCapacity { grow(toHold: Int(fd)) }
+        if Int(fd) >= descriptorCapacity && !grow(toHold: Int(fd)) { return nil }
         return descriptors + Int(fd)
     }
 
-    private func grow(toHold fd: Int) {
+    /// The receive tag of `fd` if the table already holds it (readiness for a descriptor
+    /// past the table was never registered here).
+    @inline(__always)
+    private func existingReceiveTag(_ fd: Int32) -> UnsafeMutablePointer<UInt64>? {
+        Int(fd) < descriptorCapacity ? descriptors + Int(fd) : nil
+    }
+
+    private func grow(toHold fd: Int) -> Bool {
         var capacity = descriptorCapacity
         while capacity <= fd { capacity *= 2 }
-        let grown = UnsafeMutablePointer<DescriptorEntry>.allocate(capacity: capacity)
-        grown.moveInitialize(from: descriptors, count: descriptorCapacity)
-        (grown + descriptorCapacity).initialize(repeating: DescriptorEntry(), count: capacity - descriptorCapacity)
-        descriptors.deallocate()
-        descriptors = grown
+        let stride = MemoryLayout<UInt64>.stride
+        // The kernel moves the page tables; the new tail is fresh zero pages, untouched.
+        guard let grown = myriad_mremap_grow(descriptors, UInt(descriptorCapacity * stride), UInt(capacity * stride)),
+              grown != MAP_FAILED
+        else {
+            kernelErrorCount += 1
+            lastKernelError = "mremap(epoll descriptor table to \(capacity) entries): \(SystemError.name(of: errno))"
+            return false
+        }
+        descriptors = grown.bindMemory(to: UInt64.self, capacity: capacity)
         descriptorCapacity = capacity
+        return true
     }
 
     /// Entries the table holds now (it grows with the highest descriptor seen).
@@ -150,14 +172,17 @@ final class EpollBackend: IOBackend {
     }
 
     func armReceive(handle: Int32, tag: UserData) {
-        let slot = entry(handle)
-        let wasRegistered = slot.pointee.receiveTag != 0
-        slot.pointee.receiveTag = tag.rawValue
+        guard let receive = receiveTag(handle) else {
+            ready.append(.receiveEnded(tag, -ENOMEM))
+            return
+        }
+        let wasRegistered = receive.pointee != 0
+        receive.pointee = tag.rawValue
         if !wasRegistered {
             do throws(SystemError) {
                 try control(EPOLL_CTL_ADD, handle, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
             } catch {
-                slot.pointee.receiveTag = 0
+                receive.pointee = 0
                 ready.append(.receiveEnded(tag, -error.errno))
             }
         }
@@ -177,32 +202,28 @@ final class EpollBackend: IOBackend {
                 ready.append(.sent(tag, -EIO))
                 return
             }
-            let slot = entry(handle)
-            slot.pointee.sendTag = tag.rawValue
-            slot.pointee.sendBase = bytes.baseAddress
-            slot.pointee.sendCount = bytes.count
+            assert(waitingSends[handle] == nil, "one send in flight per connection")
+            waitingSends[handle] = WaitingSend(tag: tag, bytes: bytes)
         } else {
             ready.append(.sent(tag, -errno))
         }
     }
 
     func cancel(_ target: UserData, handle: Int32, tag: UserData) {
-        let slot = entry(handle)
         var found = false
         switch target.operation {
         case .receive:
-            if slot.pointee.receiveTag == target.rawValue {
+            if let receive = existingReceiveTag(handle), receive.pointee == target.rawValue {
                 found = true
-                slot.pointee.receiveTag = 0
+                receive.pointee = 0
                 // The close that follows removes it from the set anyway.
                 controlOrNote(EPOLL_CTL_DEL, handle, events: 0, "remove a cancelled receive")
                 ready.append(.receiveEnded(target, -ECANCELED))
             }
         case .send:
-            if slot.pointee.sendTag == target.rawValue {
+            if let waiting = waitingSends[handle], waiting.tag == target {
                 found = true
-                slot.pointee.sendTag = 0
-                slot.pointee.sendBase = nil
+                waitingSends[handle] = nil
                 ready.append(.sent(target, -ECANCELED))
             }
         default:
@@ -228,7 +249,10 @@ final class EpollBackend: IOBackend {
     }
 
     private func closeDescriptor(_ fd: Int32) {
-        entry(fd).pointee = DescriptorEntry()
+        existingReceiveTag(fd)?.pointee = 0
+        // The engine cancels a waiting send before it closes; drop one left anyway, since
+        // the descriptor number will be reused.
+        waitingSends[fd] = nil
         syscallCount += 1
         Glibc.close(fd)  // leaves the epoll set with it
     }
@@ -309,9 +333,8 @@ final class EpollBackend: IOBackend {
     }
 
     private func readReady<Sink: CompletionSink>(_ fd: Int32, _ sink: Sink) {
-        guard Int(fd) < descriptorCapacity else { return }
-        let slot = descriptors + Int(fd)
-        let tagValue = slot.pointee.receiveTag
+        guard let receive = existingReceiveTag(fd) else { return }
+        let tagValue = receive.pointee
         guard tagValue != 0 else { return }
         let tag = UserData(rawValue: tagValue)
         syscallCount += 1
@@ -322,7 +345,7 @@ final class EpollBackend: IOBackend {
         }
         if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
         let result: Int32 = count == 0 ? 0 : -errno
-        slot.pointee.receiveTag = 0
+        receive.pointee = 0
         // Until the worker closes the descriptor, a failed removal only means more readiness
         // reports for a receive that is over, which are ignored (its tag is 0).
         controlOrNote(EPOLL_CTL_DEL, fd, events: 0, "remove an ended receive")
@@ -330,17 +353,13 @@ final class EpollBackend: IOBackend {
     }
 
     private func writeReady(_ fd: Int32) {
-        guard Int(fd) < descriptorCapacity else { return }
-        let slot = descriptors + Int(fd)
-        let pending = slot.pointee
-        guard pending.sendTag != 0 else { return }
+        guard let pending = waitingSends[fd] else { return }
         syscallCount += 1
-        let written = Glibc.send(fd, pending.sendBase, pending.sendCount, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        let written = Glibc.send(fd, pending.bytes.baseAddress, pending.bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
         if written < 0 && errno == EAGAIN { return }
         let result = written >= 0 ? Int32(written) : -errno
-        slot.pointee.sendTag = 0
-        slot.pointee.sendBase = nil
+        waitingSends[fd] = nil
         controlOrNote(EPOLL_CTL_MOD, fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue, "stop waiting for EPOLLOUT")
-        ready.append(.sent(UserData(rawValue: pending.sendTag), result))
+        ready.append(.sent(pending.tag, result))
     }
 }
