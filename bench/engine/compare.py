@@ -45,6 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from commit_stamp import commit_stamp  # noqa: E402
 BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, ".build/release/myriad"))
+# The binary `Server` starts; the load generator is always BIN. bench/engine/regression.py
+# points it at an older build to compare two engines under one load generator.
+SERVER_BINARY = BIN
 HZ = os.sysconf("SC_CLK_TCK")
 BACKENDS = ["io_uring", "epoll"]
 
@@ -79,7 +82,7 @@ class Server:
             "MYRIAD_BACKLOG": "65535",
         })
         environment.update(env or {})
-        self.process = subprocess.Popen(["taskset", "-c", "0", BIN, "serve"], stdout=self.log,
+        self.process = subprocess.Popen(["taskset", "-c", "0", SERVER_BINARY, "serve"], stdout=self.log,
                                         stderr=subprocess.STDOUT, env=environment)
         deadline = time.time() + 10
         while time.time() < deadline:
