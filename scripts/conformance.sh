@@ -10,10 +10,13 @@
 # group, as `make conformance-full` runs it. BACKENDS: default "io_uring epoll".
 #
 # Why not all of 12 and 13 in `make test`: the Autobahn client is Python and compresses every
-# message itself; 12 and 13 in full take about 25 minutes per backend in the shared mode and
-# 13 minutes more in the dedicated one (measured here, 7-19 s per case of 64-128 KiB messages),
-# past what CI allows. The cross-section covers every data set, every parameter combination
-# and fragmentation, in about 90 s per backend.
+# message itself. With wsaccel (C masking, Tests/autobahn/requirements.txt) 12.* alone takes
+# 281 s on io_uring in the shared mode (90 cases), and 13.* runs 126 cases twice (shared,
+# then dedicated) with cases up to twice as long (13.7.18: 5 s, 12.1.18: 2.3 s): an estimated
+# 20 minutes per backend, 40 for both, on top of a `make test` of about 16 minutes, past what
+# CI should take (without wsaccel it was about 80 minutes). The cross-section covers
+# every data set, every parameter combination and fragmentation, in about 90 s per backend;
+# `make conformance-full` runs everything.
 #
 # The cases are split by group into runs, each against a fresh server:
 #   - 1.*-7.*, 10.* (and anything not below): the server's default limits, no overrides.
