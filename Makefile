@@ -79,7 +79,7 @@ test-sanitize: deps
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 # Every case of every group, 12.* and 13.* (permessage-deflate) in full: shared mode on 12 and
-# 13, dedicated on 13, both backends. About 80 minutes here (the Python Autobahn client
+# 13, dedicated on 13, both backends. About 40 minutes here (the Python Autobahn client
 # compresses every message itself); `make test` runs a cross-section of 12 and 13.
 conformance-full: deps
 	$(SWIFT) build

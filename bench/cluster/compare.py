@@ -184,6 +184,10 @@ def run_once(rate, duration, n, size, drain):
                             f"out of order {fanout.get('out_of_order')}, failures {summary.get('failures_total')} "
                             f"{json.dumps(load_failures(summary))}, "
                             f"error {summary.get('error')}")
+            # What the servers say ended those connections (their last stats line, before stopping).
+            for node in nodes:
+                fields = node.stats()
+                problems.append(f"node {node.name}: open {fields.get('open')}, closes {fields.get('closes')}")
         # Stop the nodes (their final line carries the cluster counters after the last flush).
         for node in nodes:
             status = node.stop()
