@@ -12,7 +12,10 @@ at the default concurrency and holds them idle; once the server holds N and 20 s
 its connections; 20 s later (the workers give back what a burst left behind after a quiet
 spell: see Worker+Memory.swift), with the N connections still held, RSS R2.
 Reported per backend and N, median (min-max) of the runs: (R1 - R0) / N after the ramp,
-(R2 - R0) / N after the burst and the return to idle, and their ratio; and the worker's
+(R2 - R0) / N after the burst and the return to idle, and their ratio; the same two for
+anonymous memory alone (RssAnon: VmRSS without the pages of the binary's code, of which a
+ramp faults in some 600-750 KiB the first time connections run through it, about 35 B per
+connection at 19,000, a per-process cost that varies from build to build); and the worker's
 gauges at R2 (pool_free_bytes, receive_buffer_bytes, side_table_bytes, memory_returned_bytes).
 The server's RSS is read by this script, not taken from the load generator.
 
@@ -33,7 +36,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import BIN, free_port, finish_load, load_failures, loopback_sysctls, rss_bytes  # noqa: E402
+from benchlib import BIN, free_port, finish_load, load_failures, loopback_sysctls, proc_status, rss_bytes  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 
 BEGIN = "<!-- idle memory rows: appended by bench/memory/idle.py -->"
@@ -109,6 +112,7 @@ def one_run(backend, n, workers, burst_connections):
     try:
         time.sleep(1)
         r0 = rss_bytes(server.process.pid)
+        a0 = proc_status(server.process.pid, "RssAnon:")
         hold, hold_path = start_load(server.port, "hold", "--connections", str(n), "--duration", f"{hold_seconds}s",
                                      time_limit=f"{hold_seconds + 300}s")
         deadline = time.time() + 300 + n / 1000
@@ -122,6 +126,7 @@ def one_run(backend, n, workers, burst_connections):
             return None, f"the server never held {n} (held {server.stats().get('open')})"
         time.sleep(SETTLE_SECONDS)  # the ramp is a burst too: let its trims run (Worker+Memory.swift)
         r1 = rss_bytes(server.process.pid)
+        a1 = proc_status(server.process.pid, "RssAnon:")
         # Its own source address: the held connections use 127.0.0.2 upwards (about 55,000 ports
         # each). A server keeping a million connections alive on 2 shared cores answers some
         # upgrades after the default 10 s (16 of 2,000 timed out in one run at 760e544).
@@ -131,6 +136,7 @@ def one_run(backend, n, workers, burst_connections):
         burst_status, burst_summary = finish_load(burst, burst_path, 240)
         time.sleep(SETTLE_SECONDS)
         r2 = rss_bytes(server.process.pid)
+        a2 = proc_status(server.process.pid, "RssAnon:")
         stats = server.stats()
         held = stats.get("open", 0)
         hold.send_signal(signal.SIGTERM)  # ends the hold early; its exit status is not the point
@@ -141,6 +147,7 @@ def one_run(backend, n, workers, burst_connections):
         if held < n:
             return None, f"{n - held} held connections lost during the burst"
         result = {"before": (r1 - r0) / n, "after": (r2 - r0) / n, "r0": r0,
+                  "anon_before": (a1 - a0) / n, "anon_after": (a2 - a0) / n,
                   **{gauge: stats.get(gauge, 0) for gauge in GAUGES}}
         return result, None
     finally:
@@ -182,7 +189,9 @@ def main():
         ratio = statistics.median(after) / statistics.median(before)
         gauges = ", ".join(f"{g} {statistics.median(r[g] for r in results) / 1024:.0f} KiB" for g in GAUGES)
         rows.append(f"| {time.strftime('%Y-%m-%d')} | {stamp} | {backend} | {n:,} | {workers or 'default'} | "
-                    f"{spread(before)} B | {spread(after)} B | {ratio:.2f} | {gauges} | `bench/memory/idle.py` |")
+                    f"{spread(before)} B | {spread(after)} B | {ratio:.2f} | "
+                    f"{spread([r['anon_before'] for r in results])} B, {spread([r['anon_after'] for r in results])} B | "
+                    f"{gauges} | `bench/memory/idle.py` |")
     for row in rows:
         print(row)
     if failures:
