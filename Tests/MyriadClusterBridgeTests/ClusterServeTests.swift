@@ -238,7 +238,10 @@ struct ClusterServeTests {
         kill(process.processIdentifier, SIGINT)
         #expect(waitUntil(seconds: 30) { !process.isRunning }, "\(status.split(separator: "\n").filter { $0.hasPrefix("Sig") })")
         #expect(output().contains("stopped"))
-        for port in ports { #expect(!canConnect(port: port), "port \(port) still open") }
+        // A node's listener can outlive its process by a moment: the kernel tears an io_uring
+        // ring down (and releases what it holds) in a work queue after the process exits. Seen
+        // once: both node ports still accepting right after the script had exited.
+        for port in ports { #expect(waitUntil(seconds: 10) { !canConnect(port: port) }, "port \(port) still open") }
     }
 
     @Test func aBadClusterURLStopsStartUpWithoutEchoingTheSecret() throws {
