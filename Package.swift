@@ -105,7 +105,8 @@ let package = Package(
             ]
         ),
         // A real nats-server on free ports for the NATS client's and the bridge's tests (no
-        // engine: the client's tests must not see the engine's types).
+        // engine: the client's tests must not see the engine's types), and the loopback
+        // helpers (free port, connect) every test target shares.
         .target(
             name: "NATSTestSupport",
             path: "Tests/NATSSupport"
@@ -114,7 +115,7 @@ let package = Package(
         // server and a byte-exact client.
         .target(
             name: "MyriadTestSupport",
-            dependencies: ["Myriad", "WebSocketCodec", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Myriad", "NATSTestSupport", "WebSocketCodec", .product(name: "Logging", package: "swift-log")],
             path: "Tests/Support"
         ),
         .testTarget(
@@ -128,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "MyriadTests",
             dependencies: [
-                "Myriad", "MyriadService", "MyriadTestSupport", "WebSocketCodec",
+                "Myriad", "MyriadService", "MyriadTestSupport", "NATSTestSupport", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The metrics: MyriadMetrics against swift-metrics' test backend and a real
@@ -159,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "MyriadLoadTests",
             dependencies: [
-                "MyriadLoad", "Myriad", "MyriadTestSupport", "WebSocketCodec",
+                "MyriadLoad", "Myriad", "MyriadTestSupport", "NATSTestSupport", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -5,6 +5,7 @@ import Logging
 import Testing
 @testable import Myriad
 @testable import MyriadLoad
+import NATSTestSupport
 
 /// The `myriad` binary `make test` builds before running the tests.
 enum LoadBinary {
@@ -166,7 +167,7 @@ extension EndToEndTests {
         /// Nothing listening: every connect fails with ECONNREFUSED, counted, and the run ends
         /// with a non-zero status and a summary, not a crash.
         @Test func countsRefusedConnectsAndExitsNonZero() throws {
-            let port = unusedLoopbackPort()
+            let port = freeLoopbackPort()
             let result = try LoadBinary.run(["hold", "--port", String(port), "--connections", "300", "--duration", "1s"],
                                             timeout: 30)
             #expect(result.status == 1, "stderr: \(result.stderr)")

@@ -3,6 +3,7 @@ import MyriadTestSupport
 import Glibc
 import Testing
 @testable import Myriad
+import NATSTestSupport
 
 /// MYRIAD_BACKEND=auto falls back to epoll, with the reason, where io_uring cannot be used;
 /// MYRIAD_BACKEND=io_uring refuses to start there. "There" is a child process whose seccomp
@@ -26,7 +27,7 @@ extension Integration {
     }
 
     @Test func autoFallsBackToEpollWithTheReason() throws {
-        let port = unusedLoopbackPort()
+        let port = freeLoopbackPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.launcher)
         process.arguments = ["io_uring_setup:EPERM", "--", ExternalClient.myriadBinary, "serve"]

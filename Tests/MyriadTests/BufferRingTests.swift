@@ -69,16 +69,11 @@ extension Integration {
 
     /// Inodes of established IPv4 sockets bound locally to `localPort` (from /proc/net/tcp).
     func establishedSocketInodes(localPort: UInt16) -> Set<String> {
-        // Read line by line: /proc files report size 0, and a one-shot read stops at a page.
-        guard let file = fopen("/proc/net/tcp", "r") else { return [] }
-        defer { fclose(file) }
-        var lines: [String] = []
-        var buffer: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(buffer) }
-        while getline(&buffer, &capacity, file) > 0, let buffer { lines.append(String(cString: buffer)) }
+        // /proc files report size 0 and a one-shot read stops at a page: the engine's own
+        // reader reads to the end (about 150 B per socket; other suites may hold thousands).
+        guard let table = ProcText.readProcFile("/proc/net/tcp", limitBytes: 64 << 20) else { return [] }
         var inodes: Set<String> = []
-        for line in lines.dropFirst() {
+        for line in table.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
             guard fields.count > 9, fields[3] == "01" else { continue }  // 01 = ESTABLISHED
             let local = fields[1].split(separator: ":")

@@ -8,6 +8,7 @@ import Prometheus
 import Testing
 import WebSocketCodec
 @testable import Myriad
+import NATSTestSupport
 
 /// Issue 18: the metrics catalog, the histograms, the exposition and its listener, the
 /// swift-metrics exporter. The end-to-end checks (prometheus_client's parser, a real
@@ -257,7 +258,7 @@ extension Integration {
     /// round trip, a client that never answers a ping, and a health check move them the right way.
     @Test(arguments: allBackends)
     func serveExposesWhatTheReadmeLists(backend: BackendChoice) throws {
-        let metricsPort = unusedLoopbackPort()
+        let metricsPort = freeLoopbackPort()
         let serve = try ServerProcess(environment: [
             "MYRIAD_BACKEND": backend.rawValue, "MYRIAD_WORKERS": "2", "MYRIAD_METRICS_PORT": String(metricsPort),
             "MYRIAD_PING_INTERVAL": "300ms", "MYRIAD_PONG_TIMEOUT": "300ms",
@@ -274,10 +275,10 @@ extension Integration {
 
     /// A second `myriad serve` on a taken metrics port exits 1 naming the variable.
     @Test func serveRefusesATakenMetricsPort() throws {
-        let metricsPort = unusedLoopbackPort()
+        let metricsPort = freeLoopbackPort()
         let first = try ServerProcess(environment: ["MYRIAD_METRICS_PORT": String(metricsPort), "MYRIAD_WORKERS": "1"])
         let second = try ExternalClient.run(ExternalClient.myriadBinary, ["serve"], environment: [
-            "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": String(unusedLoopbackPort()), "MYRIAD_WORKERS": "1",
+            "MYRIAD_HOST": "127.0.0.1", "MYRIAD_PORT": String(freeLoopbackPort()), "MYRIAD_WORKERS": "1",
             "MYRIAD_METRICS_PORT": String(metricsPort),
         ], timeout: 20)
         #expect(second.status == 1, "\(second.output)")

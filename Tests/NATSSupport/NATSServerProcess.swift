@@ -118,7 +118,8 @@ public final class NATSServerProcess {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on (bound to 0, read, released).
+/// A TCP port on 127.0.0.1 that nothing listens on (bound to 0, read, released): a server
+/// may bind it next; a client connecting to it is refused.
 public func freeLoopbackPort() -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }

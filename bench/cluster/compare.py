@@ -22,7 +22,7 @@ A run fails when the load generator exits non-zero (a message lost, duplicated o
 order, a subscriber lost), a process dies, or a node counts a cluster drop; a failed run is
 reported as FAILED, no row is written for it, and the exit status is 1. Rows are stamped with
 the commit (bench/commit_stamp.py) and written between the markers in bench/README.md.
-The nodes wait 60 s for a pong instead of 10 s (PONG_TIMEOUT below says why).
+The nodes wait 60 s for a pong instead of 10 s (SHARED_MACHINE_PONG_TIMEOUT in bench/benchlib.py says why).
 Sets the same sysctls as bench/scale/scale.sh when root. Bounded: every process has a time
 limit and is stopped by its PID.
 """
@@ -39,7 +39,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import BIN, cpu_seconds, free_port, load_failures, loopback_sysctls, proc_status  # noqa: E402
+from benchlib import BIN, SHARED_MACHINE_PONG_TIMEOUT, cpu_seconds, free_port, load_failures, loopback_sysctls, proc_status  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 
 BEGIN = "<!-- cluster rows: appended by bench/cluster/compare.py -->"
@@ -100,13 +100,7 @@ def nats_server(port, monitor):
     raise RuntimeError("nats-server did not start: " + child.output()[-2000:])
 
 
-# The nodes ping every 25 s as by default but wait 60 s for a pong (default 10 s): here the
-# load generator that answers them shares 2 cores with both nodes and nats-server while it
-# receives 200,000 deliveries a second, and at 10 s it answered late: in one 1/s run at
-# f95d2c0 the nodes closed 10,002 subscribers as pong_timeout (1,686 on a, 8,316 on b), which
-# the load generator saw as 10,002 ECONNRESET and 815 lost deliveries. A deployment has its
-# clients on other machines; the knob exists for exactly this (bench/topics/million.py too).
-PONG_TIMEOUT = "60s"
+PONG_TIMEOUT = SHARED_MACHINE_PONG_TIMEOUT  # benchlib says why
 
 
 class Node(Child):

@@ -29,10 +29,6 @@ def build_name(binary):
     return f"`{binary}`"
 
 
-def median_cell(rows, key):
-    return compare.summarize(rows, key)
-
-
 def ratio_cell(current, baseline, key):
     a = [r[key] for r in current if r.get("ok")]
     b = [r[key] for r in baseline if r.get("ok")]
@@ -69,8 +65,8 @@ def main():
                 result = compare.attempt(function, options.backend, run + 1, *arguments)
                 results[name].append(result)
         for key in keys:
-            rows.append(f"| {title} | {key} | {median_cell(results['current'], key)} | "
-                        f"{median_cell(results['baseline'], key)} | {ratio_cell(results['current'], results['baseline'], key)} |")
+            rows.append(f"| {title} | {key} | {compare.summarize(results['current'], key)} | "
+                        f"{compare.summarize(results['baseline'], key)} | {ratio_cell(results['current'], results['baseline'], key)} |")
 
     print(f"\nMeasured {time.strftime('%Y-%m-%d')} with `bench/engine/regression.py --baseline ... --runs {options.runs} "
           f"--backend {options.backend}`: current {build_name(builds['current'])}, baseline {build_name(builds['baseline'])}; "

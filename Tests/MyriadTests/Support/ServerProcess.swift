@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MyriadTestSupport
+import NATSTestSupport
 
 /// The real `myriad serve` binary as a child process.
 final class ServerProcess {
@@ -11,7 +12,7 @@ final class ServerProcess {
     /// Starts `myriad serve` with `environment` (MYRIAD_* variables of the test process are
     /// dropped), under `launcher` when given (e.g. the seccomp launcher and its rules).
     init(environment: [String: String], launcher: [String] = []) throws {
-        port = unusedLoopbackPort()
+        port = freeLoopbackPort()
         if let program = launcher.first {
             process.executableURL = URL(fileURLWithPath: program)
             process.arguments = Array(launcher.dropFirst()) + [ExternalClient.myriadBinary, "serve"]
