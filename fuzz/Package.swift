@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
-// libFuzzer targets for the codec's parsers and the inflate path: `make fuzz` (or scripts/fuzz.sh)
+// libFuzzer targets for the codec's parsers, the inflate path and the whole worker (through the
+// deterministic simulation): `make fuzz` (or scripts/fuzz.sh)
 // builds them with -sanitize=fuzzer,address and runs them; CI replays the committed corpus and
 // fuzzes 30 s each.
 import PackageDescription
@@ -32,6 +33,11 @@ let package = Package(
                 .product(name: "WebSocketCodec", package: rootPackage),
                 .product(name: "WebSocketCompression", package: rootPackage),
             ],
+            swiftSettings: fuzzerSettings
+        ),
+        .executableTarget(
+            name: "FuzzWorker",
+            dependencies: [.product(name: "Myriad", package: rootPackage)],
             swiftSettings: fuzzerSettings
         ),
     ]

@@ -206,6 +206,8 @@ struct WorkerCounters: ~Copyable {
     func closed(_ reason: CloseReason) { values[StatCounter.closesBase.rawValue + Int(reason.rawValue)] &+= 1 }
 
     func value(_ counter: StatCounter) -> Int { values[counter.rawValue] }
+
+    func closedCount(_ reason: CloseReason) -> Int { values[StatCounter.closesBase.rawValue + Int(reason.rawValue)] }
 }
 
 /// Published copies of one worker's counters, readable from any thread.

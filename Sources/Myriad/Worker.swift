@@ -73,7 +73,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         sides = try ConnectionSideTable(capacity: core.slab.capacity)
         scratchDecoder = .allocate(capacity: 1)
         scratchDecoder.initialize(to: FrameDecoder())
-        startNanoseconds = monotonicNanoseconds()
+        startNanoseconds = backend.clockNanoseconds
         mailboxCommands.reserveCapacity(1024)
     }
 
@@ -127,7 +127,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     private func updateClock() {
-        let elapsed = monotonicNanoseconds() - startNanoseconds
+        let elapsed = backend.clockNanoseconds - startNanoseconds
         core.nowTick = UInt64(elapsed / core.settings.tickNanoseconds)
     }
 
@@ -155,7 +155,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         if shuttingDown { next = min(next ?? shutdownDeadline, shutdownDeadline, core.nowTick + 1) }
         guard let next else { return nil }
         let target = Int64(next) * core.settings.tickNanoseconds
-        let elapsed = monotonicNanoseconds() - startNanoseconds
+        let elapsed = backend.clockNanoseconds - startNanoseconds
         return max(0, target - elapsed)
     }
 

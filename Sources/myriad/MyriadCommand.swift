@@ -7,7 +7,7 @@ struct MyriadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "myriad",
         abstract: "A WebSocket connection engine for Linux on io_uring.",
-        subcommands: [Serve.self, Load.self, DoctorCommand.self]
+        subcommands: [Serve.self, Load.self, DoctorCommand.self, Simulate.self]
     )
 }
 

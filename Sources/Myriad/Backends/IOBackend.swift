@@ -90,6 +90,15 @@ protocol IOBackend: AnyObject {
     func trimMemory(pageBytes: Int) -> Int
     /// Whether `trimMemory` would give something back later without traffic.
     var holdsMemoryToTrim: Bool { get }
+    /// The worker's clock, in nanoseconds: CLOCK_MONOTONIC for the kernel's backends, a
+    /// virtual clock for the simulation's (`Simulation/SimulatedBackend.swift`), so every
+    /// deadline the worker sets follows the backend's time.
+    var clockNanoseconds: Int64 { get }
+}
+
+extension IOBackend {
+    @inline(__always)
+    var clockNanoseconds: Int64 { monotonicNanoseconds() }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

@@ -1,0 +1,458 @@
+import Glibc
+
+/// One completion waiting in the simulated completion queue.
+enum SimulatedCompletion {
+    case accepted(Int32)
+    case acceptEnded(Int32, retryNow: Bool)
+    case received(UserData, handle: Int32, [UInt8], more: Bool)
+    case receiveEnded(UserData, Int32)
+    case sent(UserData, Int32)
+    /// A close or a cancel.
+    case done(UserData, Int32)
+    case peerAddress(UserData, Int32)
+}
+
+/// One simulated TCP connection: the bytes in each direction and what the server has armed
+/// on it. The peer's end is a `SimulatedPeer`.
+final class SimulatedSocket {
+    let handle: Int32
+    let peer: SimulatedPeer
+    /// Written by the peer, not yet received by the server.
+    var toServer: [UInt8] = []
+    /// The peer shut its side: EOF once `toServer` is received.
+    var peerWriteClosed = false
+    /// The peer reset the connection: receives and sends fail.
+    var peerReset = false
+    /// Sent by the server, not yet read by the peer, bounded by `windowBytes` (the peer's
+    /// receive window: a send waits while it is full).
+    var toPeer: [UInt8] = []
+    let windowBytes: Int
+    /// The server's close was processed (the peer reads EOF after `toPeer`).
+    var serverClosed = false
+    /// The receive armed on it, and whether it is multishot.
+    var receive: UserData?
+    /// The send in flight.
+    var send: (tag: UserData, bytes: [UInt8])?
+    /// Virtual times (nanoseconds) of the accept's delivery and of the server's close.
+    var acceptedAtNanoseconds: Int64 = -1
+    /// Virtual time the server last received bytes from it.
+    var lastReceivedAtNanoseconds: Int64 = -1
+    var serverClosedAtNanoseconds: Int64 = -1
+
+    init(handle: Int32, peer: SimulatedPeer, windowBytes: Int) {
+        self.handle = handle
+        self.peer = peer
+        self.windowBytes = windowBytes
+    }
+
+    /// No receive, send or server close is left to happen on this socket.
+    var isFinished: Bool { serverClosed && receive == nil && send == nil }
+}
+
+/// An `IOBackend` with no kernel behind it: a scripted model of what io_uring and epoll may
+/// do, driven by a `SimulationRandom` and a virtual clock (`Simulation.swift` runs it).
+///
+/// The model keeps the promises the worker relies on and nothing more: every tagged
+/// operation ends with exactly one final completion; completions are delivered in the order
+/// the "kernel" produced them (a CQ is FIFO, overflowed entries included), but operations
+/// finish whenever the model likes, so completions of different operations come in any
+/// order; a cancel finds its target only if the target's final completion was not produced
+/// yet. Within those promises it does what the kernel may: bytes in arbitrary pieces, short
+/// sends, sends that wait for the peer's window, -ENOBUFS, multishot receives that end at
+/// any moment, EOF and resets in the middle of a frame, accept failures, a CQ delivered a
+/// few entries at a time (what an overflow looks like from user space), and a clock that
+/// jumps to the worker's next deadline when nothing else happens.
+final class SimulatedBackend: IOBackend {
+    static var name: String { "simulated" }
+
+    let multishotReceive: Bool
+    var random: SimulationRandom
+    let receiveBufferBytes: Int
+    private let scratch: UnsafeMutableRawBufferPointer
+
+    /// The virtual clock.
+    private(set) var nowNanoseconds: Int64 = 1_000_000_000
+    var clockNanoseconds: Int64 { nowNanoseconds }
+
+    /// Sockets by handle (handles are never reused within a run, so a stale one is caught).
+    private(set) var sockets: [SimulatedSocket] = []
+    /// Peers that connected and wait in the listen queue.
+    private var listenQueue: [SimulatedPeer] = []
+    private var acceptArmed = false
+    private var completions: [SimulatedCompletion] = []
+    private var completionHead = 0
+    /// What the worker queued since the last poll (the SQ), applied when it polls.
+    private var submissions: [(operation: Submission, handle: Int32)] = []
+
+    /// Final completions still owed to each slot (produced or not), and the generation they
+    /// carry: the worker's `inFlight` must always equal this.
+    private(set) var owed: [Int]
+    private(set) var owedGeneration: [UInt32]
+
+    /// Called at every poll, before anything moves: checks invariants, lets peers act,
+    /// connects new peers. Set by the simulation.
+    var onPoll: (() -> Void)?
+    /// A defect to have on purpose (`Simulation.Fault`).
+    var fault: Simulation.Fault?
+
+    private(set) var waitCount = 0
+    var syscallCount: Int { 0 }
+    private(set) var overflowCount = 0
+    var kernelErrorCount: Int { 0 }
+    var lastKernelError: String? { nil }
+    var droppedCompletionCount: Int { 0 }
+    var spilledSubmissionCount: Int { 0 }
+    var ringCount: Int { 0 }
+    var holdsMemoryToTrim: Bool { false }
+    func trimMemory(pageBytes: Int) -> Int { 0 }
+
+    /// What the model counted, for the report.
+    private(set) var shortSends = 0
+    private(set) var noBufferEnds = 0
+    private(set) var acceptFailures = 0
+    private(set) var cancelsThatMissed = 0
+    private(set) var completionsDelivered = 0
+
+    private enum Submission {
+        case receive(UserData)
+        case send(UserData, [UInt8])
+        case cancel(target: UserData, tag: UserData)
+        case close(UserData)
+        case closeUnowned
+    }
+
+    init(random: SimulationRandom, multishotReceive: Bool, receiveBufferBytes: Int, slots: Int) {
+        self.random = random
+        self.multishotReceive = multishotReceive
+        self.receiveBufferBytes = receiveBufferBytes
+        scratch = .allocate(byteCount: receiveBufferBytes, alignment: 16)
+        owed = Array(repeating: 0, count: slots)
+        owedGeneration = Array(repeating: 0, count: slots)
+    }
+
+    deinit { scratch.deallocate() }
+
+    // MARK: - What the peers do
+
+    /// A peer connects: it waits in the listen queue until the worker accepts it.
+    func connect(_ peer: SimulatedPeer) { listenQueue.append(peer) }
+
+    func socket(_ handle: Int32) -> SimulatedSocket {
+        precondition(handle >= 0 && Int(handle) < sockets.count, "simulation: operation on unknown handle \(handle)")
+        return sockets[Int(handle)]
+    }
+
+    // MARK: - IOBackend
+
+    func armAccept() -> Bool {
+        // epoll_ctl may refuse the listener; the worker must retry a tick later.
+        if random.oneIn(50) { acceptFailures += 1; return false }
+        acceptArmed = true
+        return true
+    }
+
+    func stopAccepting() {
+        acceptArmed = false
+        // Connections still in the listen queue are refused when the listener goes.
+        for peer in listenQueue { peer.refusedByListener() }
+        listenQueue.removeAll()
+    }
+
+    func armReceive(handle: Int32, tag: UserData) {
+        owe(tag)
+        submissions.append((.receive(tag), handle))
+    }
+
+    func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
+        precondition(bytes.count > 0, "simulation: a send of no bytes")
+        owe(tag)
+        submissions.append((.send(tag, Array(bytes)), handle))
+    }
+
+    func cancel(_ target: UserData, handle: Int32, tag: UserData) {
+        owe(tag)
+        submissions.append((.cancel(target: target, tag: tag), handle))
+    }
+
+    func close(handle: Int32, tag: UserData) {
+        owe(tag)
+        submissions.append((.close(tag), handle))
+    }
+
+    func closeUnowned(handle: Int32) {
+        submissions.append((.closeUnowned, handle))
+    }
+
+    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+        switch random.below(4) {
+        case 0:
+            return .unavailable
+        case 1:
+            // The kernel writes it later (io_uring's SO_PEERNAME command).
+            owe(tag)
+            address.pointee = Self.peerAddress(handle)
+            completions.append(.peerAddress(tag, random.oneIn(5) ? -ENOTCONN : Int32(MemoryLayout<sockaddr_in>.size)))
+            return .requested
+        default:
+            address.pointee = Self.peerAddress(handle)
+            return .known
+        }
+    }
+
+    func submit() { applySubmissions() }
+
+    func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
+        waitCount += 1
+        onPoll?()
+        applySubmissions()
+        progress()
+        if completionHead == completions.count {
+            // Nothing to deliver: time passes, up to the worker's next deadline (never past
+            // it, so a deadline is seen in the tick it falls in).
+            var step = Int64(random.inRange(1...200)) * 1_000_000
+            if let timeoutNanoseconds, fault != .oversleep { step = min(step, timeoutNanoseconds) }
+            nowNanoseconds += step
+        } else {
+            let step = Int64(random.below(3)) * 1_000_000
+            nowNanoseconds += min(step, timeoutNanoseconds ?? step)
+        }
+        deliver(to: sink)
+    }
+
+    // MARK: - The model
+
+    private func owe(_ tag: UserData) {
+        let slot = Int(tag.slot)
+        if owed[slot] > 0 {
+            precondition(owedGeneration[slot] == tag.generation,
+                         "simulation: slot \(slot) submitted an operation for generation \(tag.generation) with \(owed[slot]) still owed to generation \(owedGeneration[slot])")
+        }
+        owedGeneration[slot] = tag.generation
+        owed[slot] += 1
+    }
+
+    private func paid(_ tag: UserData) {
+        let slot = Int(tag.slot)
+        precondition(owed[slot] > 0 && owedGeneration[slot] == tag.generation, "simulation: a completion nobody owed")
+        owed[slot] -= 1
+    }
+
+    static func peerAddress(_ handle: Int32) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(40_000 + Int(handle) % 20_000).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return address
+    }
+
+    /// The kernel takes the SQ in order.
+    private func applySubmissions() {
+        var index = 0
+        while index < submissions.count {
+            let (operation, handle) = submissions[index]
+            index += 1
+            let socket = socket(handle)
+            switch operation {
+            case .receive(let tag):
+                precondition(!socket.serverClosed, "simulation: receive armed on a closed socket")
+                precondition(socket.receive == nil, "simulation: two receives armed on one socket")
+                socket.receive = tag
+            case .send(let tag, let bytes):
+                precondition(!socket.serverClosed, "simulation: send on a closed socket")
+                precondition(socket.send == nil, "simulation: two sends in flight on one socket")
+                socket.send = (tag, bytes)
+            case .cancel(let target, let tag):
+                precondition(!socket.serverClosed, "simulation: cancel on a closed socket")
+                cancel(target, on: socket, tag: tag)
+            case .close(let tag):
+                closeByServer(socket)
+                completions.append(.done(tag, 0))
+            case .closeUnowned:
+                closeByServer(socket)
+            }
+        }
+        submissions.removeAll(keepingCapacity: true)
+    }
+
+    private func cancel(_ target: UserData, on socket: SimulatedSocket, tag: UserData) {
+        var found: SimulatedCompletion?
+        if let receive = socket.receive, receive == target {
+            socket.receive = nil
+            found = .receiveEnded(target, -ECANCELED)
+        } else if let send = socket.send, send.tag == target {
+            socket.send = nil
+            found = .sent(target, -ECANCELED)
+        }
+        guard let found else {
+            // Its final completion was produced already (and comes first: the CQ is FIFO).
+            cancelsThatMissed += 1
+            completions.append(.done(tag, -ENOENT))
+            return
+        }
+        // The cancel's own completion and its target's may come in either order.
+        if random.chance(50) {
+            completions.append(found)
+            completions.append(.done(tag, 0))
+        } else {
+            completions.append(.done(tag, 0))
+            completions.append(found)
+        }
+    }
+
+    private func closeByServer(_ socket: SimulatedSocket) {
+        precondition(!socket.serverClosed, "simulation: socket \(socket.handle) closed twice")
+        // The worker cancels before it closes; anything still armed ends with the close.
+        if let receive = socket.receive { completions.append(.receiveEnded(receive, -ECANCELED)); socket.receive = nil }
+        if let send = socket.send { completions.append(.sent(send.tag, -ECANCELED)); socket.send = nil }
+        socket.serverClosed = true
+        socket.serverClosedAtNanoseconds = nowNanoseconds
+        socket.peer.serverClosed()
+    }
+
+    /// Operations finish: some of them, in random order.
+    private func progress() {
+        if acceptArmed && !listenQueue.isEmpty && random.chance(70) { acceptOne() }
+        guard !sockets.isEmpty else { return }
+        // Visit the sockets from a random start, and skip some: their operations finish later.
+        let start = random.below(sockets.count)
+        for offset in 0..<sockets.count {
+            let socket = sockets[(start + offset) % sockets.count]
+            guard !socket.serverClosed, random.chance(80) else { continue }
+            progressReceive(socket)
+            progressSend(socket)
+        }
+    }
+
+    private func acceptOne() {
+        switch random.below(40) {
+        case 0:
+            // The accept fails and stops (EMFILE, ENFILE, ENOMEM); the worker re-arms later.
+            acceptFailures += 1
+            acceptArmed = false
+            let errors = [EMFILE, ENFILE, ENOMEM]
+            completions.append(.acceptEnded(-Int32(errors[random.below(errors.count)]), retryNow: false))
+        case 1:
+            // The connection was reset before the accept completed: it is consumed, and
+            // retrying cannot spin.
+            acceptFailures += 1
+            acceptArmed = false
+            let peer = listenQueue.removeFirst()
+            peer.refusedByListener()
+            completions.append(.acceptEnded(-ECONNABORTED, retryNow: true))
+        default:
+            let peer = listenQueue.removeFirst()
+            let handle = Int32(sockets.count)
+            let socket = SimulatedSocket(handle: handle, peer: peer, windowBytes: peer.windowBytes)
+            sockets.append(socket)
+            peer.attach(socket)
+            completions.append(.accepted(handle))
+            if !multishotReceive && random.chance(30) { acceptArmed = false; completions.append(.acceptEnded(0, retryNow: true)) }
+        }
+    }
+
+    private func progressReceive(_ socket: SimulatedSocket) {
+        guard let tag = socket.receive else { return }
+        if socket.peerReset {
+            socket.receive = nil
+            completions.append(.receiveEnded(tag, -ECONNRESET))
+            return
+        }
+        if socket.toServer.isEmpty {
+            if socket.peerWriteClosed {
+                socket.receive = nil
+                completions.append(.receiveEnded(tag, 0))
+            }
+            return
+        }
+        if random.oneIn(25) {
+            // The provided buffers ran out.
+            noBufferEnds += 1
+            socket.receive = nil
+            completions.append(.receiveEnded(tag, -ENOBUFS))
+            return
+        }
+        // One or several completions, each up to a buffer.
+        var pieces = random.inRange(1...3)
+        while pieces > 0 && !socket.toServer.isEmpty {
+            pieces -= 1
+            let limit = min(socket.toServer.count, receiveBufferBytes)
+            let count = random.chance(50) ? limit : random.inRange(1...limit)
+            let bytes = Array(socket.toServer[..<count])
+            socket.toServer.removeFirst(count)
+            // A multishot receive may end after any piece (a CQ overflow ends it too).
+            let more = multishotReceive && !random.oneIn(12)
+            completions.append(.received(tag, handle: socket.handle, bytes, more: more))
+            if !more {
+                socket.receive = nil
+                return
+            }
+        }
+    }
+
+    private func progressSend(_ socket: SimulatedSocket) {
+        guard let (tag, bytes) = socket.send else { return }
+        if socket.peerReset {
+            socket.send = nil
+            completions.append(.sent(tag, random.chance(50) ? -EPIPE : -ECONNRESET))
+            return
+        }
+        let room = socket.windowBytes - socket.toPeer.count
+        guard room > 0 else { return }  // the peer's window is full: the send waits
+        var count = min(room, bytes.count)
+        if count > 1 && random.chance(20) {
+            count = random.inRange(1...count)
+        }
+        if count < bytes.count { shortSends += 1 }
+        socket.toPeer.append(contentsOf: bytes[..<count])
+        socket.send = nil
+        completions.append(.sent(tag, Int32(count)))
+    }
+
+    /// Hands the worker part of the CQ (the rest waits, as an overflowed CQ's entries do).
+    private func deliver<Sink: CompletionSink>(to sink: Sink) {
+        let waiting = completions.count - completionHead
+        guard waiting > 0 else { return }
+        var count = waiting
+        if waiting > 1 && random.chance(25) {
+            overflowCount += 1
+            count = random.inRange(1...waiting)
+        }
+        for _ in 0..<count {
+            let completion = completions[completionHead]
+            completionHead += 1
+            completionsDelivered += 1
+            switch completion {
+            case .accepted(let handle):
+                sockets[Int(handle)].acceptedAtNanoseconds = nowNanoseconds
+                sink.accepted(handle: handle)
+            case .acceptEnded(let result, let retryNow):
+                sink.acceptEnded(result: result, retryNow: retryNow)
+            case .received(let tag, let handle, let bytes, let more):
+                if !more { paid(tag) }
+                sockets[Int(handle)].lastReceivedAtNanoseconds = nowNanoseconds
+                bytes.withUnsafeBytes { scratch.copyMemory(from: $0) }
+                sink.received(tag, bytes: UnsafeMutableRawBufferPointer(rebasing: scratch[..<bytes.count]), more: more)
+            case .receiveEnded(let tag, let result):
+                paid(tag)
+                sink.receiveEnded(tag, result: result)
+            case .sent(let tag, let result):
+                paid(tag)
+                if fault == .loseCompletion && random.oneIn(10) { continue }
+                sink.sent(tag, result: result)
+            case .done(let tag, let result):
+                paid(tag)
+                sink.operationDone(tag, result: result)
+            case .peerAddress(let tag, let result):
+                paid(tag)
+                sink.peerAddressDone(tag, result: result)
+            }
+        }
+        if completionHead == completions.count {
+            completions.removeAll(keepingCapacity: true)
+            completionHead = 0
+        }
+    }
+
+    /// Completions produced and not yet delivered.
+    var undeliveredCompletions: Int { completions.count - completionHead }
+}
