@@ -92,6 +92,8 @@ final class SimulatedBackend: IOBackend {
     /// Called at every poll, before anything moves: checks invariants, lets peers act,
     /// connects new peers. Set by the simulation.
     var onPoll: (() -> Void)?
+    /// Called when the wait is over (the clock moved), before completions are delivered.
+    var onWake: (() -> Void)?
     /// A defect to have on purpose (`Simulation.Fault`).
     var fault: Simulation.Fault?
 
@@ -210,12 +212,13 @@ final class SimulatedBackend: IOBackend {
             // Nothing to deliver: time passes, up to the worker's next deadline (never past
             // it, so a deadline is seen in the tick it falls in).
             var step = Int64(random.inRange(1...200)) * 1_000_000
-            if let timeoutNanoseconds, fault != .oversleep { step = min(step, timeoutNanoseconds) }
+            if let timeoutNanoseconds { step = fault == .oversleep ? timeoutNanoseconds + 30_000_000 : min(step, timeoutNanoseconds) }
             nowNanoseconds += step
         } else {
             let step = Int64(random.below(3)) * 1_000_000
             nowNanoseconds += min(step, timeoutNanoseconds ?? step)
         }
+        onWake?()
         deliver(to: sink)
     }
 

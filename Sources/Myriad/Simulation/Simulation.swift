@@ -12,7 +12,8 @@ import WebSocketCodec
 ///   completion is owed to a free slot or to an older generation (a slot is never released
 ///   with work outstanding);
 /// - the slab's count of occupied slots matches its slots' states;
-/// - no wheel entry is due at or before the current tick (every deadline fired in its tick);
+/// - no wheel entry is due at or before the current tick (every deadline fired in its tick),
+///   and when a wait ends, none is more than a tick overdue (the worker never oversleeps);
 /// and as it goes: each connection the handler saw open gets exactly one `onClose`, echoes
 /// arrive unchanged and in order, close codes are the ones the peer's behaviour calls for.
 /// At the end: every accepted socket was closed by the worker, every `onClose` came, every
@@ -233,8 +234,18 @@ struct Runner {
             }
             for peer in peers { peer.act(&peerRandom) }
         }
+        // The worker never sleeps past its next deadline: when the wait ends, no wheel entry is
+        // more than a tick overdue.
+        let tick = settings.tickNanoseconds
+        backend.onWake = {
+            let nowTick = UInt64((backend.nowNanoseconds - start) / tick)
+            if let next = worker.core.wheel.nextEventTick(), nowTick > next + 1 {
+                fail("the wait ended at tick \(nowTick), \(nowTick - next) ticks after a deadline (tick \(next))")
+            }
+        }
         worker.run()
         backend.onPoll = nil
+        backend.onWake = nil
 
         // The end: every socket the worker accepted is closed, every open got its close.
         if failure == nil {
