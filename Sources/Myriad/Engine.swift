@@ -57,66 +57,104 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
     /// deferred upgrades. Valid before `start` (calls return `.engineStopped` until it runs).
     public var handle: EngineHandle { EngineHandle(shared: shared) }
 
+    /// Starts the engine, one named step after another: choose the backend, size every
+    /// worker's tables, bind the listeners, make the workers' controls, serve metrics, start
+    /// the worker threads and wait until each runs (or one failed, which stops the rest).
     public func start() throws(EngineError) {
         let limit = FileLimit.raiseSoftToHard()
         let backend = try chooseBackend()
-        let workers = config.workers
-        let plan: CapacityPlan
+        let plan = try planCapacity(backend, softFileLimit: limit.soft)
+        connectionsPerWorker = plan.perWorker.max() ?? 0
+        let listeners = try openListeners()
+        do {
+            try makeControls()
+            let settings = WorkerSettings(config)
+            capacityPerWorker = plan.perWorker
+            bufferBudgetBytes = settings.bufferBudgetBytes
+            try startMetrics(plan, settings)
+            shared.running.store(true, ordering: .releasing)
+            startWorkers(backend, plan, settings, listeners)
+        } catch {
+            for fd in listeners { close(fd) }
+            throw error
+        }
+        try awaitWorkers()
+        let layout = plan.ringsPerWorker.isEmpty ? ""
+            : ", \(plan.ringCounts.max() ?? 0) ring(s) per worker of up to \(plan.ringsPerWorker.flatMap { $0 }.max() ?? 0) connections"
+        logger.info("listening on \(config.host):\(port): \(config.workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker\(layout)), \(connectionSlotBytes) bytes per connection slot")
+        if let metricsServer {
+            metricsServer.start()
+            logger.info("metrics on http://\(metricsServer.host):\(metricsServer.port)/metrics")
+        }
+    }
+
+    /// How many connections each worker (and each of its rings) holds.
+    private func planCapacity(_ backend: BackendPlan, softFileLimit: Int) throws(EngineError) -> CapacityPlan {
         switch backend {
         case .uring:
-            let perRing = min(limit.soft, maximumFixedFilesPerRing)
+            let perRing = min(softFileLimit, maximumFixedFilesPerRing)
             if let asked = config.fixedFilesPerRing, asked > perRing {
                 throw EngineError("MYRIAD_FIXED_FILES_PER_RING=\(asked) is more than a ring's fixed-file table may hold here: "
                                   + "RLIMIT_NOFILE = \(perRing) at registration")
             }
-            plan = try CapacityPlan.uring(workers: workers, fixedFilesPerRing: config.fixedFilesPerRing ?? perRing,
+            return try CapacityPlan.uring(workers: config.workers, fixedFilesPerRing: config.fixedFilesPerRing ?? perRing,
                                           maxConnections: config.maxConnections)
         case .epoll:
-            plan = try CapacityPlan.epoll(workers: workers, softFileLimit: limit.soft, maxConnections: config.maxConnections)
+            return try CapacityPlan.epoll(workers: config.workers, softFileLimit: softFileLimit, maxConnections: config.maxConnections)
         }
-        connectionsPerWorker = plan.perWorker.max() ?? 0
+    }
 
+    /// One SO_REUSEPORT listener per worker, bound before any thread runs so that a bind error
+    /// is the start's error.
+    private func openListeners() throws(EngineError) -> [Int32] {
         var listeners: [Int32] = []
         do {
             var port = config.port
-            for _ in 0..<workers {
+            for _ in 0..<config.workers {
                 let fd = try Listener.open(host: config.host, port: port, backlog: config.listenBacklog)
                 listeners.append(fd)
                 if port == 0 { port = Listener.port(of: fd) }
             }
             self.port = port
+            return listeners
         } catch {
             for fd in listeners { close(fd) }
             throw EngineError("cannot listen on \(config.host):\(config.port): \(error)")
         }
+    }
 
-        for index in 0..<workers {
+    private func makeControls() throws(EngineError) {
+        for index in 0..<config.workers {
             let waker = shared.mailboxes[index].waker
             guard waker.eventFileDescriptor >= 0 else {
-                for fd in listeners { close(fd) }
                 throw EngineError("eventfd for worker \(index) could not be created (the fd limit?)")
             }
             controls.append(WorkerControl(index: index, waker: waker))
         }
-        let settings = WorkerSettings(config)
+    }
+
+    /// The `/metrics` listener, when MYRIAD_METRICS_PORT is set (it starts serving once the
+    /// workers run).
+    private func startMetrics(_ plan: CapacityPlan, _ settings: WorkerSettings) throws(EngineError) {
+        guard let port = config.metricsPort else { return }
+        let boards = controls.map(\.board)
         let shared = self.shared
-        capacityPerWorker = plan.perWorker
-        bufferBudgetBytes = settings.bufferBudgetBytes
-        if let port = config.metricsPort {
-            do {
-                let boards = controls.map(\.board)
-                let facts = EngineFacts(backend: backendName, capacityPerWorker: plan.perWorker, bufferBudgetBytes: settings.bufferBudgetBytes)
-                metricsServer = try MetricsServer(host: config.metricsHost, port: port) {
-                    PrometheusText.render(MetricsCatalog.read(boards: boards, shared: shared, facts: facts))
-                }
-                metricsPort = metricsServer?.port
-            } catch {
-                for fd in listeners { close(fd) }
-                throw EngineError("MYRIAD_METRICS_PORT=\(port): cannot serve metrics on \(config.metricsHost):\(port): \(error)")
+        let facts = EngineFacts(backend: backendName, capacityPerWorker: plan.perWorker, bufferBudgetBytes: settings.bufferBudgetBytes)
+        do {
+            metricsServer = try MetricsServer(host: config.metricsHost, port: port) {
+                PrometheusText.render(MetricsCatalog.read(boards: boards, shared: shared, facts: facts))
             }
+            metricsPort = metricsServer?.port
+        } catch {
+            throw EngineError("MYRIAD_METRICS_PORT=\(port): cannot serve metrics on \(config.metricsHost):\(port): \(error)")
         }
-        shared.running.store(true, ordering: .releasing)
-        for index in 0..<workers {
+    }
+
+    /// One thread per worker; each makes its own ring or epoll set (SINGLE_ISSUER binds a ring
+    /// to the thread that creates it), its core and its handler, then runs its loop.
+    private func startWorkers(_ backend: BackendPlan, _ plan: CapacityPlan, _ settings: WorkerSettings, _ listeners: [Int32]) {
+        let shared = self.shared
+        for index in 0..<config.workers {
             let control = controls[index]
             let listener = listeners[index]
             let config = self.config
@@ -136,39 +174,35 @@ public final class Engine<Handler: WebSocketHandler>: @unchecked Sendable {
                         // Other workers may now wake this one with ring messages, and this one them.
                         control.waker.ringFileDescriptor.store(io.waitRing.ring.fileDescriptor, ordering: .releasing)
                         CurrentRingMessenger.set(io)
-                        control.phase.store(1, ordering: .releasing)
+                        control.phase.store(.running, ordering: .releasing)
                         worker.run()
                         control.waker.ringFileDescriptor.store(-1, ordering: .releasing)
                         CurrentRingMessenger.set(nil)
                     case .epoll:
                         let io = try EpollBackend(config: config, listener: listener, waker: eventFD)
                         let worker = try Worker(core: core, backend: io, handler: makeHandler(index), control: control, logger: logger)
-                        control.phase.store(1, ordering: .releasing)
+                        control.phase.store(.running, ordering: .releasing)
                         worker.run()
                     }
-                    control.phase.store(3, ordering: .releasing)
+                    control.phase.store(.exited, ordering: .releasing)
                 } catch {
                     control.failure.withLock { $0 = "worker \(index): \(error)" }
-                    control.phase.store(2, ordering: .releasing)
+                    control.phase.store(.failedToStart, ordering: .releasing)
                     close(listener)
                 }
             }
             threads.append(thread)
         }
-        // Wait for every worker to be running (or to fail).
-        while controls.contains(where: { $0.phase.load(ordering: .acquiring) == 0 }) { usleep(1000) }
+    }
+
+    /// Waits until every worker runs; if one failed to start, stops the others and says why.
+    private func awaitWorkers() throws(EngineError) {
+        while controls.contains(where: { $0.phase.load(ordering: .acquiring) == .starting }) { usleep(1000) }
         let failures = controls.compactMap { control in control.failure.withLock { $0 } }
         if !failures.isEmpty {
             shutdown()
             wait()
             throw EngineError("a worker failed to start: " + failures.joined(separator: "; "))
-        }
-        let layout = plan.ringsPerWorker.isEmpty ? ""
-            : ", \(plan.ringCounts.max() ?? 0) ring(s) per worker of up to \(plan.ringsPerWorker.flatMap { $0 }.max() ?? 0) connections"
-        logger.info("listening on \(config.host):\(port): \(workers) worker(s), backend \(backendName), \(plan.total) connections (\(connectionsPerWorker) per worker\(layout)), \(connectionSlotBytes) bytes per connection slot")
-        if let metricsServer {
-            metricsServer.start()
-            logger.info("metrics on http://\(metricsServer.host):\(metricsServer.port)/metrics")
         }
     }
 

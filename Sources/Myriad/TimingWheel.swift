@@ -1,5 +1,6 @@
 /// The wheel's intrusive links for one entry, stored inside the entry's owner (a
 /// `ConnectionSlot` in the slab) so that timers cost no allocation and no memory of their own.
+@_spi(Benchmarks)
 public struct TimerNode: Sendable {
     /// Index of the next node in the slot's circular list; `TimerNode.unlinked` when the
     /// entry is not scheduled.
@@ -14,6 +15,7 @@ public struct TimerNode: Sendable {
 }
 
 /// Where the wheel finds the node of entry `index` (0 ..< capacity).
+@_spi(Benchmarks)
 public protocol TimerNodeStore {
     func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode>
 }
@@ -39,6 +41,7 @@ public protocol TimerNodeStore {
 /// A class, one per worker, rather than a `~Copyable` struct: Swift 6.3 does not run the
 /// `deinit` of a generic noncopyable struct destroyed from another file in a non-WMO (debug)
 /// build, which leaked every wheel under AddressSanitizer.
+@_spi(Benchmarks)
 public final class TimingWheel<Store: TimerNodeStore> {
     public static var levelCount: Int { 4 }
     public static var slotBits: Int { 6 }

@@ -4,6 +4,7 @@ import WebSocketCodec
 /// order posted: sends and closes by ID, subscriptions, publishes, deferred upgrade decisions.
 extension Worker {
     func drainMailbox() {
+        core.assertOnOwnThread()
         core.mailbox.drain(into: &mailboxCommands)
         guard !mailboxCommands.isEmpty else { return }
         refreshClockIfStale()

@@ -201,6 +201,7 @@ extension Worker {
 
     /// The kernel wrote the peer's address (or failed to).
     func peerAddressDone(_ tag: UserData, result: Int32) {
+        core.assertOnOwnThread()
         let slot = tag.slot
         let connection = core.slab[slot]
         precondition(tag.matches(generation: connection.pointee.generation), "peer address for a released slot")

@@ -11,14 +11,21 @@ final class WorkerControl: Sendable {
     let board = StatsBoard()
     let waker: WorkerWaker
     let stopRequested = Atomic<Bool>(false)
-    /// 0 starting, 1 running, 2 failed to start, 3 exited.
-    let phase = Atomic<Int>(0)
+    let phase = Atomic<WorkerPhase>(.starting)
     let failure = Mutex<String?>(nil)
 
     init(index: Int, waker: WorkerWaker) {
         self.index = index
         self.waker = waker
     }
+}
+
+/// Where a worker thread is in its life; `Engine.start` waits until none is `.starting`.
+enum WorkerPhase: Int, AtomicRepresentable {
+    case starting
+    case running
+    case failedToStart
+    case exited
 }
 
 /// One worker thread's event loop: one backend (ring or epoll set), one listener, one slab,
@@ -41,13 +48,14 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private var starvedHead = ConnectionSlot.noSlot
     /// Accept failures since the last successful accept (logged once per burst).
     private var acceptFailures = 0
-    private var acceptRearmTick: UInt64?
+    var acceptRearmTick: UInt64?
     /// The next memory trim (`Worker+Memory.swift`), once a second.
     var nextTrimTick: UInt64 = 0
     var trimIntervalTicks: UInt64 { max(1, UInt64(1_000_000_000 / core.settings.tickNanoseconds)) }
-    private(set) var shuttingDown = false
-    private var shutdownDeadline: UInt64 = 0
-    private var forcedCloseDone = false
+    /// Set by `beginShutdown` (`Worker+Close.swift`).
+    var shuttingDown = false
+    var shutdownDeadline: UInt64 = 0
+    var forcedCloseDone = false
     /// Set before each wait: the clock reading is older than the completions that follow.
     private var clockStale = false
     private var lastKernelErrorLogNanoseconds: Int64 = .min / 2
@@ -100,6 +108,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     // MARK: - Loop
 
     func run() {
+        core.assertOnOwnThread()
         armAccept()
         while true {
             updateClock()
@@ -195,6 +204,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     /// Acts on every connection in the flush list: starts sends, delivers deferred
     /// `onClose`, closes sockets whose last bytes are out.
     func flush() {
+        core.assertOnOwnThread()
         while let slot = core.popFlush() {
             let connection = core.slab[slot]
             if connection.pointee.state == .closed {
@@ -229,6 +239,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func sent(_ tag: UserData, result: Int32) {
+        core.assertOnOwnThread()
         let slot = tag.slot
         let connection = core.slab[slot]
         precondition(tag.matches(generation: connection.pointee.generation), "send completion for a released slot")
@@ -260,6 +271,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     // MARK: - Accepting
 
     func accepted(handle: Int32) {
+        core.assertOnOwnThread()
         refreshClockIfStale()
         core.counters.add(.accepts)
         if shuttingDown {
@@ -286,6 +298,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func acceptEnded(result: Int32, retryNow: Bool) {
+        core.assertOnOwnThread()
         if result < 0 {
             switch -result {
             case ENFILE: core.counters.add(.acceptENFILE)
@@ -340,6 +353,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
@@ -369,6 +383,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     func receiveEnded(_ tag: UserData, result: Int32) {
+        core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
         let connection = core.slab[slot]
@@ -418,165 +433,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         }
     }
 
-    // MARK: - Closing
+    func woken() { core.assertOnOwnThread() }
 
-    /// Nothing more to read: send what is queued, then close (bounded by MYRIAD_CLOSE_TIMEOUT).
-    func beginDraining(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
-        guard connection.pointee.state.rawValue < SlotState.draining.rawValue else { return }
-        if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
-        connection.pointee.state = .draining
-        dropSide(connection)
-        core.wheel.schedule(slot, at: core.nowTick + UInt64(core.settings.closeTicks))
-        core.markForFlush(slot, connection)
-    }
-
-    /// Closes the socket now, without a close handshake.
-    func abortNow(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
-        guard connection.pointee.state != .closed else { return }
-        if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
-        closeSocket(slot, connection)
-    }
-
-    /// Submits the socket's close (cancelling its receive and send first) and drops every
-    /// buffer except the one a send in flight still reads.
-    func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        precondition(!connection.pointee.flags.contains(.closeSubmitted), "socket closed twice")
-        if connection.pointee.flags.contains(.handlerOpened) {
-            let code = connection.pointee.flags.contains(.closeFrameSent) || connection.pointee.flags.contains(.closeFrameReceived)
-                ? CloseCode(rawValue: connection.pointee.closeCode) : .abnormalClosure
-            notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0))
-        }
-        connection.pointee.state = .closed
-        connection.pointee.flags.insert(.closeSubmitted)
-        connection.pointee.flags.remove(.abortRequested)
-        core.wheel.cancel(slot)
-        core.removeAllSubscriptions(connection)
-        dropSide(connection)
-        if connection.pointee.flags.contains(.dedicatedDeflate) {
-            connection.pointee.flags.remove(.dedicatedDeflate)
-            core.compression?.close(slot: slot)
-        }
-        core.releaseQueue(connection, keepingHead: connection.pointee.flags.contains(.sendInFlight))
-        let handle = connection.pointee.handle
-        if connection.pointee.flags.contains(.receiveArmed) {
-            connection.pointee.inFlight += 1
-            backend.cancel(tag(.receive, slot, connection), handle: handle, tag: tag(.cancel, slot, connection))
-        }
-        if connection.pointee.flags.contains(.sendInFlight) {
-            connection.pointee.inFlight += 1
-            backend.cancel(tag(.send, slot, connection), handle: handle, tag: tag(.cancelSend, slot, connection))
-        }
-        connection.pointee.inFlight += 1
-        backend.close(handle: handle, tag: tag(.close, slot, connection))
-    }
-
-    func operationDone(_ tag: UserData, result: Int32) {
-        let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "completion for a released slot")
-        connection.pointee.inFlight -= 1
-        if result == -ENOENT {
-            // The cancel found nothing to cancel, so its target had ended; completions arrive
-            // in order, so the target's last one is already handled, unless the kernel lost
-            // it (-EBADR under memory pressure). Then account for it here, or the slot would
-            // wait for it forever.
-            if tag.operation == .cancel && connection.pointee.flags.contains(.receiveArmed) {
-                connection.pointee.flags.remove(.receiveArmed)
-                connection.pointee.inFlight -= 1
-                core.counters.add(.lostCompletions)
-            } else if tag.operation == .cancelSend && connection.pointee.flags.contains(.sendInFlight) {
-                connection.pointee.flags.remove(.sendInFlight)
-                connection.pointee.inFlight -= 1
-                core.releaseQueue(connection, keepingHead: false)
-                core.counters.add(.lostCompletions)
-            }
-        }
-        releaseIfDone(slot)
-    }
-
-    /// Returns the slot to the slab once the socket is closed and nothing refers to it.
-    func releaseIfDone(_ slot: UInt32) {
-        let connection = core.slab[slot]
-        guard connection.pointee.state == .closed, connection.pointee.inFlight == 0,
-              !connection.pointee.flags.contains(.inFlushList), !connection.pointee.flags.contains(.starved)
-        else { return }
-        core.releaseQueue(connection, keepingHead: false)
-        dropSide(connection)
-        if connection.pointee.flags.contains(.stateInitialized) { dropState(slot, connection) }
-        core.counters.closed(connection.pointee.closeReason == .none ? .normal : connection.pointee.closeReason)
-        core.slab.release(slot)
-    }
-
-    /// Delivers `onClose` once for a connection the handler saw open, then drops its state.
-    func notifyClose(_ slot: UInt32, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason? = nil) {
-        let connection = core.slab[slot]
-        guard connection.pointee.flags.contains(.handlerOpened) else { return }
-        connection.pointee.flags.remove(.handlerOpened)
-        let event = CloseEvent(code: code, reason: reason, cause: cause ?? connection.pointee.closeReason)
-        handlerStorage.pointee.onClose(handle(slot), event: event)
-        if connection.pointee.flags.contains(.stateInitialized) { dropState(slot, connection) }
-    }
-
-    /// Deinitialises the connection's state: once, after `onClose` (or when the slot goes, for
-    /// a connection that never got that far).
-    func dropState(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        precondition(connection.pointee.flags.contains(.stateInitialized), "state dropped twice")
-        connection.pointee.flags.remove(.stateInitialized)
-        states.deinitialize(slot)
-    }
-
-    func woken() {}
-
-    // MARK: - Shutdown
-
-    /// Stops accepting and starts a close 1001 handshake with every open connection.
-    private func beginShutdown() {
-        shuttingDown = true
-        shutdownDeadline = core.nowTick + UInt64(core.settings.shutdownTicks)
-        acceptRearmTick = nil
-        backend.stopAccepting()
-        let reason = "server shutting down"
-        var open = 0
-        for slot in 0..<core.slab.highWater {
-            let connection = core.slab[slot]
-            switch connection.pointee.state {
-            case .handshaking:
-                abortNow(slot, connection, cause: .shutdown)
-            case .open:
-                open += 1
-                var text = reason
-                text.withUTF8 {
-                    core.startClose(slot, connection, code: .goingAway, reason: UnsafeRawBufferPointer($0), cause: .shutdown)
-                }
-            default:
-                break
-            }
-        }
-        logger.info("worker \(core.index): shutting down, closing \(open) open connection(s)")
-    }
-
-    /// True when the worker may exit: every connection is gone, or the shutdown timeout
-    /// passed (then whatever remains is closed without a handshake, and the loop gets one
-    /// more tick to see those closes complete).
-    private func shutdownStep() -> Bool {
-        if core.slab.occupied == 0 { return true }
-        guard core.nowTick >= shutdownDeadline else { return false }
-        if !forcedCloseDone {
-            forcedCloseDone = true
-            var forced = 0
-            for slot in 0..<core.slab.highWater {
-                let connection = core.slab[slot]
-                if connection.pointee.state != .free && connection.pointee.state != .closed {
-                    forced += 1
-                    abortNow(slot, connection, cause: connection.pointee.closeReason == .none ? .shutdown : connection.pointee.closeReason)
-                }
-            }
-            logger.warning("worker \(core.index): shutdown timeout: closed \(forced) connection(s) without a close handshake")
-            shutdownDeadline = core.nowTick + max(1, UInt64(1_000_000_000 / core.settings.tickNanoseconds))
-            return false
-        }
-        return true
-    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).

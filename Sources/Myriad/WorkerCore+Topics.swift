@@ -4,6 +4,7 @@ import WebSocketCodec
 /// publishes handed to the other workers that have subscribers (`TopicRegistry`).
 extension WorkerCore {
     func subscribe(_ id: ConnectionID, to topic: String) -> SubscribeResult {
+        assertOnOwnThread()
         guard let connection = live(id), connection.pointee.state == .open else { return .closed }
         return subscribe(id.slot, connection, to: topic)
     }
@@ -29,6 +30,7 @@ extension WorkerCore {
     }
 
     func unsubscribe(_ id: ConnectionID, from topic: String) -> Bool {
+        assertOnOwnThread()
         guard let connection = live(id) else { return false }
         let (removed, lastOnWorker) = topics.unsubscribe(head: &connection.pointee.subscriptions, from: topic)
         guard removed else { return false }
@@ -54,6 +56,7 @@ extension WorkerCore {
     /// with subscribers get it through their mailboxes (all of them or none), this worker's
     /// subscribers at once.
     func publish(to topic: String, opcode: Opcode, payload: UnsafeRawBufferPointer, excluding: ConnectionID?) -> PublishResult {
+        assertOnOwnThread()
         let local = topics.index(of: topic)
         let remote = shared.workerCount > 1 ? shared.registry.targets(topic, excluding: index) : WorkerSet(mask: 0)
         counters.add(.publishes)

@@ -33,6 +33,10 @@ final class WorkerCore {
         @inline(__always) set { state.pointee.nowTick = newValue }
     }
 
+    /// The thread that made the core: the worker's own, the only one that may touch it
+    /// (other threads reach it through its mailbox).
+    let ownerThread = pthread_self()
+
     init(index: Int, settings: WorkerSettings, capacity: UInt32, shared: EngineShared) throws(SystemError) {
         self.index = index
         self.settings = settings
@@ -56,6 +60,13 @@ final class WorkerCore {
     }
 
     deinit { state.deallocate() }
+
+    /// Debug builds stop when a worker's state is touched from another thread (a handle kept
+    /// past its callback and used elsewhere, or a worker method called from outside its loop).
+    @inline(__always)
+    func assertOnOwnThread() {
+        assert(pthread_equal(ownerThread, pthread_self()) != 0, "worker \(index) touched from another thread")
+    }
 
     /// `nowTick` as stored in connections (wrapping 32-bit ticks).
     @inline(__always)
@@ -116,6 +127,7 @@ final class WorkerCore {
     /// Queues a message for `id`: at once if it is this worker's, through its worker's
     /// mailbox otherwise.
     func send(to id: ConnectionID, opcode: Opcode, payload: UnsafeRawBufferPointer) -> SendResult {
+        assertOnOwnThread()
         guard Int(id.worker) == index else {
             guard Int(id.worker) < shared.workerCount else { return .closed }
             let frame = SharedFrame.encode(opcode: opcode, payload: payload)
@@ -147,56 +159,5 @@ final class WorkerCore {
             return queueFrame(slot, connection, opcode: opcode, payload: compression.scratch.bytes, compressed: true)
         }
         return queueFrame(slot, connection, opcode: opcode, payload: payload)
-    }
-
-    // MARK: - Closing
-
-    /// Starts the close handshake: our close frame, then wait (MYRIAD_CLOSE_TIMEOUT) for the
-    /// peer's. Data frames that arrive meanwhile are dropped. For another worker's connection
-    /// the request goes through that worker's mailbox.
-    func close(_ id: ConnectionID, code: CloseCode, reason: UnsafeRawBufferPointer, cause: CloseReason) {
-        guard Int(id.worker) == index else {
-            if Int(id.worker) < shared.workerCount {
-                let posted = shared.mailboxes[Int(id.worker)].post(.close(id, code, String(decoding: reason, as: UTF8.self)))
-                counters.add(posted ? .forwarded : .forwardsRefused)
-            }
-            return
-        }
-        guard let connection = live(id) else { return }
-        startClose(id.slot, connection, code: code, reason: reason, cause: cause)
-    }
-
-    func startClose(
-        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode,
-        reason: UnsafeRawBufferPointer, cause: CloseReason
-    ) {
-        guard connection.pointee.state == .open else { return }
-        precondition(code.maySend(as: .server), "close code \(code) may not be sent by a server")
-        connection.pointee.closeReason = cause
-        connection.pointee.closeCode = code.rawValue
-        connection.pointee.state = .closing
-        connection.pointee.flags.insert(.closeFrameSent)
-        _ = queueFrame(slot, connection, opcode: .close, payload: reason, closeCode: code)
-        wheel.schedule(slot, at: nowTick + UInt64(settings.closeTicks))
-        markForFlush(slot, connection)
-    }
-
-    /// The worker's MYRIAD_BUFFER_BUDGET cannot lend `connection` what it asked for: close it
-    /// with 1013 (try again later), counted as memory_budget. The close frame is exempt from
-    /// the budget, so the close handshake still happens.
-    func closeOverBudget(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        var reason = "memory budget"
-        reason.withUTF8 {
-            startClose(slot, connection, code: .tryAgainLater, reason: UnsafeRawBufferPointer($0), cause: .memoryBudget)
-        }
-    }
-
-    /// Asks the loop to close the socket without a close handshake (queued bytes are dropped).
-    func requestAbort(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, cause: CloseReason) {
-        guard connection.pointee.state.rawValue < SlotState.closed.rawValue else { return }
-        if connection.pointee.closeReason == .none { connection.pointee.closeReason = cause }
-        connection.pointee.state = .draining
-        connection.pointee.flags.insert(.abortRequested)
-        markForFlush(slot, connection)
     }
 }

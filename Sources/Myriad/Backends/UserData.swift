@@ -1,4 +1,5 @@
 /// What an SQE asked for, carried back in its CQE.
+@_spi(Benchmarks)
 public enum Operation: UInt8, Sendable {
     case accept = 1
     case receive = 2
@@ -31,6 +32,7 @@ public enum Operation: UInt8, Sendable {
 /// releases a slot only when none of its operations is in flight, so a completion can never
 /// outlive 2^32 reuses of its slot. A completion whose generation differs from its slot's is
 /// a bug, and the worker stops on it.
+@_spi(Benchmarks)
 public struct UserData: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt64
 

@@ -9,6 +9,7 @@
 /// own start times, and every ping due in one tick leaves with one submit.
 extension Worker {
     func timerFired(_ slot: UInt32) {
+        core.assertOnOwnThread()
         let connection = core.slab[slot]
         switch connection.pointee.state {
         case .handshaking:

@@ -176,38 +176,6 @@ extension Worker {
         handlerStorage.pointee.onMessage(handle(slot), kind: opcode == .text ? .text : .binary, payload: payload)
     }
 
-    /// The peer's close frame: echo its code (our reply ends the handshake it started), or
-    /// finish the handshake we started.
-    func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, reason: UnsafeRawBufferPointer) {
-        connection.pointee.flags.insert(.closeFrameReceived)
-        if connection.pointee.flags.contains(.closeFrameSent) {
-            beginDraining(slot, connection, cause: connection.pointee.closeReason)
-            return
-        }
-        connection.pointee.closeCode = code.rawValue
-        if code == .noStatusReceived {
-            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
-        } else {
-            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
-        }
-        connection.pointee.flags.insert(.closeFrameSent)
-        notifyClose(slot, code: code, reason: reason, cause: .normal)
-        beginDraining(slot, connection, cause: .normal)
-    }
-
-    /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
-    /// code, then close the socket without waiting for the peer's.
-    func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, cause: CloseReason? = nil) {
-        let cause = cause ?? CloseReason(failure: code)
-        if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
-            connection.pointee.flags.insert(.closeFrameSent)
-            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
-        }
-        connection.pointee.closeCode = code.rawValue
-        notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0), cause: cause)
-        beginDraining(slot, connection, cause: cause)
-    }
-
     // MARK: - permessage-deflate
 
     /// A piece of a compressed message (RSV1, RFC 7692). A connection with its own inflater
