@@ -1,7 +1,7 @@
 import CLibURing
 import Glibc
 import Testing
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 
 @Suite struct EpollBackendTests {
     /// Issue 12, defect 4: the epoll backend's per-descriptor tables were allocated and

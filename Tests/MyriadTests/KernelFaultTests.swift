@@ -4,7 +4,7 @@ import Glibc
 import MyriadTestSupport
 import Testing
 import WebSocketCodec
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 
 /// Kernel conditions the engine must survive without crashing (issue 12, defect 5), provoked
 /// on the real kernel: a ring that refuses submissions (IORING_SETUP_R_DISABLED makes every

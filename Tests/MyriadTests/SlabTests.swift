@@ -1,5 +1,5 @@
 import Testing
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 
 @Suite struct SlabTests {
     struct SlabFull: Error {}

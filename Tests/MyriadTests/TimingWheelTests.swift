@@ -1,5 +1,5 @@
 import Testing
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 
 /// Deterministic generator (SplitMix64) so the random tests replay exactly from their seed.
 struct SeededRandom: RandomNumberGenerator {

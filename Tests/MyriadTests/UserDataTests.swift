@@ -1,5 +1,5 @@
 import Testing
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 
 @Suite struct UserDataTests {
     static let operations: [Operation] = [.accept, .receive, .send, .close, .cancel, .wake, .closeOrphan, .shutdown, .cancelSend, .peerName, .message, .messageFailed, .acceptCancel]
