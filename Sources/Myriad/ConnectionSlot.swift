@@ -132,7 +132,7 @@ public enum CloseReason: UInt8, CaseIterable, Sendable {
 /// No class, closure, existential or array: idle, a connection is this struct and nothing
 /// else in user space (its receive memory is the worker's buffer ring, its decoder at rest is
 /// one flag). A handshaking or busy connection has a side entry (`ConnectionSideTable`), and
-/// queued bytes wait in send segments; `SlabTests` holds the stride to 96 bytes.
+/// queued bytes wait in send segments; `SlabTests` holds the stride to 64 bytes, one cache line.
 struct ConnectionSlot {
     /// Bumped when the slot is released; part of the `ConnectionID`, and its low 32 bits tag
     /// every operation in flight (`UserData`).
@@ -148,11 +148,8 @@ struct ConnectionSlot {
     var closeCode: UInt16 = CloseCode.abnormalClosure.rawValue
     /// Link in the worker's flush list; in a free slot, the free list.
     var listNext: UInt32 = ConnectionSlot.noSlot
-    /// Link in the worker's list of receives parked after `-ENOBUFS`.
-    var starvedNext: UInt32 = ConnectionSlot.noSlot
     /// With permessage-deflate: the window our compressed messages may use
-    /// (`server_max_window_bits`). Here, before the 8-aligned timer, it fills what would be
-    /// padding: at the end of the struct it cost a whole 8 B of stride (88 B instead of 80).
+    /// (`server_max_window_bits`). In what would otherwise be padding before the timer.
     var deflateWindowBits: UInt8 = 15
     /// The connection's single timing-wheel entry: handshake, ping, pong, idle or close deadline.
     var timer = TimerNode()
@@ -162,10 +159,9 @@ struct ConnectionSlot {
     var lastMessageTick: UInt32 = 0
     var pingSentTick: UInt32 = 0
     /// The send queue: segments in the worker's `SendSegmentPool`, oldest first (the head is
-    /// the one in flight when `.sendInFlight` is set), and the bytes not yet sent.
+    /// the one in flight when `.sendInFlight` is set). The head segment holds the queue's tail
+    /// and its bytes not yet sent (`WorkerCore.sendTail`, `queuedBytes`).
     var sendHead: UInt32 = SendSegment.none
-    var sendTail: UInt32 = SendSegment.none
-    var queuedBytes: UInt32 = 0
     /// The first of the connection's topic subscriptions (`TopicTable`), or none.
     var subscriptions: UInt32 = Subscription.none
     /// Its entry in the worker's `ConnectionSideTable` while it is busy (handshaking, or in

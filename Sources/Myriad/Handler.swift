@@ -121,7 +121,7 @@ public struct WebSocketConnection<State> {
 
     /// Bytes queued to it and not yet taken by the kernel: watch this to slow down before
     /// MYRIAD_MAX_QUEUED_BYTES closes it as a slow consumer. 0 when it is gone.
-    public var queuedBytes: Int { Int(core.live(id)?.pointee.queuedBytes ?? 0) }
+    public var queuedBytes: Int { core.live(id).map { Int(core.queuedBytes($0)) } ?? 0 }
 
     /// Sends a text message; `text` must be valid UTF-8.
     @discardableResult

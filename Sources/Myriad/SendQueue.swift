@@ -42,6 +42,11 @@ struct SendSegment {
     var sentBytes: UInt32 = 0
     /// The next segment of the same connection's queue, or `SendSegment.none`.
     var next: UInt32 = SendSegment.none
+    /// In the first segment of a queue only: the queue's last segment and its bytes not yet
+    /// sent. Kept here rather than in the connection's slot, which then holds only `sendHead`
+    /// (an idle connection has no queue, so these 8 bytes exist only while something waits).
+    var queueTail: UInt32 = SendSegment.none
+    var queuedBytes: UInt32 = 0
 
     static let none = UInt32.max
 

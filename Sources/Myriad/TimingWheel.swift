@@ -6,8 +6,10 @@ public struct TimerNode: Sendable {
     /// entry is not scheduled.
     public var next: UInt32 = TimerNode.unlinked
     public var prev: UInt32 = TimerNode.unlinked
-    /// Absolute deadline, in ticks.
-    public var deadline: UInt64 = 0
+    /// The deadline's low 32 bits (ticks): the wheel rebuilds the absolute tick from its own
+    /// `currentTick`, which is never 2^31 ticks (3.4 years at 50 ms) from a scheduled deadline
+    /// (`TimingWheel.maxAheadTicks`). 4 bytes of every connection's slot saved.
+    public var deadline: UInt32 = 0
 
     public static let unlinked = UInt32.max
 
@@ -48,6 +50,9 @@ public final class TimingWheel<Store: TimerNodeStore> {
     public static var slotCount: Int { 1 << slotBits }
     /// Ticks the wheel covers without re-parking: 64^4.
     public static var horizonTicks: UInt64 { 1 << UInt64(slotBits * levelCount) }
+    /// The furthest a deadline may lie ahead (a later one is brought in to this): nodes keep
+    /// 32-bit deadlines, read relative to `currentTick`.
+    public static var maxAheadTicks: UInt64 { (1 << 31) - 1 }
 
     let store: Store
     let capacity: UInt32
@@ -107,16 +112,27 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     public func deadline(of entry: UInt32) -> UInt64? {
         let n = node(entry).pointee
-        return n.next == TimerNode.unlinked ? nil : n.deadline
+        return n.next == TimerNode.unlinked ? nil : absolute(n.deadline)
+    }
+
+    /// The absolute tick of a stored 32-bit deadline: the one within 2^31 ticks of `currentTick`.
+    @inline(__always)
+    func absolute(_ stored: UInt32) -> UInt64 {
+        let delta = Int64(Int32(bitPattern: stored &- UInt32(truncatingIfNeeded: currentTick)))
+        return UInt64(bitPattern: Int64(bitPattern: currentTick) &+ delta)
     }
 
     /// Schedules `entry` to expire at `deadline` (absolute ticks), replacing any earlier
     /// schedule. A deadline at or before `currentTick` makes the entry due at once: the next
-    /// `nextExpired` returns it.
+    /// `nextExpired` returns it. A deadline more than `maxAheadTicks` ahead is brought in to
+    /// that (the entry fires then, early, and its owner schedules it again: the engine's
+    /// keep-alive re-reads its stamps when an entry fires); one more than that behind, to now.
     public func schedule(_ entry: UInt32, at deadline: UInt64) {
         precondition(entry < capacity, "timer entry out of range")
         if isScheduled(entry) { unlink(entry) } else { count &+= 1 }
-        node(entry).pointee.deadline = deadline
+        let bounded = deadline > currentTick ? min(deadline, currentTick &+ Self.maxAheadTicks)
+            : max(deadline, currentTick &- min(currentTick, Self.maxAheadTicks))
+        node(entry).pointee.deadline = UInt32(truncatingIfNeeded: bounded)
         insert(entry)
     }
 
@@ -176,7 +192,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     @inline(__always)
     func insert(_ entry: UInt32) {
-        let deadline = node(entry).pointee.deadline
+        let deadline = absolute(node(entry).pointee.deadline)
         guard deadline > currentTick else {
             append(entry, to: expiringSentinel)
             return
@@ -251,7 +267,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
         while true {
             let entry = node(sentinel).pointee.next
             if entry == sentinel { break }
-            assert(node(entry).pointee.deadline == tick, "level-0 entry in the wrong slot")
+            assert(node(entry).pointee.deadline == UInt32(truncatingIfNeeded: tick), "level-0 entry in the wrong slot")
             unlink(entry)
             append(entry, to: expiringSentinel)
         }

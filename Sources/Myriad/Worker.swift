@@ -44,8 +44,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     let control: WorkerControl
     let logger: Logger
     private let startNanoseconds: Int64
-    /// Connections whose receive ended with -ENOBUFS, linked through `starvedNext`.
-    private var starvedHead = ConnectionSlot.noSlot
+    /// Connections whose receive ended with -ENOBUFS (flag `.starved`), re-armed at the end of
+    /// the batch; a list here rather than a link in every slot (the ENOBUFS path is rare, and
+    /// the arrays keep their capacity).
+    private var starved: [UInt32] = []
+    private var starvedBeingRearmed: [UInt32] = []
     /// Accept failures since the last successful accept (logged once per burst).
     private var acceptFailures = 0
     var acceptRearmTick: UInt64?
@@ -254,7 +257,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         }
         let head = core.segments[connection.pointee.sendHead]
         head.pointee.sentBytes += UInt32(result)
-        connection.pointee.queuedBytes -= UInt32(result)
+        head.pointee.queuedBytes -= UInt32(result)
         if head.pointee.unsentBytes > 0 && connection.pointee.state != .closed {
             submitSend(slot, connection)  // a short send: the rest goes out next
             return
@@ -397,8 +400,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             core.counters.add(.enobufsRearms)
             if wantsToRead(connection) && !connection.pointee.flags.contains(.starved) {
                 connection.pointee.flags.insert(.starved)
-                connection.pointee.starvedNext = starvedHead
-                starvedHead = slot
+                starved.append(slot)
             }
         case ECANCELED:
             break
@@ -417,20 +419,18 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     private func rearmStarved() {
-        var slot = starvedHead
-        starvedHead = ConnectionSlot.noSlot
-        while slot != ConnectionSlot.noSlot {
+        guard !starved.isEmpty else { return }
+        swap(&starved, &starvedBeingRearmed)
+        for slot in starvedBeingRearmed {
             let connection = core.slab[slot]
-            let next = connection.pointee.starvedNext
-            connection.pointee.starvedNext = ConnectionSlot.noSlot
             connection.pointee.flags.remove(.starved)
             if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
                 armReceive(slot, connection)
             } else {
                 releaseIfDone(slot)
             }
-            slot = next
         }
+        starvedBeingRearmed.removeAll(keepingCapacity: true)
     }
 
     func woken() { core.assertOnOwnThread() }

@@ -9,12 +9,26 @@ extension WorkerCore {
     /// every frame to a connection with nothing waiting, are referenced.
     static let copySharedBelowBytes = 512
 
+    /// The last segment of the connection's queue, or `SendSegment.none`.
+    @inline(__always)
+    func sendTail(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
+        let head = connection.pointee.sendHead
+        return head == SendSegment.none ? SendSegment.none : segments[head].pointee.queueTail
+    }
+
+    /// Bytes queued on the connection and not yet sent.
+    @inline(__always)
+    func queuedBytes(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
+        let head = connection.pointee.sendHead
+        return head == SendSegment.none ? 0 : segments[head].pointee.queuedBytes
+    }
+
     /// Room for `byteCount` bytes at the end of the connection's queue: in its last segment
     /// when that holds owned bytes and is not in flight, else in a new segment. Write the
     /// bytes there, then `commitQueued`. nil as `BufferPool.reserve` fails.
     @inline(__always)
     func reserveQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int, budget: PoolBudget) -> UnsafeMutableRawPointer? {
-        let tail = connection.pointee.sendTail
+        let tail = sendTail(connection)
         if tail != SendSegment.none {
             let segment = segments[tail]
             let tailInFlight = tail == connection.pointee.sendHead && connection.pointee.flags.contains(.sendInFlight)
@@ -32,19 +46,24 @@ extension WorkerCore {
     /// Counts `byteCount` bytes written where `reserveQueued` said.
     @inline(__always)
     func commitQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int) {
-        segments[connection.pointee.sendTail].pointee.buffer.count += UInt32(byteCount)
-        connection.pointee.queuedBytes += UInt32(byteCount)
+        let head = segments[connection.pointee.sendHead]
+        segments[head.pointee.queueTail].pointee.buffer.count += UInt32(byteCount)
+        head.pointee.queuedBytes += UInt32(byteCount)
         counters.add(.bytesOut, byteCount)
     }
 
     @inline(__always)
     private func appendSegment(_ index: UInt32, to connection: UnsafeMutablePointer<ConnectionSlot>) {
-        if connection.pointee.sendTail == SendSegment.none {
+        let head = connection.pointee.sendHead
+        if head == SendSegment.none {
             connection.pointee.sendHead = index
+            segments[index].pointee.queueTail = index
+            segments[index].pointee.queuedBytes = 0
         } else {
-            segments[connection.pointee.sendTail].pointee.next = index
+            let first = segments[head]
+            segments[first.pointee.queueTail].pointee.next = index
+            first.pointee.queueTail = index
         }
-        connection.pointee.sendTail = index
     }
 
     /// Whether a frame of `frameBytes` may join the queue: MYRIAD_MAX_QUEUED_BYTES bounds the
@@ -52,7 +71,7 @@ extension WorkerCore {
     /// take waiting bytes past the limit marks the connection for closing as a slow consumer.
     @inline(__always)
     private func admits(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, frameBytes: Int) -> Bool {
-        let queued = Int(connection.pointee.queuedBytes)
+        let queued = Int(queuedBytes(connection))
         if queued > 0 && queued + frameBytes > settings.maxQueuedBytes {
             requestAbort(slot, connection, cause: .slowConsumer)
             return false
@@ -99,7 +118,7 @@ extension WorkerCore {
     func queueShared(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ frame: SharedFrame) -> SendResult {
         let size = frame.byteCount
         guard admits(slot, connection, frameBytes: size) else { return .slowConsumer }
-        if connection.pointee.queuedBytes > 0 && size < Self.copySharedBelowBytes,
+        if queuedBytes(connection) > 0 && size < Self.copySharedBelowBytes,
            let destination = reserveQueued(connection, size, budget: .outbound) {
             destination.copyMemory(from: frame.bytes.baseAddress!, byteCount: size)
             commitQueued(connection, size)
@@ -112,7 +131,7 @@ extension WorkerCore {
         segment.pointee.buffer.base = UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress)
         segment.pointee.buffer.count = UInt32(size)
         appendSegment(index, to: connection)
-        connection.pointee.queuedBytes += UInt32(size)
+        segments[connection.pointee.sendHead].pointee.queuedBytes += UInt32(size)
         counters.add(.bytesOut, size)
         markForFlush(slot, connection)
         return .queued
@@ -155,13 +174,11 @@ extension WorkerCore {
             let head = segments[index]
             let next = head.pointee.next
             head.pointee.next = SendSegment.none
-            connection.pointee.sendTail = index
-            connection.pointee.queuedBytes = UInt32(head.pointee.unsentBytes)
+            head.pointee.queueTail = index
+            head.pointee.queuedBytes = UInt32(head.pointee.unsentBytes)
             index = next
         } else {
             connection.pointee.sendHead = SendSegment.none
-            connection.pointee.sendTail = SendSegment.none
-            connection.pointee.queuedBytes = 0
         }
         while index != SendSegment.none {
             let next = segments[index].pointee.next
@@ -174,10 +191,14 @@ extension WorkerCore {
     func popHeadSegment(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
         let head = connection.pointee.sendHead
         assert(head != SendSegment.none)
-        let next = segments[head].pointee.next
-        connection.pointee.queuedBytes -= UInt32(segments[head].pointee.unsentBytes)
+        let first = segments[head]
+        let next = first.pointee.next
+        if next != SendSegment.none {
+            // The queue's tail and count move to its new first segment.
+            segments[next].pointee.queueTail = first.pointee.queueTail
+            segments[next].pointee.queuedBytes = first.pointee.queuedBytes - UInt32(first.pointee.unsentBytes)
+        }
         releaseSegment(head)
         connection.pointee.sendHead = next
-        if next == SendSegment.none { connection.pointee.sendTail = SendSegment.none }
     }
 }

@@ -46,7 +46,7 @@ final class SimulatedPeer {
     let id: Int
     let behaviour: Behaviour
     let windowBytes: Int
-    private(set) var socket: SimulatedSocket?
+    private(set) weak var socket: SimulatedSocket?
     private let fail: (String) -> Void
     private let maxMessageSizeBytes: Int
 
