@@ -112,16 +112,7 @@ extension Worker {
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(chunk.bytes))
                 return
             }
-            let entry = side(connection)
-            guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &entry.pointee.inbound, budget: .inbound) else {
-                if core.pool.lastFailure == .overBudget {
-                    // Partial messages may hold half the worker's budget; this one would pass it.
-                    failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
-                } else {
-                    abortNow(slot, connection, cause: .outOfMemory)
-                }
-                return
-            }
+            guard let entry = appendPartial(slot, connection, chunk) else { return }
             if chunk.isMessageEnd {
                 var message = entry.pointee.inbound
                 entry.pointee.inbound = PooledBuffer()
@@ -169,6 +160,25 @@ extension Worker {
         }
     }
 
+    /// Adds a piece of a message that came in several to the connection's side entry; nil when
+    /// the worker's budget or memory refused it (the connection is then closing).
+    @inline(__always)
+    func appendPartial(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ chunk: FrameChunk
+    ) -> UnsafeMutablePointer<ConnectionSide>? {
+        let entry = side(connection)
+        guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &entry.pointee.inbound, budget: .inbound) else {
+            if core.pool.lastFailure == .overBudget {
+                // Partial messages may hold half the worker's budget; this one would pass it.
+                failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
+            } else {
+                abortNow(slot, connection, cause: .outOfMemory)
+            }
+            return nil
+        }
+        return entry
+    }
+
     @inline(__always)
     func deliver(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         connection.pointee.lastMessageTick = core.now32
@@ -205,15 +215,7 @@ extension Worker {
             inflateWhole(slot, connection, UnsafeRawBufferPointer(chunk.bytes), chunk.opcode, compression)
             return
         }
-        let entry = side(connection)
-        guard core.pool.append(UnsafeRawBufferPointer(chunk.bytes), to: &entry.pointee.inbound, budget: .inbound) else {
-            if core.pool.lastFailure == .overBudget {
-                failConnection(slot, connection, code: .tryAgainLater, cause: .memoryBudget)
-            } else {
-                abortNow(slot, connection, cause: .outOfMemory)
-            }
-            return
-        }
+        guard let entry = appendPartial(slot, connection, chunk) else { return }
         guard chunk.isMessageEnd else { return }
         var gathered = entry.pointee.inbound
         entry.pointee.inbound = PooledBuffer()
