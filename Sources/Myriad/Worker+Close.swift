@@ -77,8 +77,7 @@ extension Worker {
     func operationDone(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "completion for a released slot")
+        let connection = connection(completing: tag, "completion")
         connection.pointee.inFlight -= 1
         if result == -ENOENT {
             // The cancel found nothing to cancel, so its target had ended; completions arrive

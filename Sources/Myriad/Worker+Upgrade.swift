@@ -203,8 +203,7 @@ extension Worker {
     func peerAddressDone(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "peer address for a released slot")
+        let connection = connection(completing: tag, "peer address")
         connection.pointee.inFlight -= 1
         connection.pointee.flags.remove(.peerAddressPending)
         if result > 0, let entry = existingSide(connection) { entry.pointee.peerKnown = true }

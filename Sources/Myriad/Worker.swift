@@ -103,6 +103,15 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         UserData(operation, slot: slot, generation: connection.pointee.generation)
     }
 
+    /// The connection a completion is for. Its generation must match the tag's: the worker
+    /// releases a slot only once nothing is in flight for it, so a mismatch is a bug, and stops.
+    @inline(__always)
+    func connection(completing tag: UserData, _ what: StaticString) -> UnsafeMutablePointer<ConnectionSlot> {
+        let connection = core.slab[tag.slot]
+        precondition(tag.matches(generation: connection.pointee.generation), "\(what) for a released slot")
+        return connection
+    }
+
     @inline(__always)
     func handle(_ slot: UInt32) -> WebSocketConnection<Handler.ConnectionState> {
         WebSocketConnection(id: core.id(of: slot), core: core, states: states.base)
@@ -244,8 +253,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     func sent(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "send completion for a released slot")
+        let connection = connection(completing: tag, "send completion")
         connection.pointee.inFlight -= 1
         connection.pointee.flags.remove(.sendInFlight)
         if result < 0 {
@@ -359,8 +367,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "receive completion for a released slot")
+        let connection = connection(completing: tag, "receive completion")
         if !more {
             connection.pointee.flags.remove(.receiveArmed)
             connection.pointee.inFlight -= 1
@@ -389,8 +396,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
-        let connection = core.slab[slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "receive completion for a released slot")
+        let connection = connection(completing: tag, "receive completion")
         connection.pointee.flags.remove(.receiveArmed)
         connection.pointee.inFlight -= 1
         switch -result {
