@@ -4,11 +4,11 @@ import CLibURing
 /// measure the engine's own code paths (not copies). Not API: `@_spi(Benchmarks)`.
 @_spi(Benchmarks)
 public final class SlabBenchmark {
-    private let slab: Slab
+    private let slab: ConnectionSlab
     private let slots: UnsafeMutablePointer<UInt32>
 
     public init(capacity: Int) throws {
-        slab = try Slab(capacity: UInt32(capacity))
+        slab = try ConnectionSlab(capacity: UInt32(capacity))
         slots = .allocate(capacity: capacity)
     }
 

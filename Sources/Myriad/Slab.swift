@@ -23,7 +23,30 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(worker).\(slot).\(generation)" }
 }
 
-/// A worker's fixed-capacity arena of `ConnectionSlot` structs.
+/// What a slab keeps in each slot: a plain struct (no references: the slab never
+/// deinitializes its slots) with a generation and a link. The server's `ConnectionSlot` and the
+/// load generator's `ClientConnection` are the two.
+package protocol SlabSlot {
+    /// A fresh slot; `Slab.allocate` keeps the generation across it.
+    init()
+    /// Moves on every time the slot is released (64 bits: never wraps), so every ID and
+    /// in-flight tag of an older connection is recognisably stale.
+    var generation: UInt64 { get set }
+    /// In a free slot, the free list (`Slab.noSlot` ends it); in a used one, the owner's to use.
+    var listNext: UInt32 { get set }
+    /// Whether the slot is in the free list.
+    var isFree: Bool { get }
+    /// Makes `isFree` true (the state the owner reads as free).
+    mutating func markFree()
+    /// Operations submitted for the slot whose final completion has not arrived: a slot is
+    /// released only at zero.
+    var operationsInFlight: Int { get }
+    /// Asserts what else the owner requires of a slot before it is released (debug builds).
+    func assertReleasable(_ slot: UInt32)
+}
+
+/// A thread's fixed-capacity arena of slots: the server worker's `ConnectionSlot`s and the load
+/// generator's `ClientConnection`s, the same code for both roles.
 ///
 /// The arena is reserved up front with one `MAP_NORESERVE` mapping of `capacity` slots and
 /// never moves, so slots can be addressed by pointer. Pages become resident only when a slot
@@ -32,73 +55,70 @@ public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
 /// of connections, not the capacity.
 ///
 /// Invariants: `occupied + free-list length + (capacity - highWater) == capacity`; a slot
-/// is in the free list iff its state is `.free`; generations only grow (64 bits: never wrap).
-struct Slab: ~Copyable {
-    let slots: UnsafeMutablePointer<ConnectionSlot>
-    let capacity: UInt32
-    private let mappedBytes: Int
+/// is in the free list iff it `isFree`; generations only grow (64 bits: never wrap); a slot is
+/// released only with nothing in flight.
+package struct Slab<Slot: SlabSlot>: ~Copyable {
+    package let slots: UnsafeMutablePointer<Slot>
+    package let capacity: UInt32
+    @usableFromInline let mappedBytes: Int
     /// The free-list head, the high-water mark and the occupancy, held by pointer so that
     /// every method is non-mutating: the slab is a `let` in its worker, with no exclusivity
     /// check per access.
-    private let counts: UnsafeMutablePointer<(freeHead: UInt32, highWater: UInt32, occupied: UInt32)>
+    @usableFromInline let counts: UnsafeMutablePointer<(freeHead: UInt32, highWater: UInt32, occupied: UInt32)>
+
+    /// Ends the free list.
+    package static var noSlot: UInt32 { UInt32.max }
 
     /// Slots below this have been used at least once.
-    var highWater: UInt32 { counts.pointee.highWater }
-    var occupied: UInt32 { counts.pointee.occupied }
+    @inlinable package var highWater: UInt32 { counts.pointee.highWater }
+    @inlinable package var occupied: UInt32 { counts.pointee.occupied }
 
-    init(capacity: UInt32) throws(SystemError) {
+    package init(capacity: UInt32) throws(SystemError) {
         precondition(capacity > 0 && capacity - 1 <= UserData.maxSlot, "a slab holds at most 2^24 slots (UserData carries 24 bits)")
-        let bytes = Int(capacity) * MemoryLayout<ConnectionSlot>.stride
+        precondition(_isPOD(Slot.self), "slab slots must be plain values: the slab never deinitializes them")
+        let bytes = Int(capacity) * MemoryLayout<Slot>.stride
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         mappedBytes = (bytes + page - 1) / page * page
         guard let memory = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), memory != MAP_FAILED else {
             throw SystemError("mmap(slab of \(capacity) connections)", errno: errno)
         }
-        slots = memory.bindMemory(to: ConnectionSlot.self, capacity: Int(capacity))
+        slots = memory.bindMemory(to: Slot.self, capacity: Int(capacity))
         self.capacity = capacity
         counts = .allocate(capacity: 1)
-        counts.initialize(to: (ConnectionSlot.noSlot, 0, 0))
+        counts.initialize(to: (Self.noSlot, 0, 0))
     }
 
     deinit {
-        // ConnectionSlot holds only trivial fields: nothing to deinitialize.
+        // Slots are plain values (checked at init): nothing to deinitialize.
         munmap(UnsafeMutableRawPointer(slots), mappedBytes)
         counts.deallocate()
     }
 
-    var isFull: Bool { occupied == capacity }
+    @inlinable package var isFull: Bool { occupied == capacity }
 
-    @inline(__always)
-    subscript(slot: UInt32) -> UnsafeMutablePointer<ConnectionSlot> {
+    @inlinable @inline(__always)
+    package subscript(slot: UInt32) -> UnsafeMutablePointer<Slot> {
         precondition(slot < highWater, "slot \(slot) was never allocated")
         return slots + Int(slot)
     }
 
-    /// A connection whose ID matches (slot in use, same generation), or nil if it is gone.
-    @inline(__always)
-    func live(_ id: ConnectionID) -> UnsafeMutablePointer<ConnectionSlot>? {
-        guard id.slot < highWater else { return nil }
-        let connection = slots + Int(id.slot)
-        guard connection.pointee.generation == id.generation, connection.pointee.state != .free else { return nil }
-        return connection
-    }
-
     /// Takes a free slot and resets it (keeping its generation), or nil when full.
-    func allocate() -> UInt32? {
+    @inlinable
+    package func allocate() -> UInt32? {
         let slot: UInt32
-        if counts.pointee.freeHead != ConnectionSlot.noSlot {
+        if counts.pointee.freeHead != Self.noSlot {
             slot = counts.pointee.freeHead
             let connection = slots + Int(slot)
-            assert(connection.pointee.state == .free)
+            assert(connection.pointee.isFree)
             counts.pointee.freeHead = connection.pointee.listNext
             let generation = connection.pointee.generation
-            connection.pointee = ConnectionSlot()
+            connection.pointee = Slot()
             connection.pointee.generation = generation
         } else if counts.pointee.highWater < capacity {
             slot = counts.pointee.highWater
             counts.pointee.highWater += 1
-            (slots + Int(slot)).initialize(to: ConnectionSlot())
+            (slots + Int(slot)).initialize(to: Slot())
         } else {
             return nil
         }
@@ -108,19 +128,43 @@ struct Slab: ~Copyable {
 
     /// Returns `slot` to the free list and moves its generation on, so every ID and
     /// in-flight tag of the old connection is recognisably stale.
-    func release(_ slot: UInt32) {
+    @inlinable
+    package func release(_ slot: UInt32) {
         let connection = self[slot]
-        precondition(connection.pointee.state != .free, "double release of slot \(slot)")
-        precondition(connection.pointee.inFlight == 0, "slot \(slot) released with operations in flight")
-        assert(connection.pointee.side == ConnectionSide.none && connection.pointee.sendHead == SendSegment.none
-               && connection.pointee.subscriptions == Subscription.none,
-               "slot released while holding a side entry, queued bytes or subscriptions")
-        assert(!connection.pointee.flags.contains(.stateInitialized), "slot released with its state still set")
+        precondition(!connection.pointee.isFree, "double release of slot \(slot)")
+        precondition(connection.pointee.operationsInFlight == 0, "slot \(slot) released with operations in flight")
+        connection.pointee.assertReleasable(slot)
         connection.pointee.generation &+= 1
-        connection.pointee.state = .free
+        connection.pointee.markFree()
         connection.pointee.listNext = counts.pointee.freeHead
         counts.pointee.freeHead = slot
         counts.pointee.occupied -= 1
+    }
+}
+
+/// The server worker's slab.
+typealias ConnectionSlab = Slab<ConnectionSlot>
+
+extension Slab where Slot == ConnectionSlot {
+    /// A connection whose ID matches (slot in use, same generation), or nil if it is gone.
+    @inline(__always)
+    func live(_ id: ConnectionID) -> UnsafeMutablePointer<ConnectionSlot>? {
+        guard id.slot < highWater else { return nil }
+        let connection = slots + Int(id.slot)
+        guard connection.pointee.generation == id.generation, connection.pointee.state != .free else { return nil }
+        return connection
+    }
+}
+
+extension ConnectionSlot: SlabSlot {
+    var isFree: Bool { state == .free }
+    mutating func markFree() { state = .free }
+    var operationsInFlight: Int { Int(inFlight) }
+
+    func assertReleasable(_ slot: UInt32) {
+        assert(side == ConnectionSide.none && sendHead == SendSegment.none && subscriptions == Subscription.none,
+               "slot \(slot) released while holding a side entry, queued bytes or subscriptions")
+        assert(!flags.contains(.stateInitialized), "slot \(slot) released with its state still set")
     }
 }
 

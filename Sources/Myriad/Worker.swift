@@ -441,6 +441,11 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
     func woken() { core.assertOnOwnThread() }
 
+    /// The server role never connects (the load generator's `ClientWorker` is the client role).
+    func connected(_ tag: UserData, result: Int32) {
+        preconditionFailure("a server worker got a connect completion (\(tag.rawValue))")
+    }
+
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).

@@ -12,7 +12,7 @@ import WebSocketCodec
 final class WorkerCore {
     let index: Int
     let settings: WorkerSettings
-    let slab: Slab
+    let slab: ConnectionSlab
     let wheel: TimingWheel<SlabTimerStore>
     let pool: BufferPool
     let segments = SendSegmentPool()
@@ -41,7 +41,7 @@ final class WorkerCore {
         self.index = index
         self.settings = settings
         self.shared = shared
-        slab = try Slab(capacity: capacity)
+        slab = try ConnectionSlab(capacity: capacity)
         wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: capacity, startTick: 0)
         pool = BufferPool(budgetBytes: settings.bufferBudgetBytes)
         topics = try TopicTable(subscriptionCapacity: UInt32(min(shared.maxSubscriptions, Int(Subscription.none - 1))))

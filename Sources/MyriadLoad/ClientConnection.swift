@@ -1,3 +1,4 @@
+import Myriad
 import WebSocketCodec
 
 /// Where a client connection is in its life. A slot goes back to `.free` when released.
@@ -46,22 +47,26 @@ struct ClientFlags: OptionSet {
     static let publisher = ClientFlags(rawValue: 1 << 12)
 }
 
-/// One client connection: a plain struct in a per-thread slab, indexed by slot, which is also
-/// its index in the ring's fixed-file table. No class, no array, no closure per connection;
-/// send and assembly memory comes from the thread's `ChunkPool` only while in use.
-struct ClientConnection {
+/// One client connection: a plain struct in a per-thread slab (the engine's `Slab`, as the
+/// server's slots), indexed by slot, which also names its ring and index in the ring's
+/// fixed-file table. No class, no array, no closure per connection; send and assembly memory
+/// comes from the thread's `ChunkPool` only while in use.
+struct ClientConnection: SlabSlot {
     /// Server frames are decoded in place in the receive buffers.
     var decoder = FrameDecoder()
     var responseParser = UpgradeResponseParser()
     /// The 16 random bytes behind our Sec-WebSocket-Key (kept to check the accept value).
     /// Needed only until the upgrade completes; after it (`opened`, which zeroes them) the
-    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 144 B.
+    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 152 B.
     var nonceLow: UInt64 = 0
     var nonceHigh: UInt64 = 0
     /// The first 8 payload bytes of the data message being received (echo, fanout: its send
     /// time; verify: its token).
     var prefix: UInt64 = 0
-    var generation: UInt32 = 0
+    /// Moved on by the slab at every release; its low 32 bits tag every operation (`UserData`).
+    var generation: UInt64 = 0
+    /// The slab's free list while the slot is free.
+    var listNext: UInt32 = 0
     /// Chunk being sent (`ChunkPool.none` when no send is in flight), and how far.
     var sendChunk: UInt32 = ChunkPool.none
     var sendLength: UInt32 = 0
@@ -100,33 +105,14 @@ extension ClientConnection {
     }
 }
 
-/// What an SQE asked for, carried back in its CQE.
-enum ClientOperation: UInt8 {
-    case connect = 1
-    case receive = 2
-    case send = 3
-    case cancel = 4
-    case close = 5
-}
+extension ClientConnection {
+    var isFree: Bool { state == .free }
+    mutating func markFree() { state = .free }
+    var operationsInFlight: Int { Int(inFlight) }
 
-/// The client's 64-bit SQE/CQE tag: bits 0-7 operation, 8-31 slot, 32-63 the slot's
-/// generation (a completion whose generation no longer matches is stale and dropped).
-struct ClientTag {
-    var rawValue: UInt64
-
-    @inline(__always)
-    init(rawValue: UInt64) { self.rawValue = rawValue }
-
-    @inline(__always)
-    init(_ operation: ClientOperation, slot: UInt32, generation: UInt32) {
-        assert(slot < 1 << 24)
-        rawValue = UInt64(operation.rawValue) | UInt64(slot) << 8 | UInt64(generation) << 32
+    func assertReleasable(_ slot: UInt32) {
+        assert(state == .closed && !flags.contains(.starved), "client slot \(slot) released before its socket closed")
+        assert(sendChunk == ChunkPool.none && pendingChunk == ChunkPool.none && inboundChunk == ChunkPool.none,
+               "client slot \(slot) released holding chunks")
     }
-
-    @inline(__always) var operation: ClientOperation? { ClientOperation(rawValue: UInt8(truncatingIfNeeded: rawValue)) }
-    @inline(__always) var slot: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 8) & 0xFF_FFFF }
-    @inline(__always) var generation: UInt32 { UInt32(truncatingIfNeeded: rawValue >> 32) }
-
-    /// Slots a thread may have: the tag's 24 bits.
-    static let maximumSlots = 1 << 24
 }

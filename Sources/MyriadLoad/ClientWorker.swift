@@ -1,6 +1,6 @@
 import CLibURing
 import Glibc
-import Myriad
+@_spi(Benchmarks) import Myriad
 import WebSocketCodec
 
 /// What one client thread is told: its share of the run.
@@ -20,20 +20,27 @@ struct ThreadAssignment: Sendable {
     var destination: UInt32
 }
 
-/// One client thread: its io_uring rings (`ClientRings`: as many as its share needs, each with
-/// a sparse fixed-file table of up to RLIMIT_NOFILE entries and a provided buffer ring), one
-/// slab of `ClientConnection`s over all of them, and the loop that drives them.
+/// One client thread: the engine's io_uring backend in the client role (`URingBackend` with no
+/// listener: as many rings as the thread's share needs, each with a sparse fixed-file table of
+/// up to RLIMIT_NOFILE entries and a provided buffer ring), one slab of `ClientConnection`s
+/// over all of them, and the loop that drives them.
+///
+/// What the server and this client share is the engine's: ring set-up with its ordered
+/// fallbacks (`URingBackend.probe`), the wait over several rings, receive buffers posted most
+/// recently used first, CQ overflow and kernel-error handling, and the completion tag
+/// (`UserData`, with the same rule: a completion for an older generation of its slot is a bug
+/// and stops the process). What is the client's own: connect, source addresses, the request
+/// writer, the response check, and the load modes.
 ///
 /// A connection's socket is created with socket(), given IP_BIND_ADDRESS_NO_PORT and bound to
 /// its source address (port 0: the kernel picks the port at connect time, per destination),
-/// installed into the fixed-file table at its slot's index, and the ordinary descriptor is
-/// closed at once: the process fd table (RLIMIT_NOFILE) never holds more than one at a time,
-/// and each ring holds up to RLIMIT_NOFILE connections. Everything after that (connect, send,
-/// multishot receive, cancel, close) is an io_uring operation on the fixed file, on the ring
-/// that holds the slot. Slots and tags are the thread's, whatever the ring.
+/// installed into the fixed-file table at its slot's index (`URingBackend.install`), and the
+/// ordinary descriptor is closed at once: the process fd table (RLIMIT_NOFILE) never holds
+/// more than one at a time, and each ring holds up to RLIMIT_NOFILE connections. The thread's
+/// slots are cut into runs of `span`: slot s lives in ring s / span at index s % span.
 ///
 /// Every failure is counted (kind and errno or reason) and ends only its connection.
-final class ClientWorker {
+final class ClientWorker: CompletionSink {
     static let ipBindAddressNoPort: Int32 = 24
     /// Connects started per loop iteration at most, so completions keep flowing during a ramp.
     static let connectBatch = 512
@@ -46,11 +53,13 @@ final class ClientWorker {
     let options: LoadOptions
     let shared: ThreadShared
     let control: RunControl
-    let rings: ClientRings
-    let slab: UnsafeMutablePointer<ClientConnection>
-    let capacity: UInt32
-    private var freeSlots: [UInt32] = []
-    private var highWater: UInt32 = 0
+    let backend: URingBackend
+    /// Slots per ring (the last ring may hold fewer).
+    let span: UInt32
+    /// The eventfd the backend's other rings signal (`URingBackend`'s wait).
+    private let wakeDescriptor: Int32
+    /// The engine's slab, over the client's slot.
+    let slab: Slab<ClientConnection>
     let pool: ChunkPool
     private var random = RandomPool()
     private var connectDeadlines = DeadlineQueue()
@@ -132,7 +141,6 @@ final class ClientWorker {
         self.options = options
         self.shared = shared
         self.control = control
-        capacity = UInt32(assignment.slots)
         remainingToStart = assignment.target
         now = monotonicNanoseconds()
         lastTokenTime = now
@@ -215,16 +223,45 @@ final class ClientWorker {
             bufferSize = 2048
             bufferCount = 512
         }
+        let capabilities: URingCapabilities
+        switch URingBackend.probe(disabled: options.disabledRingFeatures) {
+        case .success(let found): capabilities = found
+        case .failure(let unavailable):
+            releaseTemplates()
+            throw LoadError("thread \(assignment.index): io_uring: \(unavailable)")
+        }
+        var ringConfig = Config()
+        ringConfig.ringEntries = ClientWorker.submissionEntries
+        ringConfig.completionEntries = ClientWorker.completionEntries
+        ringConfig.bufferCount = bufferCount
+        ringConfig.bufferSizeBytes = bufferSize
+        span = UInt32(assignment.ringTables[0])
+        wakeDescriptor = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+        guard wakeDescriptor >= 0 else {
+            releaseTemplates()
+            throw LoadError("thread \(assignment.index): eventfd: \(errnoName(errno))")
+        }
         do {
-            rings = try ClientRings(tableSizes: assignment.ringTables,
-                                    buffers: ClientRings.BufferLayout(count: bufferCount, sizeBytes: bufferSize),
-                                    disabled: options.disabledRingFeatures)
+            // Every receive buffer posted from the start (the modes that receive, receive on
+            // every connection at once).
+            backend = try URingBackend(config: ringConfig, capabilities: capabilities, listener: -1,
+                                       waker: Waker(fileDescriptor: wakeDescriptor),
+                                       fixedFilesPerRing: assignment.ringTables.map { UInt32($0) },
+                                       initiallyPostedBuffers: nil)
         } catch {
             releaseTemplates()
-            throw LoadError("thread \(assignment.index): \(error)")
+            close(wakeDescriptor)
+            let hint = error.errno == EMFILE ? " (a fixed-file table may not exceed RLIMIT_NOFILE)" : ""
+            throw LoadError("thread \(assignment.index): \(error)\(hint)")
         }
 
-        slab = .allocate(capacity: assignment.slots)
+        do {
+            slab = try Slab(capacity: UInt32(assignment.slots))
+        } catch {
+            releaseTemplates()
+            close(wakeDescriptor)
+            throw LoadError("thread \(assignment.index): \(error)")
+        }
         destinations = .allocate(capacity: options.ports.count)
         for (index, port) in options.ports.enumerated() {
             var address = sockaddr_in()
@@ -236,10 +273,18 @@ final class ClientWorker {
     }
 
     deinit {
-        if highWater > 0 { slab.deinitialize(count: Int(highWater)) }
-        slab.deallocate()
         destinations.deallocate()
         for template in requestTemplates { template.deallocate() }
+        close(wakeDescriptor)
+    }
+
+    static let submissionEntries: UInt32 = 2048
+    static let completionEntries: UInt32 = 16384
+
+    /// `slot`'s handle: ring slot / span, index slot % span.
+    @inline(__always)
+    private func handle(_ slot: UInt32) -> Int32 {
+        RingHandle.make(ring: Int(slot / span), index: Int32(bitPattern: slot % span))
     }
 
     /// The port (index into `options.ports`) of the connection on `slot`.
@@ -307,7 +352,7 @@ final class ClientWorker {
     private func waitNanoseconds() -> Int64 {
         var wait = ClientWorker.maximumWaitNanoseconds
         if phaseSeen == .ramp && remainingToStart > 0 && counters[.establishing] < rampConcurrency
-            && (!freeSlots.isEmpty || highWater < capacity)
+            && !slab.isFull
         {
             if assignment.rate <= 0 || tokens >= 1 { return 0 }
             wait = min(wait, max(100_000, Int64((1 - tokens) / assignment.rate * 1e9)))
@@ -334,31 +379,22 @@ final class ClientWorker {
     }
 
     private func poll(timeoutNanoseconds: Int64) {
-        rings.poll(timeoutNanoseconds: timeoutNanoseconds) { unit, userData, result, flags in
-            self.dispatch(ClientTag(rawValue: userData), result: result, flags: flags, unit: unit)
-        }
+        backend.poll(timeoutNanoseconds: timeoutNanoseconds, sink: self)
         now = monotonicNanoseconds()
-        counters[.cqOverflows] = rings.overflowCount
-        counters[.waits] = rings.waitCount
+        counters[.cqOverflows] = backend.overflowCount
+        counters[.waits] = backend.waitCount
     }
 
     // MARK: - Slots
 
     @inline(__always)
-    private func connection(_ slot: UInt32) -> UnsafeMutablePointer<ClientConnection> { slab + Int(slot) }
+    private func connection(_ slot: UInt32) -> UnsafeMutablePointer<ClientConnection> { slab.slots + Int(slot) }
+
+    /// Slots below this have been used at least once (the slab's).
+    private var highWater: UInt32 { slab.highWater }
 
     private func allocateSlot() -> UInt32? {
-        if let slot = freeSlots.popLast() {
-            let generation = slab[Int(slot)].generation
-            slab[Int(slot)] = ClientConnection()
-            slab[Int(slot)].generation = generation
-            counters[.live] += 1
-            return slot
-        }
-        guard highWater < capacity else { return nil }
-        let slot = highWater
-        highWater += 1
-        (slab + Int(slot)).initialize(to: ClientConnection())
+        guard let slot = slab.allocate() else { return nil }
         counters[.live] += 1
         return slot
     }
@@ -370,15 +406,13 @@ final class ClientWorker {
         pool.release(&c.pointee.sendChunk)
         pool.release(&c.pointee.pendingChunk)
         pool.release(&c.pointee.inboundChunk)
-        c.pointee.state = .free
-        c.pointee.generation &+= 1
-        freeSlots.append(slot)
+        slab.release(slot)
         counters[.live] -= 1
     }
 
     @inline(__always)
-    private func tag(_ operation: ClientOperation, _ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) -> UInt64 {
-        ClientTag(operation, slot: slot, generation: c.pointee.generation).rawValue
+    private func tag(_ operation: Operation, _ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) -> UserData {
+        UserData(operation, slot: slot, generation: c.pointee.generation)
     }
 
     // MARK: - Failures
@@ -472,17 +506,12 @@ final class ClientWorker {
             close(fd)
             return connectFailedEarly(slot, c, errno: saved)
         }
-        let installed = rings.install(fd, slot: slot)
+        let installed = backend.install(fd, handle: handle(slot))
         close(fd)
         guard installed == 1 else {
             return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
         }
-        let sqe = rings.submission(for: slot)
-        (destinations + portIndex(slot)).withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            io_uring_prep_connect(sqe, rings.fileIndex(slot), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
-        io_uring_sqe_set_data64(sqe, tag(.connect, slot, c))
+        backend.connect(handle: handle(slot), to: destinations + portIndex(slot), tag: tag(.connect, slot, c))
         c.pointee.inFlight += 1
         connectDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + connectTimeout)
     }
@@ -560,9 +589,7 @@ final class ClientWorker {
                   c.pointee.state == .connecting, !c.pointee.flags.contains(.timedOut) else { continue }
             // Cancel the connect: its completion (-ECANCELED) then counts ETIMEDOUT.
             c.pointee.flags.insert(.timedOut)
-            let sqe = rings.submission(for: entry.slot)
-            io_uring_prep_cancel64(sqe, tag(.connect, entry.slot, c), 0)
-            io_uring_sqe_set_data64(sqe, tag(.cancel, entry.slot, c))
+            backend.cancel(tag(.connect, entry.slot, c), handle: handle(entry.slot), tag: tag(.cancel, entry.slot, c))
             c.pointee.inFlight += 1
         }
         while let entry = handshakeDeadlines.popExpired(now: now) {
@@ -594,51 +621,55 @@ final class ClientWorker {
         }
     }
 
-    // MARK: - Completions
+    // MARK: - Completions (the backend's `CompletionSink`)
 
+    /// The connection a completion is for. As in the server's worker, its generation must
+    /// match the tag's: a slot is released only once nothing is in flight for it, so a
+    /// mismatch is a bug, and stops.
     @inline(__always)
-    private func dispatch(_ tag: ClientTag, result: Int32, flags: UInt32, unit: ClientRing) {
-        let hasBuffer = flags & UInt32(IORING_CQE_F_BUFFER) != 0
-        let bufferID = UInt16(truncatingIfNeeded: flags >> 16)
-        guard let operation = tag.operation, tag.slot < highWater,
-              connection(tag.slot).pointee.generation == tag.generation
-        else {
-            // Stale or foreign: give the buffer back and drop it.
-            if hasBuffer { unit.buffers.recycle(bufferID) }
-            return
-        }
-        let slot = tag.slot
-        let c = connection(slot)
-        switch operation {
-        case .connect:
-            connectDone(slot, c, result: result)
-        case .receive:
-            let more = flags & UInt32(IORING_CQE_F_MORE) != 0
-            if result > 0 && hasBuffer {
-                received(slot, c, bytes: unit.buffers.bytes(of: bufferID, count: result), more: more)
-                unit.buffers.recycle(bufferID)
-            } else {
-                if hasBuffer { unit.buffers.recycle(bufferID) }
-                if more { return }  // not expected: a multishot CQE without data that continues
-                receiveEnded(slot, c, result: result)
-            }
-        case .send:
-            sent(slot, c, result: result)
-        case .cancel, .close:
-            c.pointee.inFlight -= 1
-            releaseIfDone(slot)
-        }
+    private func connection(completing tag: UserData, _ what: StaticString) -> UnsafeMutablePointer<ClientConnection> {
+        precondition(tag.slot < highWater, "\(what) for a slot never used")
+        let c = connection(tag.slot)
+        precondition(tag.matches(generation: c.pointee.generation), "\(what) for a released slot")
+        return c
     }
+
+    func connected(_ tag: UserData, result: Int32) {
+        connectDone(tag.slot, connection(completing: tag, "connect completion"), result: result)
+    }
+
+    func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        received(tag.slot, connection(completing: tag, "receive completion"), bytes: bytes, more: more)
+    }
+
+    func receiveEnded(_ tag: UserData, result: Int32) {
+        receiveEnded(tag.slot, connection(completing: tag, "receive completion"), result: result)
+    }
+
+    func sent(_ tag: UserData, result: Int32) {
+        sent(tag.slot, connection(completing: tag, "send completion"), result: result)
+    }
+
+    /// A cancel or a close.
+    func operationDone(_ tag: UserData, result: Int32) {
+        let c = connection(completing: tag, "cancel or close completion")
+        c.pointee.inFlight -= 1
+        releaseIfDone(tag.slot)
+    }
+
+    /// Woken through the eventfd: another ring of this thread has work (`URingBackend.poll`
+    /// enters it next).
+    func woken() {}
+
+    // The server role's callbacks: a client has no listener and asks for no peer address.
+    func accepted(handle: Int32) { preconditionFailure("a client thread has no listener") }
+    func acceptEnded(result: Int32, retryNow: Bool) { preconditionFailure("a client thread has no listener") }
+    func peerAddressDone(_ tag: UserData, result: Int32) { preconditionFailure("a client thread asks for no peer address") }
 
     // MARK: - Receiving
 
     private func armReceive(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let unit = rings.unit(of: slot)
-        let sqe = unit.ring.nextSubmission()
-        io_uring_prep_recv_multishot(sqe, rings.fileIndex(slot), nil, 0, 0)
-        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE | MYRIAD_IOSQE_BUFFER_SELECT)
-        sqe.pointee.buf_group = unit.buffers.groupID
-        io_uring_sqe_set_data64(sqe, tag(.receive, slot, c))
+        backend.armReceive(handle: handle(slot), tag: tag(.receive, slot, c))
         c.pointee.flags.insert(.receiveArmed)
         c.pointee.inFlight += 1
     }
@@ -1033,12 +1064,9 @@ final class ClientWorker {
     }
 
     private func submitSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let sqe = rings.submission(for: slot)
         let offset = Int(c.pointee.sendOffset)
-        io_uring_prep_send(sqe, rings.fileIndex(slot), pool.base(c.pointee.sendChunk) + offset,
-                           Int(c.pointee.sendLength) - offset, Int32(MSG_NOSIGNAL))
-        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
-        io_uring_sqe_set_data64(sqe, tag(.send, slot, c))
+        let bytes = UnsafeRawBufferPointer(start: pool.base(c.pointee.sendChunk) + offset, count: Int(c.pointee.sendLength) - offset)
+        backend.send(handle: handle(slot), bytes: bytes, tag: tag(.send, slot, c))
         c.pointee.flags.insert(.sendInFlight)
         c.pointee.inFlight += 1
     }
@@ -1098,27 +1126,21 @@ final class ClientWorker {
         pool.release(&c.pointee.inboundChunk)
         c.pointee.pendingLength = 0
         if c.pointee.flags.contains(.receiveArmed) {
-            let sqe = rings.submission(for: slot)
-            io_uring_prep_cancel64(sqe, tag(.receive, slot, c), 0)
-            io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
+            backend.cancel(tag(.receive, slot, c), handle: handle(slot), tag: tag(.cancel, slot, c))
             c.pointee.inFlight += 1
         }
         if c.pointee.flags.contains(.sendInFlight) {
-            let sqe = rings.submission(for: slot)
-            io_uring_prep_cancel64(sqe, tag(.send, slot, c), 0)
-            io_uring_sqe_set_data64(sqe, tag(.cancel, slot, c))
+            backend.cancel(tag(.send, slot, c), handle: handle(slot), tag: tag(.cancelSend, slot, c))
             c.pointee.inFlight += 1
         }
-        let sqe = rings.submission(for: slot)
-        io_uring_prep_close_direct(sqe, UInt32(rings.fileIndex(slot)))
-        io_uring_sqe_set_data64(sqe, tag(.close, slot, c))
+        backend.close(handle: handle(slot), tag: tag(.close, slot, c))
         c.pointee.inFlight += 1
     }
 
     // MARK: - Phases
 
     private func verifyToken(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) -> UInt64 {
-        (UInt64(slot) | UInt64(c.pointee.generation) << 32) ^ 0x5EC0_DE5E_C0DE_5EC0
+        (UInt64(slot) | c.pointee.generation << 32) ^ 0x5EC0_DE5E_C0DE_5EC0
     }
 
     /// --verify-echo: one 8-byte message (a token naming the slot) on every open connection,

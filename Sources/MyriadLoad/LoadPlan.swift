@@ -1,4 +1,4 @@
-import Myriad
+@_spi(Benchmarks) import Myriad
 
 /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), from which connect()
 /// picks a client port per source address.
@@ -157,8 +157,8 @@ public struct LoadPlan: Sendable, Equatable {
             throw LoadError("\(simultaneous) connections need \(rings) rings of at most \(perRing) fixed files, more than the "
                 + "\(maximumRings) one load process runs: raise the fd limit or use several processes")
         }
-        guard slots[0] < ClientTag.maximumSlots else {
-            throw LoadError("\(slots[0]) connections on one thread: at most \(ClientTag.maximumSlots - 1); use more --threads")
+        guard slots[0] <= Int(UserData.maxSlot) else {
+            throw LoadError("\(slots[0]) connections on one thread: at most \(UserData.maxSlot) (the completion tag's 24 bits); use more --threads")
         }
         let sources = options.sources
             ?? SourceAddresses.automatic(count: SourceAddresses.neededCount(connections: simultaneous, ports: ports))

@@ -90,7 +90,7 @@ final class ChunkPool {
 struct DeadlineQueue {
     struct Entry {
         var slot: UInt32
-        var generation: UInt32
+        var generation: UInt64
         var deadline: Int64
     }
 
@@ -100,7 +100,7 @@ struct DeadlineQueue {
     var isEmpty: Bool { head == entries.count }
     var count: Int { entries.count - head }
 
-    mutating func push(slot: UInt32, generation: UInt32, deadline: Int64) {
+    mutating func push(slot: UInt32, generation: UInt64, deadline: Int64) {
         entries.append(Entry(slot: slot, generation: generation, deadline: deadline))
     }
 

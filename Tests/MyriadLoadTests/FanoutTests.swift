@@ -82,9 +82,10 @@ import Testing
     }
 
     /// Fanout's per-connection state shares the handshake nonce's bytes: every mode keeps
-    /// its 144-byte slot.
-    @Test func theClientSlotStays144Bytes() {
-        #expect(MemoryLayout<ClientConnection>.stride == 144)
+    /// its 152-byte slot (144 until the client moved onto the engine's slab, whose 64-bit
+    /// generation and free-list link cost 8 bytes more).
+    @Test func theClientSlotStays152Bytes() {
+        #expect(MemoryLayout<ClientConnection>.stride == 152)
         var connection = ClientConnection()
         connection.nonceLow = 0x1122_3344_5566_7788
         connection.nonceHigh = .max

@@ -3,44 +3,66 @@ import Foundation
 import Glibc
 import MyriadTestSupport
 import Testing
-@testable import Myriad
+@_spi(Benchmarks) @testable import Myriad
 @testable import MyriadLoad
 
-/// `ClientRings` on its own: one thread, three rings, the thread asleep in ring 0.
-@Suite struct ClientRingsTests {
+/// The engine's `URingBackend` in the client role, on its own: no listener, sockets installed at
+/// chosen indices, one thread, several rings, the thread asleep in ring 0.
+@Suite struct ClientBackendTests {
+    /// Records what the backend delivers; a client's sink gets no accept.
+    final class Recorder: CompletionSink {
+        var events: [(op: String, slot: UInt32, result: Int32, bytes: String)] = []
+        func accepted(handle: Int32) { events.append(("accepted", 0, handle, "")) }
+        func acceptEnded(result: Int32, retryNow: Bool) { events.append(("acceptEnded", 0, result, "")) }
+        func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+            events.append(("received", tag.slot, Int32(bytes.count), String(decoding: bytes, as: UTF8.self)))
+        }
+        func receiveEnded(_ tag: UserData, result: Int32) { events.append(("receiveEnded", tag.slot, result, "")) }
+        func sent(_ tag: UserData, result: Int32) { events.append(("sent", tag.slot, result, "")) }
+        func operationDone(_ tag: UserData, result: Int32) { events.append(("done", tag.slot, result, "")) }
+        func woken() {}
+        func peerAddressDone(_ tag: UserData, result: Int32) { events.append(("peerAddress", tag.slot, result, "")) }
+        func connected(_ tag: UserData, result: Int32) { events.append(("connected", tag.slot, result, "")) }
+    }
+
+    static func backend(rings: [UInt32], disabled: Set<URingFeature> = []) throws -> (URingBackend, Int32) {
+        let capabilities = try URingBackend.probe(disabled: disabled).get()
+        var config = Config()
+        config.bufferCount = 8
+        config.bufferSizeBytes = 256
+        config.ringEntries = 64
+        let wake = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+        let backend = try URingBackend(config: config, capabilities: capabilities, listener: -1,
+                                       waker: Waker(fileDescriptor: wake), fixedFilesPerRing: rings, initiallyPostedBuffers: nil)
+        return (backend, wake)
+    }
+
     /// A completion on ring 2, caused by another thread while this one sleeps in ring 0 with a
-    /// 5 s timeout, wakes it at once (the eventfd ring 2 signals), and comes back with ring 2.
+    /// 5 s timeout, wakes it at once (the eventfd ring 2 signals), and arrives in the sink.
     /// With DEFER_TASKRUN (the kernel queues the work for ring 2 and signals) and without it
     /// (the kernel posts the completion and signals).
     @Test(arguments: [false, true])
     func anotherRingsCompletionWakesTheThread(withoutDeferTaskrun: Bool) throws {
-        let rings = try ClientRings(tableSizes: [4, 4, 3], buffers: .init(count: 8, sizeBytes: 256),
-                                    disabled: withoutDeferTaskrun ? [.deferTaskrun] : [])
-        #expect(rings.count == 3)
-        #expect(rings.defersTaskWork == !withoutDeferTaskrun)
-        #expect(rings.flags & UInt32(IORING_SETUP_TASKRUN_FLAG) != 0)
+        let (backend, wake) = try Self.backend(rings: [4, 4, 3], disabled: withoutDeferTaskrun ? [.deferTaskrun] : [])
+        defer { close(wake) }
+        #expect(backend.ringCount == 3)
+        #expect(backend.units[2].defersTaskWork == !withoutDeferTaskrun)
         var pair: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
         defer { close(pair[1]) }
-        let slot: UInt32 = 9
-        #expect(rings.unit(of: slot).index == 2)
-        #expect(rings.fileIndex(slot) == 1)
-        #expect(rings.install(pair[0], slot: slot) == 1)
+        let handle = RingHandle.make(ring: 2, index: 1)
+        #expect(backend.install(pair[0], handle: handle) == 1)
+        #expect(backend.units[2].occupied == 1)
         close(pair[0])
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
-        defer { buffer.deallocate() }
-        let sqe = rings.submission(for: slot)
-        io_uring_prep_recv(sqe, rings.fileIndex(slot), buffer, 64, 0)
-        io_uring_sqe_set_flags(sqe, MYRIAD_IOSQE_FIXED_FILE)
-        io_uring_sqe_set_data64(sqe, 42)
+        backend.armReceive(handle: handle, tag: UserData(.receive, slot: 9, generation: 0))
 
         // Nothing to receive yet: the thread sleeps the whole timeout and gets nothing.
-        var seen: [(ring: Int, tag: UInt64, result: Int32)] = []
+        let sink = Recorder()
         var started = monotonicNanoseconds()
-        rings.poll(timeoutNanoseconds: 100_000_000) { unit, tag, result, _ in seen.append((unit.index, tag, result)) }
-        #expect(seen.isEmpty)
+        backend.poll(timeoutNanoseconds: 100_000_000, sink: sink)
+        #expect(sink.events.isEmpty)
         #expect(monotonicNanoseconds() - started >= 90_000_000)
-        #expect(rings.waitCount == 1)
+        let waitsBefore = backend.waitCount
 
         // Another thread writes in 200 ms: ring 2's receive completes and wakes this one.
         let peer = pair[1]
@@ -50,35 +72,75 @@ import Testing
         }
         writer.start()
         started = monotonicNanoseconds()
-        while seen.isEmpty && monotonicNanoseconds() - started < 5_000_000_000 {
-            rings.poll(timeoutNanoseconds: 5_000_000_000) { unit, tag, result, _ in seen.append((unit.index, tag, result)) }
+        while sink.events.isEmpty && monotonicNanoseconds() - started < 5_000_000_000 {
+            backend.poll(timeoutNanoseconds: 5_000_000_000, sink: sink)
         }
         let elapsed = monotonicNanoseconds() - started
-        #expect(seen.count == 1)
-        #expect(seen.first?.ring == 2 && seen.first?.tag == 42 && seen.first?.result == 5)
+        #expect(sink.events.count == 1)
+        #expect(sink.events.first?.op == "received" && sink.events.first?.slot == 9 && sink.events.first?.bytes == "hello")
         #expect(elapsed < 2_000_000_000, "woke after \(elapsed / 1_000_000) ms: the other ring's work did not wake the thread")
-        #expect(String(decoding: UnsafeRawBufferPointer(start: buffer, count: 5), as: UTF8.self) == "hello")
         // A few waits, not a spin: the eventfd read is re-armed and drained.
-        #expect(rings.waitCount <= 4, "\(rings.waitCount) waits")
-        // Idle again: the next poll sleeps its timeout (the wake read does not stay ready).
+        #expect(backend.waitCount - waitsBefore <= 4, "\(backend.waitCount - waitsBefore) waits")
+        // Idle again: the next polls sleep their timeout (the wake read does not stay ready).
         started = monotonicNanoseconds()
-        for _ in 0..<3 {
-            rings.poll(timeoutNanoseconds: 50_000_000) { unit, tag, result, _ in seen.append((unit.index, tag, result)) }
-        }
-        #expect(seen.count == 1)
+        for _ in 0..<3 { backend.poll(timeoutNanoseconds: 50_000_000, sink: sink) }
+        #expect(sink.events.count == 1)
         #expect(monotonicNanoseconds() - started >= 100_000_000, "polls returned early: a wake-up that stays ready")
     }
 
-    /// One ring: no eventfd, and the ring is the wait.
-    @Test func oneRingWaitsOnItself() throws {
-        let rings = try ClientRings(tableSizes: [16], buffers: .init(count: 8, sizeBytes: 256))
-        #expect(rings.count == 1)
-        let sqe = rings.submission(for: 3)
-        io_uring_prep_nop(sqe)
-        io_uring_sqe_set_data64(sqe, 7)
-        var tags: [UInt64] = []
-        rings.poll(timeoutNanoseconds: 1_000_000_000) { _, tag, _, _ in tags.append(tag) }
-        #expect(tags == [7])
+    /// Connect on a fixed file: a socket installed at a chosen index connects to a listener on
+    /// 127.0.0.1 (`connected` with 0), sends, and its close frees the table entry; a connect to a
+    /// closed port reports -ECONNREFUSED.
+    @Test func connectsSendsAndCloses() throws {
+        let (backend, wake) = try Self.backend(rings: [16])
+        defer { close(wake) }
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        #expect(listen(listener, 4) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+
+        let sink = Recorder()
+        func pollUntil(_ count: Int) {
+            let started = monotonicNanoseconds()
+            while sink.events.count < count && monotonicNanoseconds() - started < 5_000_000_000 {
+                backend.poll(timeoutNanoseconds: 100_000_000, sink: sink)
+            }
+        }
+        let handle = RingHandle.make(ring: 0, index: 3)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #expect(backend.install(fd, handle: handle) == 1)
+        close(fd)
+        backend.connect(handle: handle, to: &address, tag: UserData(.connect, slot: 3, generation: 1))
+        pollUntil(1)
+        #expect(sink.events.map(\.op) == ["connected"] && sink.events.first?.result == 0 && sink.events.first?.slot == 3)
+        let accepted = accept(listener, nil, nil)
+        #expect(accepted >= 0)
+        defer { close(accepted) }
+        let message = Array("ping".utf8)
+        message.withUnsafeBytes { backend.send(handle: handle, bytes: $0, tag: UserData(.send, slot: 3, generation: 1)) }
+        pollUntil(2)
+        #expect(sink.events.last?.op == "sent" && sink.events.last?.result == 4)
+        var received = [UInt8](repeating: 0, count: 8)
+        #expect(read(accepted, &received, 8) == 4)
+        backend.close(handle: handle, tag: UserData(.close, slot: 3, generation: 1))
+        pollUntil(3)
+        #expect(sink.events.last?.op == "done" && sink.events.last?.result == 0)
+        #expect(backend.units[0].occupied == 0)
+
+        // Nothing listens on the port once the listener is closed: refused.
+        close(listener)
+        let refusedFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #expect(backend.install(refusedFD, handle: handle) == 1)
+        close(refusedFD)
+        backend.connect(handle: handle, to: &address, tag: UserData(.connect, slot: 3, generation: 2))
+        pollUntil(4)
+        #expect(sink.events.last?.op == "connected" && sink.events.last?.result == -ECONNREFUSED)
+        #expect(!sink.events.contains { $0.op == "accepted" || $0.op == "acceptEnded" })
     }
 }
 

@@ -81,6 +81,7 @@ final class RecordingSink: CompletionSink {
     func operationDone(_ tag: UserData, result: Int32) {}
     func woken() {}
     func peerAddressDone(_ tag: UserData, result: Int32) {}
+    func connected(_ tag: UserData, result: Int32) {}
 }
 
 extension Integration {

@@ -17,14 +17,14 @@ import Testing
     }
 
     /// Allocates a slot and marks it in use, as the worker does on accept.
-    func open(_ slab: inout Slab) throws -> ConnectionID {
+    func open(_ slab: inout ConnectionSlab) throws -> ConnectionID {
         guard let slot = slab.allocate() else { throw SlabFull() }
         slab[slot].pointee.state = .handshaking
         return ConnectionID(slot: slot, generation: slab[slot].pointee.generation)
     }
 
     @Test func allocatesUntilFull() throws {
-        var slab = try Slab(capacity: 8)
+        var slab = try ConnectionSlab(capacity: 8)
         #expect(slab.occupied == 0 && slab.highWater == 0 && !slab.isFull)
         var ids: [ConnectionID] = []
         for _ in 0..<8 { ids.append(try open(&slab)) }
@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func releaseMovesTheGenerationOnAndMakesIDsStale() throws {
-        var slab = try Slab(capacity: 4)
+        var slab = try ConnectionSlab(capacity: 4)
         let first = try open(&slab)
         slab[first.slot].pointee.handle = 42
         slab[first.slot].pointee.timer.deadline = 99
@@ -65,7 +65,7 @@ import Testing
     }
 
     @Test func liveRejectsSlotsNeverUsed() throws {
-        var slab = try Slab(capacity: 4)
+        var slab = try ConnectionSlab(capacity: 4)
         #expect(slab.live(ConnectionID(slot: 0, generation: 0)) == nil)
         _ = try open(&slab)
         #expect(slab.live(ConnectionID(slot: 1, generation: 0)) == nil)
@@ -78,7 +78,7 @@ import Testing
     /// generation used to be 24 bits, so after 16,777,216 reuses of one slot an old ID named
     /// the slot's new connection again.
     @Test func aKeptIDStaysDeadPastTwoToTheTwentyFourReuses() throws {
-        var slab = try Slab(capacity: 1)
+        var slab = try ConnectionSlab(capacity: 1)
         let kept = try open(&slab)
         #expect(kept.generation == 0)
         // Fast-forward the slot to just before the old 24-bit wrap, then reuse it.
@@ -103,7 +103,7 @@ import Testing
     }
 
     @Test func freedSlotsAreReusedLastInFirstOut() throws {
-        var slab = try Slab(capacity: 16)
+        var slab = try ConnectionSlab(capacity: 16)
         var ids: [ConnectionID] = []
         for _ in 0..<10 { ids.append(try open(&slab)) }
         for slot in [3, 7, 1, 9] as [UInt32] { slab.release(slot) }
@@ -123,7 +123,7 @@ import Testing
 
     @Test func highWaterFollowsThePeakThroughChurn() throws {
         let capacity: UInt32 = 256
-        var slab = try Slab(capacity: capacity)
+        var slab = try ConnectionSlab(capacity: capacity)
         var random = SeededRandom(seed: 42)
         var live: [ConnectionID] = []
         var peak = 0
@@ -155,7 +155,7 @@ import Testing
     }
 
     @Test func timerStoreReachesEachSlotsNode() throws {
-        var slab = try Slab(capacity: 4)
+        var slab = try ConnectionSlab(capacity: 4)
         for _ in 0..<4 { _ = try open(&slab) }
         let store = SlabTimerStore(slots: slab.slots)
         for slot in 0..<4 as Range<UInt32> {

@@ -1,8 +1,11 @@
 import Glibc
 
-/// Where a backend delivers completions: the worker's connection logic. The same calls
+/// Where a backend delivers completions: a worker's connection logic. The same calls
 /// come from io_uring CQEs and from epoll readiness, so the logic above is identical.
-protocol CompletionSink: AnyObject {
+///
+/// Both roles sink into it: the engine's server `Worker` (accepts) and the load generator's
+/// `ClientWorker` (connects). Each role traps on the other role's callbacks.
+package protocol CompletionSink: AnyObject {
     /// A new connection: a fixed-file index (io_uring) or a file descriptor (epoll).
     func accepted(handle: Int32)
     /// The accept stopped: a failure (-errno), or a successful last shot. The worker
@@ -23,6 +26,8 @@ protocol CompletionSink: AnyObject {
     func woken()
     /// The peer address requested with `requestPeerAddress` was written (result > 0) or not.
     func peerAddressDone(_ tag: UserData, result: Int32)
+    /// A connect (client role, `URingBackend.connect`) completed: 0 or -errno.
+    func connected(_ tag: UserData, result: Int32)
 }
 
 /// What `IOBackend.requestPeerAddress` did.
@@ -102,10 +107,12 @@ extension IOBackend {
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).
-struct Waker: Sendable {
-    let fileDescriptor: Int32
+package struct Waker: Sendable {
+    package let fileDescriptor: Int32
 
-    func wake() {
+    package init(fileDescriptor: Int32) { self.fileDescriptor = fileDescriptor }
+
+    package func wake() {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { write(fileDescriptor, $0.baseAddress, 8) }
     }

@@ -4,7 +4,7 @@ import Glibc
 /// One io_uring instance of a worker and what belongs to it alone: its fixed-file table (at
 /// most RLIMIT_NOFILE entries, so a worker that holds more connections has several rings),
 /// its provided buffer ring, and how many of its table's slots are taken.
-final class RingUnit {
+package final class RingUnit {
     let index: Int
     let ring: Ring
     let buffers: BufferRing
@@ -20,7 +20,7 @@ final class RingUnit {
     /// provided buffers) only inside this thread's io_uring_enter.
     let defersTaskWork: Bool
 
-    init(index: Int, config: Config, flags: UInt32, capacity: UInt32, bufferGroup: UInt16, initiallyPostedBuffers: UInt32)
+    init(index: Int, config: Config, flags: UInt32, capacity: UInt32, bufferGroup: UInt16, initiallyPostedBuffers: UInt32?)
         throws(SystemError)
     {
         self.index = index
@@ -50,20 +50,20 @@ final class RingUnit {
 
 /// A connection's handle in the io_uring backend: its ring and its index in that ring's
 /// fixed-file table, in one `Int32` so the worker can keep treating handles as opaque.
-enum RingHandle {
+package enum RingHandle {
     /// Fixed-file indices are below 2^20 (the kernel's cap on a table), ring indices below 2^11.
-    static let indexBits: Int32 = 20
-    static let maxRings = 1 << 11
+    package static let indexBits: Int32 = 20
+    package static let maxRings = 1 << 11
 
     @inline(__always)
-    static func make(ring: Int, index: Int32) -> Int32 {
+    package static func make(ring: Int, index: Int32) -> Int32 {
         assert(ring < maxRings && index >= 0 && index < 1 << indexBits)
         return Int32(ring) << indexBits | index
     }
 
     @inline(__always)
-    static func ring(of handle: Int32) -> Int { Int(handle >> indexBits) }
+    package static func ring(of handle: Int32) -> Int { Int(handle >> indexBits) }
 
     @inline(__always)
-    static func index(of handle: Int32) -> Int32 { handle & (1 << indexBits - 1) }
+    package static func index(of handle: Int32) -> Int32 { handle & (1 << indexBits - 1) }
 }

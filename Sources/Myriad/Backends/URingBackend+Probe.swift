@@ -104,7 +104,7 @@ extension URingBackend {
         address.sin_port = Listener.port(of: listener).bigEndian
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return .failure(URingUnavailable(reason: "probe connect failed: \(SystemError.name(of: errno))")) }
         guard let accept = waitOne(ring) else { return .failure(URingUnavailable(reason: "probe accept never completed")) }

@@ -21,6 +21,8 @@ public enum Operation: UInt8, Sendable {
     case messageFailed = 12
     /// Cancelling the multishot accept (moving it to another ring, or stopping).
     case acceptCancel = 13
+    /// A client connection's connect (the load generator's role).
+    case connect = 14
 }
 
 /// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the low 32 bits of the
