@@ -24,20 +24,14 @@ enum SlotState: UInt8 {
 /// Per-connection facts that are not a state of their own.
 struct ConnectionFlags: OptionSet {
     var rawValue: UInt16
-    /// A receive is armed (multishot or single-shot) and will complete.
-    static let receiveArmed = ConnectionFlags(rawValue: 1 << 0)
-    static let sendInFlight = ConnectionFlags(rawValue: 1 << 1)
+    // Bits 0, 1, 3 and 8 were the I/O flags, now `ConnectionIO` (shared with the client role).
     /// Linked into the worker's flush list (pending bytes, no send in flight yet).
     static let inFlushList = ConnectionFlags(rawValue: 1 << 2)
-    /// Parked after `-ENOBUFS`; re-armed when buffers come back.
-    static let starved = ConnectionFlags(rawValue: 1 << 3)
     static let closeFrameSent = ConnectionFlags(rawValue: 1 << 4)
     static let closeFrameReceived = ConnectionFlags(rawValue: 1 << 5)
     static let pingOutstanding = ConnectionFlags(rawValue: 1 << 6)
     /// `onOpen` was delivered, so `onClose` is owed.
     static let handlerOpened = ConnectionFlags(rawValue: 1 << 7)
-    /// The socket close was submitted.
-    static let closeSubmitted = ConnectionFlags(rawValue: 1 << 8)
     /// Close the socket at the next flush without a close handshake (queued bytes dropped).
     static let abortRequested = ConnectionFlags(rawValue: 1 << 9)
     /// The handler's per-connection state is initialised in the worker's state table.
@@ -142,8 +136,9 @@ struct ConnectionSlot {
     var state: SlotState = .free
     var closeReason: CloseReason = .none
     var flags: ConnectionFlags = []
-    /// Operations submitted for this slot whose final completion has not arrived.
-    var inFlight: UInt16 = 0
+    /// Receive, send, close: what is in flight and the rules for it (`ConnectionIO.swift`,
+    /// the same two bytes in the load generator's client slot).
+    var io = ConnectionIO()
     /// The close code reported to `onClose` (1005 none received, 1006 abnormal).
     var closeCode: UInt16 = CloseCode.abnormalClosure.rawValue
     /// Link in the worker's flush list; in a free slot, the free list.
@@ -159,7 +154,7 @@ struct ConnectionSlot {
     var lastMessageTick: UInt32 = 0
     var pingSentTick: UInt32 = 0
     /// The send queue: segments in the worker's `SendSegmentPool`, oldest first (the head is
-    /// the one in flight when `.sendInFlight` is set). The head segment holds the queue's tail
+    /// the one in flight when `io.flags` has `.sendInFlight`). The head segment holds the queue's tail
     /// and its bytes not yet sent (`WorkerCore.sendTail`, `queuedBytes`).
     var sendHead: UInt32 = SendSegment.none
     /// The first of the connection's topic subscriptions (`TopicTable`), or none.

@@ -156,10 +156,9 @@ extension Slab where Slot == ConnectionSlot {
     }
 }
 
-extension ConnectionSlot: SlabSlot {
+extension ConnectionSlot: IOSlot {
     var isFree: Bool { state == .free }
     mutating func markFree() { state = .free }
-    var operationsInFlight: Int { Int(inFlight) }
 
     func assertReleasable(_ slot: UInt32) {
         assert(side == ConnectionSide.none && sendHead == SendSegment.none && subscriptions == Subscription.none,

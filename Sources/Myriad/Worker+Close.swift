@@ -44,14 +44,12 @@ extension Worker {
     /// Submits the socket's close (cancelling its receive and send first) and drops every
     /// buffer except the one a send in flight still reads.
     func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        precondition(!connection.pointee.flags.contains(.closeSubmitted), "socket closed twice")
         if connection.pointee.flags.contains(.handlerOpened) {
             let code = connection.pointee.flags.contains(.closeFrameSent) || connection.pointee.flags.contains(.closeFrameReceived)
                 ? CloseCode(rawValue: connection.pointee.closeCode) : .abnormalClosure
             notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0))
         }
         connection.pointee.state = .closed
-        connection.pointee.flags.insert(.closeSubmitted)
         connection.pointee.flags.remove(.abortRequested)
         core.wheel.cancel(slot)
         core.removeAllSubscriptions(connection)
@@ -60,40 +58,22 @@ extension Worker {
             connection.pointee.flags.remove(.dedicatedDeflate)
             core.compression?.close(slot: slot)
         }
-        core.releaseQueue(connection, keepingHead: connection.pointee.flags.contains(.sendInFlight))
-        let handle = connection.pointee.handle
-        if connection.pointee.flags.contains(.receiveArmed) {
-            connection.pointee.inFlight += 1
-            backend.cancel(tag(.receive, slot, connection), handle: handle, tag: tag(.cancel, slot, connection))
-        }
-        if connection.pointee.flags.contains(.sendInFlight) {
-            connection.pointee.inFlight += 1
-            backend.cancel(tag(.send, slot, connection), handle: handle, tag: tag(.cancelSend, slot, connection))
-        }
-        connection.pointee.inFlight += 1
-        backend.close(handle: handle, tag: tag(.close, slot, connection))
+        core.releaseQueue(connection, keepingHead: connection.pointee.io.flags.contains(.sendInFlight))
+        backend.closeSocket(connection, handle: connection.pointee.handle, slot: slot)
     }
 
     func operationDone(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
         let connection = connection(completing: tag, "completion")
-        connection.pointee.inFlight -= 1
-        if result == -ENOENT {
-            // The cancel found nothing to cancel, so its target had ended; completions arrive
-            // in order, so the target's last one is already handled, unless the kernel lost
-            // it (-EBADR under memory pressure). Then account for it here, or the slot would
-            // wait for it forever.
-            if tag.operation == .cancel && connection.pointee.flags.contains(.receiveArmed) {
-                connection.pointee.flags.remove(.receiveArmed)
-                connection.pointee.inFlight -= 1
-                core.counters.add(.lostCompletions)
-            } else if tag.operation == .cancelSend && connection.pointee.flags.contains(.sendInFlight) {
-                connection.pointee.flags.remove(.sendInFlight)
-                connection.pointee.inFlight -= 1
-                core.releaseQueue(connection, keepingHead: false)
-                core.counters.add(.lostCompletions)
-            }
+        switch connection.pointee.io.operationDone(tag.operation, result: result) {
+        case .none:
+            break
+        case .receive:
+            core.counters.add(.lostCompletions)
+        case .send:
+            core.releaseQueue(connection, keepingHead: false)
+            core.counters.add(.lostCompletions)
         }
         releaseIfDone(slot)
     }
@@ -101,8 +81,8 @@ extension Worker {
     /// Returns the slot to the slab once the socket is closed and nothing refers to it.
     func releaseIfDone(_ slot: UInt32) {
         let connection = core.slab[slot]
-        guard connection.pointee.state == .closed, connection.pointee.inFlight == 0,
-              !connection.pointee.flags.contains(.inFlushList), !connection.pointee.flags.contains(.starved)
+        guard connection.pointee.state == .closed, connection.pointee.io.isSettled,
+              !connection.pointee.flags.contains(.inFlushList)
         else { return }
         core.releaseQueue(connection, keepingHead: false)
         dropSide(connection)

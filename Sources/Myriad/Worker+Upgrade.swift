@@ -193,7 +193,7 @@ extension Worker {
             entry.pointee.peerKnown = true
         case .requested:
             connection.pointee.flags.insert(.peerAddressPending)
-            connection.pointee.inFlight += 1
+            connection.pointee.io.inFlight += 1
         case .unavailable:
             break
         }
@@ -204,7 +204,7 @@ extension Worker {
         core.assertOnOwnThread()
         let slot = tag.slot
         let connection = connection(completing: tag, "peer address")
-        connection.pointee.inFlight -= 1
+        _ = connection.pointee.io.operationDone(.peerName, result: result)
         connection.pointee.flags.remove(.peerAddressPending)
         if result > 0, let entry = existingSide(connection) { entry.pointee.peerKnown = true }
         switch connection.pointee.state {

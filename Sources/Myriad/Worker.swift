@@ -44,11 +44,8 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     let control: WorkerControl
     let logger: Logger
     private let startNanoseconds: Int64
-    /// Connections whose receive ended with -ENOBUFS (flag `.starved`), re-armed at the end of
-    /// the batch; a list here rather than a link in every slot (the ENOBUFS path is rare, and
-    /// the arrays keep their capacity).
-    private var starved: [UInt32] = []
-    private var starvedBeingRearmed: [UInt32] = []
+    /// Connections whose receive ended with -ENOBUFS, re-armed at the end of the batch.
+    private var starved = StarvedReceives()
     /// Accept failures since the last successful accept (logged once per burst).
     private var acceptFailures = 0
     var acceptRearmTick: UInt64?
@@ -230,7 +227,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
                 closeSocket(slot, connection)
                 continue
             }
-            let sending = connection.pointee.flags.contains(.sendInFlight)
+            let sending = connection.pointee.io.flags.contains(.sendInFlight)
             if !sending && connection.pointee.sendHead != SendSegment.none {
                 submitSend(slot, connection)
             } else if !sending && connection.pointee.state == .draining {
@@ -244,9 +241,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     private func submitSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         let segment = core.segments[connection.pointee.sendHead].pointee
         let bytes = UnsafeRawBufferPointer(start: segment.buffer.base! + Int(segment.sentBytes), count: segment.unsentBytes)
-        connection.pointee.flags.insert(.sendInFlight)
-        connection.pointee.inFlight += 1
-        backend.send(handle: connection.pointee.handle, bytes: bytes, tag: tag(.send, slot, connection))
+        backend.send(connection, handle: connection.pointee.handle, slot: slot, bytes: bytes)
         core.counters.add(.sends)
     }
 
@@ -254,8 +249,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.assertOnOwnThread()
         let slot = tag.slot
         let connection = connection(completing: tag, "send completion")
-        connection.pointee.inFlight -= 1
-        connection.pointee.flags.remove(.sendInFlight)
+        connection.pointee.io.sendCompleted()
         if result < 0 {
             if result != -ECANCELED { abortNow(slot, connection, cause: .socketError) }
             // The socket is closed: closeSocket kept only this segment, for this completion.
@@ -350,9 +344,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
 
     @inline(__always)
     func armReceive(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        connection.pointee.flags.insert(.receiveArmed)
-        connection.pointee.inFlight += 1
-        backend.armReceive(handle: connection.pointee.handle, tag: tag(.receive, slot, connection))
+        backend.armReceive(connection, handle: connection.pointee.handle, slot: slot)
     }
 
     @inline(__always)
@@ -368,10 +360,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         refreshClockIfStale()
         let slot = tag.slot
         let connection = connection(completing: tag, "receive completion")
-        if !more {
-            connection.pointee.flags.remove(.receiveArmed)
-            connection.pointee.inFlight -= 1
-        }
+        connection.pointee.io.received(more: more)
         core.counters.add(.bytesIn, bytes.count)
         switch connection.pointee.state {
         case .handshaking:
@@ -384,7 +373,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             break
         }
         if !more {
-            if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
+            if connection.pointee.io.needsReceive(wantsToRead: wantsToRead(connection)) {
                 if backend.multishotReceive { core.counters.add(.receiveRearms) }
                 armReceive(slot, connection)
             }
@@ -397,26 +386,20 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         refreshClockIfStale()
         let slot = tag.slot
         let connection = connection(completing: tag, "receive completion")
-        connection.pointee.flags.remove(.receiveArmed)
-        connection.pointee.inFlight -= 1
-        switch -result {
-        case ENOBUFS:
-            // The buffer ring ran dry: backpressure, not EOF. Park and re-arm once buffers
-            // are back (at the end of this batch).
+        switch connection.pointee.io.receiveEnded(result: result, wantsToRead: wantsToRead(connection)) {
+        case .outOfBuffers(let park):
+            // Backpressure, not EOF: re-armed once buffers are back (at the end of this batch).
             core.counters.add(.enobufsRearms)
-            if wantsToRead(connection) && !connection.pointee.flags.contains(.starved) {
-                connection.pointee.flags.insert(.starved)
-                starved.append(slot)
-            }
-        case ECANCELED:
+            if park { starved.park(slot) }
+        case .cancelled:
             break
-        case 0:
+        case .endOfFile:
             switch connection.pointee.state {
             case .handshaking, .open: abortNow(slot, connection, cause: .peerEOF)
             case .closing: abortNow(slot, connection, cause: connection.pointee.closeReason)
             default: break  // draining: the reply still goes out, then the socket closes
             }
-        default:
+        case .failed:
             if connection.pointee.state.rawValue < SlotState.draining.rawValue {
                 abortNow(slot, connection, cause: .socketError)
             }
@@ -425,18 +408,13 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     }
 
     private func rearmStarved() {
-        guard !starved.isEmpty else { return }
-        swap(&starved, &starvedBeingRearmed)
-        for slot in starvedBeingRearmed {
-            let connection = core.slab[slot]
-            connection.pointee.flags.remove(.starved)
-            if wantsToRead(connection) && !connection.pointee.flags.contains(.receiveArmed) {
+        starved.rearm(in: core.slab.slots) { slot, connection in
+            if connection.pointee.io.needsReceive(wantsToRead: wantsToRead(connection)) {
                 armReceive(slot, connection)
             } else {
                 releaseIfDone(slot)
             }
         }
-        starvedBeingRearmed.removeAll(keepingCapacity: true)
     }
 
     func woken() { core.assertOnOwnThread() }

@@ -31,7 +31,7 @@ extension WorkerCore {
         let tail = sendTail(connection)
         if tail != SendSegment.none {
             let segment = segments[tail]
-            let tailInFlight = tail == connection.pointee.sendHead && connection.pointee.flags.contains(.sendInFlight)
+            let tailInFlight = tail == connection.pointee.sendHead && connection.pointee.io.flags.contains(.sendInFlight)
             if !segment.pointee.isShared && !tailInFlight {
                 return pool.reserve(byteCount, in: &segment.pointee.buffer, budget: budget)
             }

@@ -22,11 +22,7 @@ enum ClientState: UInt8 {
 
 struct ClientFlags: OptionSet {
     var rawValue: UInt16
-    /// A multishot receive is armed and will complete.
-    static let receiveArmed = ClientFlags(rawValue: 1 << 0)
-    static let sendInFlight = ClientFlags(rawValue: 1 << 1)
-    /// Parked after -ENOBUFS; re-armed at the end of the batch.
-    static let starved = ClientFlags(rawValue: 1 << 2)
+    // Bits 0-2 were the I/O flags, now `ConnectionIO` (shared with the server role).
     static let closeSent = ClientFlags(rawValue: 1 << 3)
     static let closeReceived = ClientFlags(rawValue: 1 << 4)
     /// We started the close (not an answer to the server's).
@@ -51,7 +47,7 @@ struct ClientFlags: OptionSet {
 /// server's slots), indexed by slot, which also names its ring and index in the ring's
 /// fixed-file table. No class, no array, no closure per connection; send and assembly memory
 /// comes from the thread's `ChunkPool` only while in use.
-struct ClientConnection: SlabSlot {
+struct ClientConnection: IOSlot {
     /// Server frames are decoded in place in the receive buffers.
     var decoder = FrameDecoder()
     var responseParser = UpgradeResponseParser()
@@ -84,8 +80,9 @@ struct ClientConnection: SlabSlot {
     var outstanding: UInt16 = 0
     var owed: UInt16 = 0
     var state = ClientState.free
-    /// Operations in flight that will complete (connect, receive, send, cancel, close).
-    var inFlight: UInt8 = 0
+    /// What is in flight (connect, receive, send, cancels, close) and the rules for it: the
+    /// engine's `ConnectionIO`, as in the server's slot.
+    var io = ConnectionIO()
     var prefixCount: UInt8 = 0
 }
 
@@ -108,10 +105,9 @@ extension ClientConnection {
 extension ClientConnection {
     var isFree: Bool { state == .free }
     mutating func markFree() { state = .free }
-    var operationsInFlight: Int { Int(inFlight) }
 
     func assertReleasable(_ slot: UInt32) {
-        assert(state == .closed && !flags.contains(.starved), "client slot \(slot) released before its socket closed")
+        assert(state == .closed && !io.flags.contains(.starved), "client slot \(slot) released before its socket closed")
         assert(sendChunk == ChunkPool.none && pendingChunk == ChunkPool.none && inboundChunk == ChunkPool.none,
                "client slot \(slot) released holding chunks")
     }

@@ -77,7 +77,7 @@ final class ClientWorker: CompletionSink {
     private var counters = CounterValues()
     private var roundTrip = Histogram()
     private var latency = Histogram()
-    private var starved: [UInt32] = []
+    private var starved = StarvedReceives()
 
     // Timeouts in nanoseconds.
     private let connectTimeout: Int64
@@ -402,7 +402,7 @@ final class ClientWorker: CompletionSink {
     /// Returns the slot once its socket is closed and no operation refers to it any more.
     private func releaseIfDone(_ slot: UInt32) {
         let c = connection(slot)
-        guard c.pointee.state == .closed, c.pointee.inFlight == 0, !c.pointee.flags.contains(.starved) else { return }
+        guard c.pointee.state == .closed, c.pointee.io.isSettled else { return }
         pool.release(&c.pointee.sendChunk)
         pool.release(&c.pointee.pendingChunk)
         pool.release(&c.pointee.inboundChunk)
@@ -512,7 +512,7 @@ final class ClientWorker: CompletionSink {
             return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
         }
         backend.connect(handle: handle(slot), to: destinations + portIndex(slot), tag: tag(.connect, slot, c))
-        c.pointee.inFlight += 1
+        c.pointee.io.inFlight += 1
         connectDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + connectTimeout)
     }
 
@@ -526,7 +526,7 @@ final class ClientWorker: CompletionSink {
     }
 
     private func connectDone(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
-        c.pointee.inFlight -= 1
+        _ = c.pointee.io.operationDone(.connect, result: result)
         guard c.pointee.state == .connecting else {
             releaseIfDone(slot)
             return
@@ -589,8 +589,8 @@ final class ClientWorker: CompletionSink {
                   c.pointee.state == .connecting, !c.pointee.flags.contains(.timedOut) else { continue }
             // Cancel the connect: its completion (-ECANCELED) then counts ETIMEDOUT.
             c.pointee.flags.insert(.timedOut)
-            backend.cancel(tag(.connect, entry.slot, c), handle: handle(entry.slot), tag: tag(.cancel, entry.slot, c))
-            c.pointee.inFlight += 1
+            backend.cancel(tag(.connect, entry.slot, c), handle: handle(entry.slot), tag: tag(.cancelConnect, entry.slot, c))
+            c.pointee.io.inFlight += 1
         }
         while let entry = handshakeDeadlines.popExpired(now: now) {
             let c = connection(entry.slot)
@@ -650,10 +650,13 @@ final class ClientWorker: CompletionSink {
         sent(tag.slot, connection(completing: tag, "send completion"), result: result)
     }
 
-    /// A cancel or a close.
+    /// A cancel or a close (the rules, lost completions included, are `ConnectionIO`'s).
     func operationDone(_ tag: UserData, result: Int32) {
         let c = connection(completing: tag, "cancel or close completion")
-        c.pointee.inFlight -= 1
+        switch c.pointee.io.operationDone(tag.operation, result: result) {
+        case .none, .receive: break
+        case .send: pool.release(&c.pointee.sendChunk)
+        }
         releaseIfDone(tag.slot)
     }
 
@@ -669,9 +672,7 @@ final class ClientWorker: CompletionSink {
     // MARK: - Receiving
 
     private func armReceive(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        backend.armReceive(handle: handle(slot), tag: tag(.receive, slot, c))
-        c.pointee.flags.insert(.receiveArmed)
-        c.pointee.inFlight += 1
+        backend.armReceive(c, handle: handle(slot), slot: slot)
     }
 
     @inline(__always)
@@ -683,10 +684,7 @@ final class ClientWorker: CompletionSink {
     }
 
     private func received(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
-        if !more {
-            c.pointee.flags.remove(.receiveArmed)
-            c.pointee.inFlight -= 1
-        }
+        c.pointee.io.received(more: more)
         switch c.pointee.state {
         case .handshaking: handshakeBytes(slot, c, bytes)
         case .open, .closing: frameBytes(slot, c, bytes)
@@ -694,26 +692,20 @@ final class ClientWorker: CompletionSink {
         }
         if !more {
             // A multishot receive ended with data (a CQ overflow ends them): re-arm.
-            if wantsToRead(c) && !c.pointee.flags.contains(.receiveArmed) { armReceive(slot, c) }
+            if c.pointee.io.needsReceive(wantsToRead: wantsToRead(c)) { armReceive(slot, c) }
             releaseIfDone(slot)
         }
     }
 
     private func receiveEnded(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
-        c.pointee.flags.remove(.receiveArmed)
-        c.pointee.inFlight -= 1
-        switch -result {
-        case ENOBUFS:
-            // The buffer ring ran dry: backpressure, not EOF. Re-armed at the end of the batch.
+        switch c.pointee.io.receiveEnded(result: result, wantsToRead: wantsToRead(c)) {
+        case .outOfBuffers(let park):
+            // Backpressure, not EOF: re-armed at the end of the batch.
             counters[.enobufs] += 1
-            if wantsToRead(c) && !c.pointee.flags.contains(.starved) {
-                c.pointee.flags.insert(.starved)
-                starved.append(slot)
-            }
-        case ECANCELED:
+            if park { starved.park(slot) }
+        case .cancelled:
             break
-        case 0:
-            // EOF.
+        case .endOfFile:
             switch c.pointee.state {
             case .handshaking: fail(c, .handshake, reason: "EOF")
             case .open: fail(c, .unexpectedClose, reason: "EOF")
@@ -724,10 +716,10 @@ final class ClientWorker: CompletionSink {
             default: break
             }
             closeSocket(slot, c)
-        default:
+        case .failed(let errno):
             if let kind = kindForSocketError(c) {
                 if !(c.pointee.state == .closing && c.pointee.flags.contains(.closeReceived)) {
-                    fail(c, kind, errno: -result)
+                    fail(c, kind, errno: errno)
                 }
                 closeSocket(slot, c)
             }
@@ -736,13 +728,8 @@ final class ClientWorker: CompletionSink {
     }
 
     private func rearmStarved() {
-        guard !starved.isEmpty else { return }
-        let parked = starved
-        starved.removeAll(keepingCapacity: true)
-        for slot in parked {
-            let c = connection(slot)
-            c.pointee.flags.remove(.starved)
-            if wantsToRead(c) && !c.pointee.flags.contains(.receiveArmed) {
+        starved.rearm(in: slab.slots) { slot, c in
+            if c.pointee.io.needsReceive(wantsToRead: wantsToRead(c)) {
                 armReceive(slot, c)
             } else {
                 releaseIfDone(slot)
@@ -1052,7 +1039,7 @@ final class ClientWorker: CompletionSink {
     /// Starts sending the pending chunk when no send is in flight (one per connection, so
     /// frames leave in order).
     private func flushSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        guard !c.pointee.flags.contains(.sendInFlight), c.pointee.pendingChunk != ChunkPool.none,
+        guard !c.pointee.io.flags.contains(.sendInFlight), c.pointee.pendingChunk != ChunkPool.none,
               c.pointee.pendingLength > 0, c.pointee.state != .closed
         else { return }
         c.pointee.sendChunk = c.pointee.pendingChunk
@@ -1066,14 +1053,11 @@ final class ClientWorker: CompletionSink {
     private func submitSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
         let offset = Int(c.pointee.sendOffset)
         let bytes = UnsafeRawBufferPointer(start: pool.base(c.pointee.sendChunk) + offset, count: Int(c.pointee.sendLength) - offset)
-        backend.send(handle: handle(slot), bytes: bytes, tag: tag(.send, slot, c))
-        c.pointee.flags.insert(.sendInFlight)
-        c.pointee.inFlight += 1
+        backend.send(c, handle: handle(slot), slot: slot, bytes: bytes)
     }
 
     private func sent(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
-        c.pointee.inFlight -= 1
-        c.pointee.flags.remove(.sendInFlight)
+        c.pointee.io.sendCompleted()
         if result < 0 {
             pool.release(&c.pointee.sendChunk)
             if result != -ECANCELED, let kind = kindForSocketError(c) {
@@ -1125,16 +1109,7 @@ final class ClientWorker: CompletionSink {
         pool.release(&c.pointee.pendingChunk)
         pool.release(&c.pointee.inboundChunk)
         c.pointee.pendingLength = 0
-        if c.pointee.flags.contains(.receiveArmed) {
-            backend.cancel(tag(.receive, slot, c), handle: handle(slot), tag: tag(.cancel, slot, c))
-            c.pointee.inFlight += 1
-        }
-        if c.pointee.flags.contains(.sendInFlight) {
-            backend.cancel(tag(.send, slot, c), handle: handle(slot), tag: tag(.cancelSend, slot, c))
-            c.pointee.inFlight += 1
-        }
-        backend.close(handle: handle(slot), tag: tag(.close, slot, c))
-        c.pointee.inFlight += 1
+        backend.closeSocket(c, handle: handle(slot), slot: slot)
     }
 
     // MARK: - Phases

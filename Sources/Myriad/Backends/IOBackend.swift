@@ -31,7 +31,7 @@ package protocol CompletionSink: AnyObject {
 }
 
 /// What `IOBackend.requestPeerAddress` did.
-enum PeerAddressRequest {
+package enum PeerAddressRequest {
     /// Written already.
     case known
     /// The kernel will write it; `peerAddressDone` follows.
@@ -45,7 +45,7 @@ enum PeerAddressRequest {
 /// A worker is generic over its backend, so every call below is specialised and direct.
 /// Methods only queue work; `poll` submits it, waits, and delivers completions. Every
 /// operation tagged with a `UserData` produces exactly one final completion carrying that tag.
-protocol IOBackend: AnyObject {
+package protocol IOBackend: AnyObject {
     /// Name for logs: "io_uring" or "epoll".
     static var name: String { get }
     /// False when receives are single-shot and re-armed after every completion.
@@ -103,7 +103,7 @@ protocol IOBackend: AnyObject {
 
 extension IOBackend {
     @inline(__always)
-    var clockNanoseconds: Int64 { monotonicNanoseconds() }
+    package var clockNanoseconds: Int64 { monotonicNanoseconds() }
 }
 
 /// Wakes a sleeping worker from another thread (an eventfd the worker reads).

@@ -37,14 +37,14 @@ import Logging
 /// ring, sends, cancels, closes, the wait over several rings, CQ overflow, kernel errors) is the
 /// code the server runs.
 package final class URingBackend: IOBackend, RingMessenger {
-    static var name: String { "io_uring" }
+    package static var name: String { "io_uring" }
 
     /// The worker's rings; ring 0 is where the thread waits.
     package let units: [RingUnit]
     /// The ring the thread waits on (and the one other workers message).
     var waitRing: RingUnit { units[0] }
     let listener: Int32
-    let multishotReceive: Bool
+    package let multishotReceive: Bool
     let waker: Waker
     let capabilities: URingCapabilities
     package private(set) var waitCount = 0
@@ -54,16 +54,16 @@ package final class URingBackend: IOBackend, RingMessenger {
     package private(set) var lastKernelError: String?
     /// Completions the kernel reported dropped (`-EBADR`: it could not even keep them in its
     /// overflow list, under memory pressure).
-    private(set) var droppedCompletionCount = 0
+    package private(set) var droppedCompletionCount = 0
     /// Wakes worker N through its eventfd when a ring message to it failed.
     var messageFallback: ((Int) -> Void)?
-    var spilledSubmissionCount: Int { units.reduce(0) { $0 + $1.ring.spilledTotal } }
+    package var spilledSubmissionCount: Int { units.reduce(0) { $0 + $1.ring.spilledTotal } }
     package var ringCount: Int { units.count }
-    var receiveBufferBytes: Int { units.reduce(0) { $0 + $1.buffers.writtenBytes } }
+    package var receiveBufferBytes: Int { units.reduce(0) { $0 + $1.buffers.writtenBytes } }
 
-    var holdsMemoryToTrim: Bool { units.contains { $0.buffers.holdsMemoryToTrim(postedToo: $0.defersTaskWork) } }
+    package var holdsMemoryToTrim: Bool { units.contains { $0.buffers.holdsMemoryToTrim(postedToo: $0.defersTaskWork) } }
 
-    func trimMemory(pageBytes: Int) -> Int {
+    package func trimMemory(pageBytes: Int) -> Int {
         var returned = 0
         for unit in units {
             // Posted buffers only while the ring is quiescent: a buffer the kernel has filled
@@ -129,7 +129,7 @@ package final class URingBackend: IOBackend, RingMessenger {
     /// Whether accepts are single-shot (several rings) rather than one multishot accept.
     var singleShotAccepts: Bool { units.count > 1 }
 
-    func armAccept() -> Bool {
+    package func armAccept() -> Bool {
         guard listenerOpen else { return true }
         if singleShotAccepts {
             topUpAccepts()
@@ -162,7 +162,7 @@ package final class URingBackend: IOBackend, RingMessenger {
         }
     }
 
-    func stopAccepting() {
+    package func stopAccepting() {
         guard listenerOpen else { return }
         for unit in units where unit.accepting || unit.acceptsArmed > 0 {
             let sqe = unit.ring.nextSubmission()
@@ -214,7 +214,7 @@ package final class URingBackend: IOBackend, RingMessenger {
         io_uring_sqe_set_data64(sqe, tag.rawValue)
     }
 
-    func closeUnowned(handle: Int32) {
+    package func closeUnowned(handle: Int32) {
         close(handle: handle, tag: UserData(.closeOrphan, slot: 0, generation: 0))
     }
 
@@ -245,7 +245,7 @@ package final class URingBackend: IOBackend, RingMessenger {
     /// SO_PEERNAME through a socket command on the direct descriptor (IORING_OP_URING_CMD,
     /// SOCKET_URING_OP_GETSOCKOPT, kernel 6.7+): a direct descriptor has no getpeername, and a
     /// multishot accept writes every peer's address into the same buffer.
-    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+    package func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
         guard capabilities.peerName else { return .unavailable }
         let sqe = unit(handle).ring.nextSubmission()
         Self.preparePeerName(sqe, handle: RingHandle.index(of: handle), into: address)
@@ -418,7 +418,7 @@ package final class URingBackend: IOBackend, RingMessenger {
         case .closeOrphan:
             unit.occupied -= 1
             if singleShotAccepts && listenerOpen { topUpAccepts() }
-        case .cancel, .cancelSend, .shutdown:
+        case .cancel, .cancelSend, .cancelConnect, .shutdown:
             sink.operationDone(tag, result: result)
         case .wake:
             sink.woken()

@@ -23,6 +23,8 @@ public enum Operation: UInt8, Sendable {
     case acceptCancel = 13
     /// A client connection's connect (the load generator's role).
     case connect = 14
+    /// Cancelling a client connection's connect (its deadline passed).
+    case cancelConnect = 15
 }
 
 /// The 64-bit tag of an SQE and its CQE: operation, slab slot, and the low 32 bits of the

@@ -144,8 +144,8 @@ struct SimulationRun {
                 continue
             }
             occupied += 1
-            if Int(connection.pointee.inFlight) != owed {
-                return fail("slot \(slot) (\(connection.pointee.state)) counts \(connection.pointee.inFlight) operation(s) in flight; the kernel owes it \(owed)")
+            if Int(connection.pointee.io.inFlight) != owed {
+                return fail("slot \(slot) (\(connection.pointee.state)) counts \(connection.pointee.io.inFlight) operation(s) in flight; the kernel owes it \(owed)")
             }
             if owed > 0 && backend.owedGeneration[Int(slot)] != UInt32(truncatingIfNeeded: connection.pointee.generation) {
                 return fail("slot \(slot) was reused while completions of its previous connection were owed")
