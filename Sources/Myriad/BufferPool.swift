@@ -3,23 +3,32 @@ import Glibc
 /// A buffer borrowed from a worker's `BufferPool`: partial handshakes, fragmented messages
 /// being reassembled, control payloads split across receives, and send queues. Sixteen
 /// bytes in a `ConnectionSlot`; all zero when the connection holds nothing.
-struct PooledBuffer {
-    var base: UnsafeMutableRawPointer? = nil
+package struct PooledBuffer {
+    package var base: UnsafeMutableRawPointer? = nil
     /// Bytes in use, from `base`.
-    var count: UInt32 = 0
-    var sizeClass: UInt8 = 0
+    package var count: UInt32 = 0
+    package var sizeClass: UInt8 = 0
     /// Which part of the worker's memory budget the buffer counts against.
-    var budget: PoolBudget = .exempt
+    package var budget: PoolBudget = .exempt
 
-    var isAllocated: Bool { base != nil }
-    var capacity: Int { base == nil ? 0 : BufferPool.size(ofClass: sizeClass) }
-    var bytes: UnsafeMutableRawBufferPointer {
+    package init() {}
+
+    init(base: UnsafeMutableRawPointer?, count: UInt32, sizeClass: UInt8, budget: PoolBudget) {
+        self.base = base
+        self.count = count
+        self.sizeClass = sizeClass
+        self.budget = budget
+    }
+
+    package var isAllocated: Bool { base != nil }
+    package var capacity: Int { base == nil ? 0 : BufferPool.size(ofClass: sizeClass) }
+    package var bytes: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: base, count: Int(count))
     }
 }
 
 /// What a buffer is for, as the worker's memory budget (MYRIAD_BUFFER_BUDGET) sees it.
-enum PoolBudget: UInt8 {
+package enum PoolBudget: UInt8 {
     /// Bytes a peer sends us that we hold: partial upgrade requests and messages being
     /// reassembled. Limited to half the budget, so peers that hold unfinished messages cannot
     /// starve the sends.
@@ -32,7 +41,7 @@ enum PoolBudget: UInt8 {
 }
 
 /// Why the pool returned nothing.
-enum PoolFailure: Equatable {
+package enum PoolFailure: Equatable {
     case none
     /// The request is larger than the largest size class.
     case tooLarge
@@ -54,13 +63,13 @@ enum PoolFailure: Equatable {
 /// `.outbound` use together at most that many bytes (size-class bytes), `.inbound` at most
 /// half of it. A request that would pass either limit is refused (`lastFailure` says why) and
 /// the worker closes the connection that asked, with 1013.
-final class BufferPool {
+package final class BufferPool {
     static let smallestShift = 8
     static let classCount = 20
     static var largestSize: Int { size(ofClass: UInt8(classCount - 1)) }
 
     @inline(__always)
-    static func size(ofClass sizeClass: UInt8) -> Int { 1 << (smallestShift + Int(sizeClass)) }
+    package static func size(ofClass sizeClass: UInt8) -> Int { 1 << (smallestShift + Int(sizeClass)) }
 
     /// The smallest class holding `bytes`, or nil beyond the largest.
     @inline(__always)
@@ -80,8 +89,8 @@ final class BufferPool {
     /// Bytes of free buffers kept for reuse (a gauge for the stats line).
     private(set) var freeBytes = 0
     /// Buffers handed out and not yet returned, and their bytes.
-    private(set) var outstandingCount = 0
-    private(set) var outstandingBytes = 0
+    package private(set) var outstandingCount = 0
+    package private(set) var outstandingBytes = 0
     /// Calls to malloc so far: flat in steady state.
     private(set) var mallocCount = 0
     /// Bytes lent out per budget (indexed by `PoolBudget.rawValue`).
@@ -89,9 +98,9 @@ final class BufferPool {
     /// The most `.inbound` and `.outbound` buffers may hold together (size-class bytes).
     let budgetBytes: Int
     /// Why the last `acquire`, `reserve` or `append` that failed did.
-    private(set) var lastFailure = PoolFailure.none
+    package private(set) var lastFailure = PoolFailure.none
 
-    init(retainedBytesPerClass: Int = 8 << 20, budgetBytes: Int = .max) {
+    package init(retainedBytesPerClass: Int = 8 << 20, budgetBytes: Int = .max) {
         self.budgetBytes = budgetBytes
         free = .allocate(capacity: Self.classCount)
         freeCounts = .allocate(capacity: Self.classCount)
@@ -119,7 +128,7 @@ final class BufferPool {
 
     /// An empty buffer of at least `minimumBytes`, or nil when that is more than the
     /// largest class, over the budget, or malloc fails (`lastFailure` says which).
-    func acquire(minimumBytes: Int, budget: PoolBudget = .exempt) -> PooledBuffer? {
+    package func acquire(minimumBytes: Int, budget: PoolBudget = .exempt) -> PooledBuffer? {
         acquire(minimumBytes: minimumBytes, budget: budget, replacing: 0)
     }
 
@@ -170,7 +179,7 @@ final class BufferPool {
     /// the worker, so a buffer outlives its last use by one to two seconds and a steady load
     /// keeps what it uses while a finished burst lets go of everything it took. Returns the
     /// bytes freed.
-    func trim() -> Int {
+    package func trim() -> Int {
         var freed = 0
         for index in 0..<Self.classCount {
             let idle = min(lowWater[index], freeCounts[index] - Self.kept(ofClass: index))
@@ -202,7 +211,7 @@ final class BufferPool {
     }
 
     /// Returns `buffer` to the pool and empties it. A no-op for an empty handle.
-    func release(_ buffer: inout PooledBuffer) {
+    package func release(_ buffer: inout PooledBuffer) {
         guard let base = buffer.base else { return }
         let index = Int(buffer.sizeClass)
         let size = Self.size(ofClass: buffer.sizeClass)
@@ -239,7 +248,7 @@ final class BufferPool {
 
     /// Makes room for `byteCount` more bytes after `buffer.count` and returns where they go
     /// (the caller writes them and adds to `count`), or nil as `append` fails.
-    func reserve(_ byteCount: Int, in buffer: inout PooledBuffer, budget: PoolBudget = .exempt) -> UnsafeMutableRawPointer? {
+    package func reserve(_ byteCount: Int, in buffer: inout PooledBuffer, budget: PoolBudget = .exempt) -> UnsafeMutableRawPointer? {
         let needed = Int(buffer.count) + byteCount
         // An empty handle needs a buffer even for zero bytes: the result points into it.
         if needed > buffer.capacity || buffer.base == nil {

@@ -155,7 +155,7 @@ struct ConnectionSlot {
     var pingSentTick: UInt32 = 0
     /// The send queue: segments in the worker's `SendSegmentPool`, oldest first (the head is
     /// the one in flight when `io.flags` has `.sendInFlight`). The head segment holds the queue's tail
-    /// and its bytes not yet sent (`WorkerCore.sendTail`, `queuedBytes`).
+    /// and its bytes not yet sent (`SendQueues.tail`, `queuedBytes`).
     var sendHead: UInt32 = SendSegment.none
     /// The first of the connection's topic subscriptions (`TopicTable`), or none.
     var subscriptions: UInt32 = Subscription.none

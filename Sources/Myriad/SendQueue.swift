@@ -4,7 +4,7 @@ import WebSocketCodec
 /// topic, or a message handed to another worker. One allocation holds the count and the
 /// frame's bytes (header and payload); every connection that queues it holds one retain, and
 /// the last send to finish frees it, whichever worker it runs on.
-final class SharedFrame: ManagedBuffer<Int, UInt8>, @unchecked Sendable {
+package final class SharedFrame: ManagedBuffer<Int, UInt8>, @unchecked Sendable {
     /// A frame of `byteCount` bytes, filled by `body`.
     static func make(byteCount: Int, _ body: (UnsafeMutableRawPointer) -> Void) -> SharedFrame {
         let frame = unsafeDowncast(SharedFrame.create(minimumCapacity: byteCount) { _ in byteCount }, to: SharedFrame.self)
@@ -32,43 +32,45 @@ final class SharedFrame: ManagedBuffer<Int, UInt8>, @unchecked Sendable {
 /// frames are appended to while it waits), or a reference to a `SharedFrame`.
 ///
 /// 32 bytes, in the worker's `SendSegmentPool`, linked per connection through `next`.
-struct SendSegment {
+package struct SendSegment {
     /// The bytes. For a shared frame, `base` and `count` describe the frame and the pooled
     /// fields are unused (the buffer is not the pool's).
-    var buffer = PooledBuffer()
+    package var buffer = PooledBuffer()
     /// Set for a shared frame: the retain this segment holds.
-    var frame: Unmanaged<SharedFrame>? = nil
+    package var frame: Unmanaged<SharedFrame>? = nil
     /// Bytes of this segment the kernel has taken so far.
-    var sentBytes: UInt32 = 0
+    package var sentBytes: UInt32 = 0
     /// The next segment of the same connection's queue, or `SendSegment.none`.
-    var next: UInt32 = SendSegment.none
+    package var next: UInt32 = SendSegment.none
     /// In the first segment of a queue only: the queue's last segment and its bytes not yet
     /// sent. Kept here rather than in the connection's slot, which then holds only `sendHead`
     /// (an idle connection has no queue, so these 8 bytes exist only while something waits).
-    var queueTail: UInt32 = SendSegment.none
-    var queuedBytes: UInt32 = 0
+    package var queueTail: UInt32 = SendSegment.none
+    package var queuedBytes: UInt32 = 0
 
-    static let none = UInt32.max
+    package static let none = UInt32.max
 
-    var isShared: Bool { frame != nil }
-    var unsentBytes: Int { Int(buffer.count) - Int(sentBytes) }
+    package init() {}
+
+    package var isShared: Bool { frame != nil }
+    package var unsentBytes: Int { Int(buffer.count) - Int(sentBytes) }
 }
 
 /// A worker's arena of `SendSegment`s: grows by doubling (indices stay valid, pointers do
 /// not survive an allocation), reuses freed segments most recently freed first. Every
 /// connection's queue is a singly linked list through it, so a connection with nothing to
 /// send holds nothing but two `none` indices.
-final class SendSegmentPool {
+package final class SendSegmentPool {
     private(set) var segments: UnsafeMutablePointer<SendSegment>
     private(set) var capacity: Int
     private let initialCapacity: Int
     private var freeHead = SendSegment.none
     /// Segments in use (a gauge for the stats line and the tests).
-    private(set) var inUse = 0
+    package private(set) var inUse = 0
 
     static let defaultCapacity = 256
 
-    init(initialCapacity: Int = SendSegmentPool.defaultCapacity) {
+    package init(initialCapacity: Int = SendSegmentPool.defaultCapacity) {
         self.initialCapacity = initialCapacity
         capacity = initialCapacity
         segments = Self.freshArena(capacity)
@@ -99,13 +101,13 @@ final class SendSegmentPool {
     }
 
     @inline(__always)
-    subscript(index: UInt32) -> UnsafeMutablePointer<SendSegment> {
+    package subscript(index: UInt32) -> UnsafeMutablePointer<SendSegment> {
         assert(Int(index) < capacity)
         return segments + Int(index)
     }
 
     /// A fresh segment (all fields empty), growing the arena when none is free.
-    func allocate() -> UInt32 {
+    package func allocate() -> UInt32 {
         if freeHead == SendSegment.none {
             let grown = UnsafeMutablePointer<SendSegment>.allocate(capacity: capacity * 2)
             grown.moveInitialize(from: segments, count: capacity)
@@ -142,8 +144,8 @@ final class SendSegmentPool {
         return returned
     }
 
-    /// Returns a segment whose bytes were already released (`WorkerCore.releaseSegment`).
-    func free(_ index: UInt32) {
+    /// Returns a segment whose bytes were already released (`SendQueues.releaseSegment`).
+    package func free(_ index: UInt32) {
         assert(segments[Int(index)].frame == nil && !segments[Int(index)].buffer.isAllocated, "segment freed holding bytes")
         inUse -= 1
         link(free: index)

@@ -156,7 +156,7 @@ extension Slab where Slot == ConnectionSlot {
     }
 }
 
-extension ConnectionSlot: IOSlot {
+extension ConnectionSlot: SendQueueSlot {
     var isFree: Bool { state == .free }
     mutating func markFree() { state = .free }
 

@@ -239,9 +239,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     /// Sends what is left of the first segment of the connection's queue.
     @inline(__always)
     private func submitSend(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        let segment = core.segments[connection.pointee.sendHead].pointee
-        let bytes = UnsafeRawBufferPointer(start: segment.buffer.base! + Int(segment.sentBytes), count: segment.unsentBytes)
-        backend.send(connection, handle: connection.pointee.handle, slot: slot, bytes: bytes)
+        backend.send(connection, handle: connection.pointee.handle, slot: slot, bytes: core.queues.headBytes(connection))
         core.counters.add(.sends)
     }
 
@@ -257,10 +255,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
             releaseIfDone(slot)
             return
         }
-        let head = core.segments[connection.pointee.sendHead]
-        head.pointee.sentBytes += UInt32(result)
-        head.pointee.queuedBytes -= UInt32(result)
-        if head.pointee.unsentBytes > 0 && connection.pointee.state != .closed {
+        if core.queues.sent(connection, byteCount: Int(result)) && connection.pointee.state != .closed {
             submitSend(slot, connection)  // a short send: the rest goes out next
             return
         }

@@ -1,8 +1,8 @@
 import WebSocketCodec
 
-/// A connection's send queue: owned bytes appended to the last segment while it waits (so
-/// an echo's frames leave together, as one buffer), shared frames (publishes) referenced, not
-/// copied. Only the first segment is ever in flight; the kernel reads it where it lies.
+/// What the server puts in a connection's send queue (`SendQueues`, shared with the client
+/// role): frames unmasked, counted against the budget, bounded by MYRIAD_MAX_QUEUED_BYTES;
+/// shared frames (publishes) referenced, not copied.
 extension WorkerCore {
     /// Shared frames this small are copied into the queue's last segment when other bytes
     /// already wait (they leave together anyway, and the queue stays short); larger ones, and
@@ -11,59 +11,23 @@ extension WorkerCore {
 
     /// The last segment of the connection's queue, or `SendSegment.none`.
     @inline(__always)
-    func sendTail(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
-        let head = connection.pointee.sendHead
-        return head == SendSegment.none ? SendSegment.none : segments[head].pointee.queueTail
-    }
+    func sendTail(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 { queues.tail(connection) }
 
     /// Bytes queued on the connection and not yet sent.
     @inline(__always)
-    func queuedBytes(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
-        let head = connection.pointee.sendHead
-        return head == SendSegment.none ? 0 : segments[head].pointee.queuedBytes
-    }
+    func queuedBytes(_ connection: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 { queues.queuedBytes(connection) }
 
-    /// Room for `byteCount` bytes at the end of the connection's queue: in its last segment
-    /// when that holds owned bytes and is not in flight, else in a new segment. Write the
-    /// bytes there, then `commitQueued`. nil as `BufferPool.reserve` fails.
+    /// Room for `byteCount` bytes at the end of the connection's queue (`SendQueues.reserve`).
     @inline(__always)
     func reserveQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int, budget: PoolBudget) -> UnsafeMutableRawPointer? {
-        let tail = sendTail(connection)
-        if tail != SendSegment.none {
-            let segment = segments[tail]
-            let tailInFlight = tail == connection.pointee.sendHead && connection.pointee.io.flags.contains(.sendInFlight)
-            if !segment.pointee.isShared && !tailInFlight {
-                return pool.reserve(byteCount, in: &segment.pointee.buffer, budget: budget)
-            }
-        }
-        guard let buffer = pool.acquire(minimumBytes: byteCount, budget: budget) else { return nil }
-        let index = segments.allocate()
-        segments[index].pointee.buffer = buffer
-        appendSegment(index, to: connection)
-        return buffer.base!
+        queues.reserve(connection, byteCount, budget: budget)
     }
 
     /// Counts `byteCount` bytes written where `reserveQueued` said.
     @inline(__always)
     func commitQueued(_ connection: UnsafeMutablePointer<ConnectionSlot>, _ byteCount: Int) {
-        let head = segments[connection.pointee.sendHead]
-        segments[head.pointee.queueTail].pointee.buffer.count += UInt32(byteCount)
-        head.pointee.queuedBytes += UInt32(byteCount)
+        queues.commit(connection, byteCount)
         counters.add(.bytesOut, byteCount)
-    }
-
-    @inline(__always)
-    private func appendSegment(_ index: UInt32, to connection: UnsafeMutablePointer<ConnectionSlot>) {
-        let head = connection.pointee.sendHead
-        if head == SendSegment.none {
-            connection.pointee.sendHead = index
-            segments[index].pointee.queueTail = index
-            segments[index].pointee.queuedBytes = 0
-        } else {
-            let first = segments[head]
-            segments[first.pointee.queueTail].pointee.next = index
-            first.pointee.queueTail = index
-        }
     }
 
     /// Whether a frame of `frameBytes` may join the queue: MYRIAD_MAX_QUEUED_BYTES bounds the
@@ -130,7 +94,7 @@ extension WorkerCore {
         segment.pointee.frame = Unmanaged.passRetained(frame)
         segment.pointee.buffer.base = UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress)
         segment.pointee.buffer.count = UInt32(size)
-        appendSegment(index, to: connection)
+        queues.append(index, to: connection)
         segments[connection.pointee.sendHead].pointee.queuedBytes += UInt32(size)
         counters.add(.bytesOut, size)
         markForFlush(slot, connection)
@@ -152,53 +116,13 @@ extension WorkerCore {
         queueRaw(slot, connection, UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// Releases a segment's bytes (its pool buffer, or its reference to a shared frame) and
-    /// the segment itself.
-    func releaseSegment(_ index: UInt32) {
-        let segment = segments[index]
-        if let frame = segment.pointee.frame {
-            segment.pointee.frame = nil
-            segment.pointee.buffer = PooledBuffer()
-            frame.release()
-        } else {
-            pool.release(&segment.pointee.buffer)
-        }
-        segments.free(index)
-    }
-
-    /// Drops what the connection has queued. With `keepingHead`, the first segment stays
-    /// (a send in flight reads it; it goes when that send completes).
+    /// Drops what the connection has queued (`SendQueues.releaseQueue`).
+    @inline(__always)
     func releaseQueue(_ connection: UnsafeMutablePointer<ConnectionSlot>, keepingHead: Bool) {
-        var index = connection.pointee.sendHead
-        if keepingHead && index != SendSegment.none {
-            let head = segments[index]
-            let next = head.pointee.next
-            head.pointee.next = SendSegment.none
-            head.pointee.queueTail = index
-            head.pointee.queuedBytes = UInt32(head.pointee.unsentBytes)
-            index = next
-        } else {
-            connection.pointee.sendHead = SendSegment.none
-        }
-        while index != SendSegment.none {
-            let next = segments[index].pointee.next
-            releaseSegment(index)
-            index = next
-        }
+        queues.releaseQueue(connection, keepingHead: keepingHead)
     }
 
     /// Removes the first segment, fully sent (or abandoned).
-    func popHeadSegment(_ connection: UnsafeMutablePointer<ConnectionSlot>) {
-        let head = connection.pointee.sendHead
-        assert(head != SendSegment.none)
-        let first = segments[head]
-        let next = first.pointee.next
-        if next != SendSegment.none {
-            // The queue's tail and count move to its new first segment.
-            segments[next].pointee.queueTail = first.pointee.queueTail
-            segments[next].pointee.queuedBytes = first.pointee.queuedBytes - UInt32(first.pointee.unsentBytes)
-        }
-        releaseSegment(head)
-        connection.pointee.sendHead = next
-    }
+    @inline(__always)
+    func popHeadSegment(_ connection: UnsafeMutablePointer<ConnectionSlot>) { queues.popHead(connection) }
 }

@@ -15,7 +15,9 @@ final class WorkerCore {
     let slab: ConnectionSlab
     let wheel: TimingWheel<SlabTimerStore>
     let pool: BufferPool
-    let segments = SendSegmentPool()
+    let segments: SendSegmentPool
+    /// The send queues over `segments` and `pool` (the code the client role shares).
+    let queues: SendQueues
     let topics: TopicTable
     let counters = WorkerCounters()
     /// The engine-wide state: every worker's mailbox, the topic registry.
@@ -44,6 +46,8 @@ final class WorkerCore {
         slab = try ConnectionSlab(capacity: capacity)
         wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: capacity, startTick: 0)
         pool = BufferPool(budgetBytes: settings.bufferBudgetBytes)
+        segments = SendSegmentPool()
+        queues = SendQueues(segments: segments, pool: pool)
         topics = try TopicTable(subscriptionCapacity: UInt32(min(shared.maxSubscriptions, Int(Subscription.none - 1))))
         state = .allocate(capacity: 1)
         state.initialize(to: (0, ConnectionSlot.noSlot, ConnectionSlot.noSlot))

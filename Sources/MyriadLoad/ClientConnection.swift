@@ -46,14 +46,14 @@ struct ClientFlags: OptionSet {
 /// One client connection: a plain struct in a per-thread slab (the engine's `Slab`, as the
 /// server's slots), indexed by slot, which also names its ring and index in the ring's
 /// fixed-file table. No class, no array, no closure per connection; send and assembly memory
-/// comes from the thread's `ChunkPool` only while in use.
-struct ClientConnection: IOSlot {
+/// comes from the thread's `BufferPool` (the engine's) only while in use.
+struct ClientConnection: SendQueueSlot {
     /// Server frames are decoded in place in the receive buffers.
     var decoder = FrameDecoder()
     var responseParser = UpgradeResponseParser()
     /// The 16 random bytes behind our Sec-WebSocket-Key (kept to check the accept value).
     /// Needed only until the upgrade completes; after it (`opened`, which zeroes them) the
-    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 152 B.
+    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 144 B.
     var nonceLow: UInt64 = 0
     var nonceHigh: UInt64 = 0
     /// The first 8 payload bytes of the data message being received (echo, fanout: its send
@@ -63,16 +63,12 @@ struct ClientConnection: IOSlot {
     var generation: UInt64 = 0
     /// The slab's free list while the slot is free.
     var listNext: UInt32 = 0
-    /// Chunk being sent (`ChunkPool.none` when no send is in flight), and how far.
-    var sendChunk: UInt32 = ChunkPool.none
-    var sendLength: UInt32 = 0
-    var sendOffset: UInt32 = 0
-    /// Frames queued while a send is in flight.
-    var pendingChunk: UInt32 = ChunkPool.none
-    var pendingLength: UInt32 = 0
-    /// A response head or a control frame that arrived in pieces.
-    var inboundChunk: UInt32 = ChunkPool.none
-    var inboundLength: UInt32 = 0
+    /// The send queue (the engine's `SendQueues`, as in the server's slot): its first
+    /// segment, in flight while `io.flags` has `.sendInFlight`, or `SendSegment.none`.
+    var sendHead: UInt32 = SendSegment.none
+    /// A response head or a control frame that arrived in pieces (from the thread's
+    /// `BufferPool`, only while it is being gathered).
+    var inbound = PooledBuffer()
     /// Payload bytes of the data message being received so far (saturating).
     var messageLength: UInt32 = 0
     var flags = ClientFlags()
@@ -108,7 +104,6 @@ extension ClientConnection {
 
     func assertReleasable(_ slot: UInt32) {
         assert(state == .closed && !io.flags.contains(.starved), "client slot \(slot) released before its socket closed")
-        assert(sendChunk == ChunkPool.none && pendingChunk == ChunkPool.none && inboundChunk == ChunkPool.none,
-               "client slot \(slot) released holding chunks")
+        assert(sendHead == SendSegment.none && !inbound.isAllocated, "client slot \(slot) released holding buffers")
     }
 }

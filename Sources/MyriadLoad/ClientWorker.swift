@@ -60,7 +60,14 @@ final class ClientWorker: CompletionSink {
     private let wakeDescriptor: Int32
     /// The engine's slab, over the client's slot.
     let slab: Slab<ClientConnection>
-    let pool: ChunkPool
+    /// Send queues and gathering buffers: the engine's `SendQueues` over its `BufferPool`.
+    let queues: SendQueues
+    /// Bytes a connection may have queued (its echo depth, a control frame, the request),
+    /// and the publisher's (a few messages): past them a frame is dropped and counted.
+    private let sendLimitBytes: Int
+    private let publisherSendLimitBytes: Int
+    /// The longest response head, and the buffer that gathers one that came in pieces.
+    private let inboundLimitBytes: Int
     private var random = RandomPool()
     private var connectDeadlines = DeadlineQueue()
     private var handshakeDeadlines = DeadlineQueue()
@@ -165,7 +172,11 @@ final class ClientWorker: CompletionSink {
         let frameSize = FrameEncoder.frameSize(payloadLength: options.messageSizeBytes, masked: true)
         let chunkSize = options.mode == .echo ? options.depth * frameSize + 512 : 2048
         let largeChunkSize = options.mode == .fanout ? (frameSize > 1 << 20 ? 2 : 4) * frameSize + 512 : 0
-        pool = ChunkPool(chunkSize: chunkSize, largeChunkSize: largeChunkSize)
+        queues = SendQueues(segments: SendSegmentPool(), pool: BufferPool())
+        // What the old fixed chunks allowed: a chunk in flight and one filling.
+        sendLimitBytes = 2 * chunkSize
+        publisherSendLimitBytes = 2 * max(chunkSize, largeChunkSize)
+        inboundLimitBytes = chunkSize
         // `{i}` in --path becomes the connection's number (8 digits, written per connection
         // like the key): one path, so one topic, per connection.
         let numbered = options.path.firstRange(of: LoadOptions.connectionNumberPlaceholder)
@@ -343,7 +354,7 @@ final class ClientWorker: CompletionSink {
     }
 
     private func publish() {
-        counters[.chunksInUse] = pool.outstanding
+        counters[.chunksInUse] = queues.pool.outstandingCount
         shared.publish(counters)
     }
 
@@ -403,9 +414,8 @@ final class ClientWorker: CompletionSink {
     private func releaseIfDone(_ slot: UInt32) {
         let c = connection(slot)
         guard c.pointee.state == .closed, c.pointee.io.isSettled else { return }
-        pool.release(&c.pointee.sendChunk)
-        pool.release(&c.pointee.pendingChunk)
-        pool.release(&c.pointee.inboundChunk)
+        queues.releaseQueue(c, keepingHead: false)
+        queues.pool.release(&c.pointee.inbound)
         slab.release(slot)
         counters[.live] -= 1
     }
@@ -537,14 +547,13 @@ final class ClientWorker: CompletionSink {
             return
         }
         c.pointee.state = .handshaking
-        guard let chunk = pool.acquire() else {
+        let port = portIndex(slot)
+        let template = requestTemplates[port]
+        guard let base = queues.reserve(c, template.count, budget: .exempt) else {
             fail(c, .handshake, errno: ENOMEM)
             closeSocket(slot, c)
             return
         }
-        let base = pool.base(chunk)
-        let port = portIndex(slot)
-        let template = requestTemplates[port]
         base.copyMemory(from: template.baseAddress!, byteCount: template.count)
         c.pointee.nonceLow = random.next64()
         c.pointee.nonceHigh = random.next64()
@@ -559,8 +568,7 @@ final class ClientWorker: CompletionSink {
                 number /= 10
             }
         }
-        c.pointee.pendingChunk = chunk
-        c.pointee.pendingLength = UInt32(template.count)
+        queues.commit(c, template.count)
         armReceive(slot, c)
         flushSend(slot, c)
         handshakeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + handshakeTimeout)
@@ -655,7 +663,7 @@ final class ClientWorker: CompletionSink {
         let c = connection(completing: tag, "cancel or close completion")
         switch c.pointee.io.operationDone(tag.operation, result: result) {
         case .none, .receive: break
-        case .send: pool.release(&c.pointee.sendChunk)
+        case .send: queues.releaseQueue(c, keepingHead: false)
         }
         releaseIfDone(tag.slot)
     }
@@ -740,40 +748,40 @@ final class ClientWorker: CompletionSink {
     // MARK: - Handshake
 
     private func handshakeBytes(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeMutableRawBufferPointer) {
-        if c.pointee.inboundChunk == ChunkPool.none {
+        if !c.pointee.inbound.isAllocated {
             // The usual case: the whole response in one receive, parsed where it lies.
             let step = parseResponse(c, UnsafeRawBufferPointer(bytes))
             if case .needMore = step {
-                guard let chunk = pool.acquire() else {
+                // The parser asks for more only below `inboundLimitBytes`, so this fits.
+                guard var buffer = queues.pool.acquire(minimumBytes: inboundLimitBytes) else {
                     fail(c, .handshake, errno: ENOMEM)
                     return closeSocket(slot, c)
                 }
-                pool.base(chunk).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                c.pointee.inboundChunk = chunk
-                c.pointee.inboundLength = UInt32(bytes.count)
+                buffer.base!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                buffer.count = UInt32(bytes.count)
+                c.pointee.inbound = buffer
                 return
             }
             completeHandshake(slot, c, step, bytes)
             return
         }
         // The response came in pieces: gather them (the parser stops at the chunk's size).
-        let length = Int(c.pointee.inboundLength)
-        let room = pool.chunkSize - length
+        let length = Int(c.pointee.inbound.count)
+        let room = inboundLimitBytes - length
         let take = min(room, bytes.count)
-        (pool.base(c.pointee.inboundChunk) + length).copyMemory(from: bytes.baseAddress!, byteCount: take)
-        c.pointee.inboundLength += UInt32(take)
-        var chunk = c.pointee.inboundChunk
-        let gathered = UnsafeMutableRawBufferPointer(start: pool.base(chunk), count: Int(c.pointee.inboundLength))
+        (c.pointee.inbound.base! + length).copyMemory(from: bytes.baseAddress!, byteCount: take)
+        c.pointee.inbound.count += UInt32(take)
+        var buffer = c.pointee.inbound
+        let gathered = UnsafeMutableRawBufferPointer(start: buffer.base, count: Int(buffer.count))
         let step = parseResponse(c, UnsafeRawBufferPointer(gathered))
         if case .needMore = step { return }
-        // Detach the chunk first: frames behind the head may need a chunk of their own.
-        c.pointee.inboundChunk = ChunkPool.none
-        c.pointee.inboundLength = 0
+        // Detach the buffer first: frames behind the head may need one of their own.
+        c.pointee.inbound = PooledBuffer()
         completeHandshake(slot, c, step, gathered)
         if take < bytes.count && (c.pointee.state == .open || c.pointee.state == .closing) {
             frameBytes(slot, c, UnsafeMutableRawBufferPointer(rebasing: bytes[take...]))
         }
-        pool.release(&chunk)
+        queues.pool.release(&buffer)
     }
 
     private func parseResponse(_ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeRawBufferPointer) -> UpgradeResponseStep {
@@ -781,7 +789,7 @@ final class ClientWorker: CompletionSink {
             withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
                 ClientHandshake.writeKey(nonce: $0, into: key.baseAddress!)
             }
-            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: pool.chunkSize)
+            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: inboundLimitBytes)
         }
     }
 
@@ -870,29 +878,27 @@ final class ClientWorker: CompletionSink {
             if chunk.isMessageEnd { messageReceived(slot, c) }
         case .ping, .pong, .close:
             var payload = UnsafeRawBufferPointer(chunk.bytes)
-            var assembled = ChunkPool.none
+            var assembled = PooledBuffer()
             if !(chunk.isFrameStart && chunk.isFrameEnd) {
                 // A control frame split across receives (<= 125 bytes): gather it.
                 if chunk.isFrameStart {
-                    pool.release(&c.pointee.inboundChunk)
-                    guard let fresh = pool.acquire() else {
+                    queues.pool.release(&c.pointee.inbound)
+                    guard let fresh = queues.pool.acquire(minimumBytes: 125) else {
                         fail(c, kindForSocketError(c) ?? .read, errno: ENOMEM)
                         return closeSocket(slot, c)
                     }
-                    c.pointee.inboundChunk = fresh
-                    c.pointee.inboundLength = 0
+                    c.pointee.inbound = fresh
                 }
-                guard c.pointee.inboundChunk != ChunkPool.none else { return }
-                let length = Int(c.pointee.inboundLength)
+                guard c.pointee.inbound.isAllocated else { return }
+                let length = Int(c.pointee.inbound.count)
                 if chunk.bytes.count > 0 {
-                    (pool.base(c.pointee.inboundChunk) + length).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
+                    (c.pointee.inbound.base! + length).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
                 }
-                c.pointee.inboundLength += UInt32(chunk.bytes.count)
+                c.pointee.inbound.count += UInt32(chunk.bytes.count)
                 guard chunk.isFrameEnd else { return }
-                assembled = c.pointee.inboundChunk
-                c.pointee.inboundChunk = ChunkPool.none
-                payload = UnsafeRawBufferPointer(start: pool.base(assembled), count: Int(c.pointee.inboundLength))
-                c.pointee.inboundLength = 0
+                assembled = c.pointee.inbound
+                c.pointee.inbound = PooledBuffer()
+                payload = UnsafeRawBufferPointer(start: assembled.base, count: Int(assembled.count))
             }
             switch chunk.opcode {
             case .ping:
@@ -910,7 +916,7 @@ final class ClientWorker: CompletionSink {
             default:
                 peerClosed(slot, c, code: chunk.closeCode)
             }
-            pool.release(&assembled)
+            queues.pool.release(&assembled)
         case .continuation:
             break  // the decoder reports continuations as their message's opcode
         }
@@ -998,21 +1004,17 @@ final class ClientWorker: CompletionSink {
             return false
         }
         FrameEncoder.writeFrame(into: destination, opcode: opcode, payload: payload, maskKey: random.next32())
-        c.pointee.pendingLength += UInt32(size)
+        queues.commit(c, size)
         flushSend(slot, c)
         return true
     }
 
-    /// Room for `size` more bytes in the pending chunk, or nil.
+    /// Room for `size` more bytes at the end of the connection's queue (write them, then
+    /// `queues.commit`), or nil when that would take the queue past its bound.
     private func reserve(_ c: UnsafeMutablePointer<ClientConnection>, _ size: Int) -> UnsafeMutableRawPointer? {
-        if c.pointee.pendingChunk == ChunkPool.none {
-            let chunk = c.pointee.flags.contains(.publisher) ? pool.acquireLarge() : pool.acquire()
-            guard let chunk else { return nil }
-            c.pointee.pendingChunk = chunk
-            c.pointee.pendingLength = 0
-        }
-        guard Int(c.pointee.pendingLength) + size <= pool.capacity(of: c.pointee.pendingChunk) else { return nil }
-        return pool.base(c.pointee.pendingChunk) + Int(c.pointee.pendingLength)
+        let limit = c.pointee.flags.contains(.publisher) ? publisherSendLimitBytes : sendLimitBytes
+        guard Int(queues.queuedBytes(c)) + size <= limit else { return nil }
+        return queues.reserve(c, size, budget: .exempt)
     }
 
     /// echo: queues the messages owed, each carrying its send time in its first 8 bytes.
@@ -1028,7 +1030,7 @@ final class ClientWorker: CompletionSink {
                 (destination + header + 8).initializeMemory(as: UInt8.self, repeating: 0x61, count: payloadLength - 8)
             }
             Masking.apply(key: key, keyOffset: 0, to: payload)
-            c.pointee.pendingLength += UInt32(size)
+            queues.commit(c, size)
             c.pointee.owed -= 1
             c.pointee.outstanding += 1
             counters[.messagesSent] += 1
@@ -1036,30 +1038,23 @@ final class ClientWorker: CompletionSink {
         flushSend(slot, c)
     }
 
-    /// Starts sending the pending chunk when no send is in flight (one per connection, so
-    /// frames leave in order).
+    /// Starts sending the queue's first segment when no send is in flight (one per
+    /// connection, so frames leave in order).
     private func flushSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        guard !c.pointee.io.flags.contains(.sendInFlight), c.pointee.pendingChunk != ChunkPool.none,
-              c.pointee.pendingLength > 0, c.pointee.state != .closed
+        guard !c.pointee.io.flags.contains(.sendInFlight), c.pointee.sendHead != SendSegment.none,
+              c.pointee.state != .closed
         else { return }
-        c.pointee.sendChunk = c.pointee.pendingChunk
-        c.pointee.sendLength = c.pointee.pendingLength
-        c.pointee.sendOffset = 0
-        c.pointee.pendingChunk = ChunkPool.none
-        c.pointee.pendingLength = 0
         submitSend(slot, c)
     }
 
     private func submitSend(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let offset = Int(c.pointee.sendOffset)
-        let bytes = UnsafeRawBufferPointer(start: pool.base(c.pointee.sendChunk) + offset, count: Int(c.pointee.sendLength) - offset)
-        backend.send(c, handle: handle(slot), slot: slot, bytes: bytes)
+        backend.send(c, handle: handle(slot), slot: slot, bytes: queues.headBytes(c))
     }
 
     private func sent(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, result: Int32) {
         c.pointee.io.sendCompleted()
         if result < 0 {
-            pool.release(&c.pointee.sendChunk)
+            queues.releaseQueue(c, keepingHead: false)
             if result != -ECANCELED, let kind = kindForSocketError(c) {
                 if !(c.pointee.state == .closing && c.pointee.flags.contains(.closeReceived)) { fail(c, kind, errno: -result) }
                 closeSocket(slot, c)
@@ -1067,13 +1062,13 @@ final class ClientWorker: CompletionSink {
             releaseIfDone(slot)
             return
         }
-        c.pointee.sendOffset += UInt32(result)
-        if c.pointee.sendOffset < c.pointee.sendLength && c.pointee.state != .closed {
+        if queues.sent(c, byteCount: Int(result)) && c.pointee.state != .closed {
             submitSend(slot, c)  // a short send: the rest goes next
             return
         }
-        pool.release(&c.pointee.sendChunk)
+        queues.popHead(c)
         if c.pointee.state == .closed {
+            queues.releaseQueue(c, keepingHead: false)
             releaseIfDone(slot)
             return
         }
@@ -1106,9 +1101,9 @@ final class ClientWorker: CompletionSink {
         failVerifyIfPending(c)
         if c.pointee.flags.contains(.closeInitiated) { closesOutstanding -= 1 }
         c.pointee.state = .closed
-        pool.release(&c.pointee.pendingChunk)
-        pool.release(&c.pointee.inboundChunk)
-        c.pointee.pendingLength = 0
+        // A send in flight still reads the queue's first segment: it goes with that completion.
+        queues.releaseQueue(c, keepingHead: c.pointee.io.flags.contains(.sendInFlight))
+        queues.pool.release(&c.pointee.inbound)
         backend.closeSocket(c, handle: handle(slot), slot: slot)
     }
 
@@ -1223,7 +1218,7 @@ final class ClientWorker: CompletionSink {
         payload.storeBytes(of: UInt64(sequence).littleEndian, toByteOffset: 8, as: UInt64.self)
         payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
         Masking.apply(key: key, keyOffset: 0, to: payload)
-        c.pointee.pendingLength += UInt32(size)
+        queues.commit(c, size)
         return true
     }
 

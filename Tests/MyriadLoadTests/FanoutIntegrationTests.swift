@@ -75,7 +75,7 @@ extension EndToEndTests {
             #expect([node.subscribers, node.connected, node.expected, node.delivered] as [Int] == [1000, 1000, 20_000, 20_000])
             // --server-pid names this process here (server and client together): the sample is taken.
             #expect(fanout.server.map { $0.cpuNanoseconds > 0 && $0.residentBytes > 0 } == true)
-            #expect(summary.clientStateBytesPerConnection == 152)
+            #expect(summary.clientStateBytesPerConnection == 144)
             #expect(server.waitFor { $0[.open] == 0 })
             let stats = server.stats()
             #expect(stats[.publishes] == 20)
