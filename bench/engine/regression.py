@@ -2,12 +2,15 @@
 """Two builds of the engine under the same load: is the newer one slower?
 
     bench/engine/regression.py --baseline /path/to/older/myriad [--runs 3] [--backend io_uring]
+                               [--whole] [--only "echo 10,000 x 16 x 4096 B,handshakes"]
 
 Runs bench/engine/compare.py's handshake, echo and keep-alive experiments with the server
 started from the current build (BENCH_BINARY, default .build/release/myriad) and from
 `--baseline`, alternating which goes first, with the current build's `myriad load` driving
 both, so the only difference is the server. The baseline must understand the same MYRIAD_*
-knobs compare.py sets. Prints one table: the median (min-max) of each figure for both builds
+knobs compare.py sets. With --whole each build's own `myriad load` drives its own server (for a
+change to the load generator as well: both sides are the build under test). --only keeps the
+experiments whose titles it lists. Prints one table: the median (min-max) of each figure for both builds
 and their ratio (current/baseline; for server CPU-µs below 1.00x is better).
 
 A run that failed or fell short is printed as FAILED and left out, and the script exits 1;
@@ -42,6 +45,8 @@ def main():
     parser.add_argument("--baseline", required=True, help="the older release myriad binary")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backend", default="io_uring", choices=compare.BACKENDS)
+    parser.add_argument("--whole", action="store_true", help="each build's load generator drives its own server")
+    parser.add_argument("--only", default="", help="comma list of experiment titles to run (default: all)")
     options = parser.parse_args()
     builds = {"current": compare.BIN, "baseline": options.baseline}
     for name, binary in builds.items():
@@ -54,6 +59,13 @@ def main():
         experiments.append((f"echo {connections:,} x {depth} x {size} B", compare.echo, (connections, depth, size),
                             ["cpu_us_per_message", "messages_per_s"]))
 
+    if options.only:
+        wanted = [title.strip() for title in options.only.split(",") if title.strip()]
+        unknown = [title for title in wanted if title not in [experiment[0] for experiment in experiments]]
+        if unknown:
+            sys.exit(f"regression: no experiment titled {unknown}; titles: {[experiment[0] for experiment in experiments]}")
+        experiments = [experiment for experiment in experiments if experiment[0] in wanted]
+
     rows = []
     for title, function, arguments, keys in experiments:
         print(title, flush=True)
@@ -62,16 +74,19 @@ def main():
             order = ["current", "baseline"] if run % 2 == 0 else ["baseline", "current"]
             for name in order:
                 compare.SERVER_BINARY = builds[name]
+                compare.BIN = builds[name] if options.whole else builds["current"]
                 result = compare.attempt(function, options.backend, run + 1, *arguments)
                 results[name].append(result)
         for key in keys:
             rows.append(f"| {title} | {key} | {compare.summarize(results['current'], key)} | "
                         f"{compare.summarize(results['baseline'], key)} | {ratio_cell(results['current'], results['baseline'], key)} |")
 
+    driver = "each build's own" if options.whole else "the current build's"
+    flags = (" --whole" if options.whole else "") + (f" --only \"{options.only}\"" if options.only else "")
     print(f"\nMeasured {time.strftime('%Y-%m-%d')} with `bench/engine/regression.py --baseline ... --runs {options.runs} "
-          f"--backend {options.backend}`: current {build_name(builds['current'])}, baseline {build_name(builds['baseline'])}; "
+          f"--backend {options.backend}{flags}`: current {build_name(builds['current'])}, baseline {build_name(builds['baseline'])}; "
           f"median (min-max) of {options.runs} runs each, alternating; server 1 worker on core 0, "
-          "load generator (the current build's) 1 thread on core 1.\n")
+          f"load generator ({driver}) 1 thread on core 1.\n")
     print("| experiment | figure | current | baseline | current/baseline |\n| --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     if compare.FAILED_RUNS:
