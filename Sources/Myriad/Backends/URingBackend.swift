@@ -306,10 +306,22 @@ package final class URingBackend: IOBackend, RingMessenger {
         }
         let zero = units[0]
         let spillEmpty = zero.ring.flushSpill()
-        let wanted: UInt32 = zero.ring.readyCompletions > 0 || !spillEmpty || childWork ? 0 : 1
-        let result = zero.ring.submitAndWait(waitCount: wanted, timeoutNanoseconds: wanted == 0 ? 0 : timeoutNanoseconds)
+        if zero.ring.readyCompletions > 0 || !spillEmpty || childWork || timeoutNanoseconds == 0 {
+            // Busy: no sleep. Ring 0 is still entered with GETEVENTS whenever it has something
+            // queued or deferred work waiting: with DEFER_TASKRUN its completions (a receive on
+            // one of its connections) exist only once an enter runs that work, and a plain
+            // submit does not. Without this, a thread that other rings keep busy (a client
+            // ramping a million connections) left ring 0's receives undelivered for tens of
+            // seconds: 20,000 connections a thread missed the server's pings (`make scale`).
+            if zero.ring.pendingSubmissions > 0 || myriad_taskrun_pending(zero.ring.pointer) != 0 || zero.ring.hasOverflow || !spillEmpty {
+                let result = io_uring_submit_and_get_events(zero.ring.pointer)
+                if result < 0 { enterFailed(errno: -result) }
+            }
+        } else {
+            let result = zero.ring.submitAndWait(waitCount: 1, timeoutNanoseconds: timeoutNanoseconds)
+            if result < 0 { enterFailed(errno: -result) }
+        }
         waitCount += 1
-        if result < 0 { enterFailed(errno: -result) }
         reap(zero, sink: sink)
         // Whatever woke the thread may have been another ring's work (its eventfd).
         for unit in units.dropFirst() where unit.hasWork { enter(unit, sink: sink) }
