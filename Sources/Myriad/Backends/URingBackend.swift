@@ -315,13 +315,15 @@ package final class URingBackend: IOBackend, RingMessenger {
             // seconds: 20,000 connections a thread missed the server's pings (`make scale`).
             if zero.ring.pendingSubmissions > 0 || myriad_taskrun_pending(zero.ring.pointer) != 0 || zero.ring.hasOverflow || !spillEmpty {
                 let result = io_uring_submit_and_get_events(zero.ring.pointer)
+                syscallCount += 1
                 if result < 0 { enterFailed(errno: -result) }
             }
         } else {
+            // The one enter that may sleep: counted as a wait (a busy pass is not one).
             let result = zero.ring.submitAndWait(waitCount: 1, timeoutNanoseconds: timeoutNanoseconds)
+            waitCount += 1
             if result < 0 { enterFailed(errno: -result) }
         }
-        waitCount += 1
         reap(zero, sink: sink)
         // Whatever woke the thread may have been another ring's work (its eventfd).
         for unit in units.dropFirst() where unit.hasWork { enter(unit, sink: sink) }
