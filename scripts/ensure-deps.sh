@@ -5,7 +5,8 @@
 #   zlib, WebSocketCompression), pkg-config, node-ws (Node's `ws` client for the
 #   interoperability tests), nats-server (Debian's 2.9: the NATS client and cluster tests run a
 #   real one), prometheus (Debian's 2.42: the metrics tests and `make prometheus-demo` run a real
-#   one scraping `myriad serve`; about 20 s to install here).
+#   one scraping `myriad serve`; about 20 s to install here), chromium (the browser the
+#   permessage-deflate test drives headless: Tests/clients/chromium_check.py).
 #   Python: a venv in .venv with `websockets` (the other third-party client) and
 #   `prometheus_client` (its parser checks /metrics) from PyPI.
 #   `patch`, which Tests/autobahn/setup.sh needs to apply the Autobahn Python 3 port (the
@@ -27,6 +28,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# A real browser for the permessage-deflate interoperability test (headless, Debian's build).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

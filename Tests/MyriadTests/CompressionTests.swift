@@ -59,6 +59,23 @@ extension Integration {
         #expect(result.status == 0, "\(result.output)")
     }
 
+    /// A browser: Debian's headless Chromium, which offers permessage-deflate on every
+    /// connection as every browser does, from a page on an http:// origin. The server agrees
+    /// (shared mode: no context takeover either way), Chromium's compressed messages are
+    /// inflated and the echoes it gets back compressed are whole (Tests/clients/chromium_check.py).
+    @Test(arguments: allBackends)
+    func chromiumNegotiatesAndEchoes(backend: BackendChoice) throws {
+        let server = try TestServer(backend: backend) { $0.compression = .shared }
+        defer { server.stop() }
+        let result = try ExternalClient.run("/usr/bin/python3", [
+            ExternalClient.clientsDirectory.appendingPathComponent("chromium_check.py").path, String(server.port),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ], timeout: 120)
+        #expect(result.status == 0, "\(result.output)")
+        let stats = server.stats()
+        #expect(stats[.deflateAgreed] == 1 && stats[.messagesInflated] > 0 && stats[.messagesCompressed] > 0, "\(stats.fields)")
+    }
+
     /// Off (the default): the offer is not answered, and RSV1 stays a protocol error.
     @Test func offMeansNotAnswered() throws {
         let server = try TestServer(workers: 1)
