@@ -167,16 +167,16 @@ final class ClientWorker: CompletionSink {
         slowest = [UInt64](repeating: 0, count: plannedPublishes)
         latencyPerPort = options.mode == .fanout ? [Histogram](repeating: Histogram(), count: options.ports.count) : []
 
-        // Chunks: a request or control frames; in echo mode `depth` whole messages as well;
-        // fanout's publisher takes large chunks of a few messages each.
+        // What a connection queues at once: a request or control frames; in echo mode `depth`
+        // whole messages as well; fanout's publisher a few messages. A queue may hold twice
+        // that (one part in flight, one filling), as the fixed chunks it replaced allowed.
         let frameSize = FrameEncoder.frameSize(payloadLength: options.messageSizeBytes, masked: true)
-        let chunkSize = options.mode == .echo ? options.depth * frameSize + 512 : 2048
-        let largeChunkSize = options.mode == .fanout ? (frameSize > 1 << 20 ? 2 : 4) * frameSize + 512 : 0
+        let batchBytes = options.mode == .echo ? options.depth * frameSize + 512 : 2048
+        let publisherBatchBytes = options.mode == .fanout ? (frameSize > 1 << 20 ? 2 : 4) * frameSize + 512 : 0
         queues = SendQueues(segments: SendSegmentPool(), pool: BufferPool())
-        // What the old fixed chunks allowed: a chunk in flight and one filling.
-        sendLimitBytes = 2 * chunkSize
-        publisherSendLimitBytes = 2 * max(chunkSize, largeChunkSize)
-        inboundLimitBytes = chunkSize
+        sendLimitBytes = 2 * batchBytes
+        publisherSendLimitBytes = 2 * max(batchBytes, publisherBatchBytes)
+        inboundLimitBytes = batchBytes
         // `{i}` in --path becomes the connection's number (8 digits, written per connection
         // like the key): one path, so one topic, per connection.
         let numbered = options.path.firstRange(of: LoadOptions.connectionNumberPlaceholder)
@@ -188,9 +188,9 @@ final class ClientWorker: CompletionSink {
         for port in options.ports {
             let requestHost = Array(hostName.utf8) + Array(":\(port)".utf8)
             let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count)
-            guard requestSize <= chunkSize else {
+            guard requestSize <= batchBytes else {
                 for template in templates { template.deallocate() }
-                throw LoadError("--path is too long: the upgrade request must fit in \(chunkSize) bytes")
+                throw LoadError("--path is too long: the upgrade request must fit in \(batchBytes) bytes")
             }
             // The upgrade request, written once; each connection copies it and writes its own key.
             let template = UnsafeMutableRawBufferPointer.allocate(byteCount: requestSize, alignment: 1)
@@ -354,7 +354,7 @@ final class ClientWorker: CompletionSink {
     }
 
     private func publish() {
-        counters[.chunksInUse] = queues.pool.outstandingCount
+        counters[.buffersInUse] = queues.pool.outstandingCount
         shared.publish(counters)
     }
 
@@ -765,7 +765,7 @@ final class ClientWorker: CompletionSink {
             completeHandshake(slot, c, step, bytes)
             return
         }
-        // The response came in pieces: gather them (the parser stops at the chunk's size).
+        // The response came in pieces: gather them (the parser stops at `inboundLimitBytes`).
         let length = Int(c.pointee.inbound.count)
         let room = inboundLimitBytes - length
         let take = min(room, bytes.count)

@@ -61,8 +61,8 @@ enum LoadCounter: Int, CaseIterable {
     /// Frames not sent because the connection's send queue was full (e.g. pongs for a burst
     /// of server pings while a send was stuck).
     case droppedFrames
-    /// Chunks lent out right now (a gauge).
-    case chunksInUse
+    /// Pool buffers lent out right now (a gauge): send queues and gathering buffers.
+    case buffersInUse
 
     /// Published last, with release ordering: seeing one means seeing the counters behind it.
     static let flags: [LoadCounter] = [.rampDone, .verifyDone, .closeDone, .publishDone, .drainDone]
