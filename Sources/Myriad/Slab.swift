@@ -103,6 +103,16 @@ package struct Slab<Slot: SlabSlot>: ~Copyable {
         return slots + Int(slot)
     }
 
+    /// The slot a completion tagged `tag` is for, in either role. Its generation must match the
+    /// tag's: a slot is released only once nothing is in flight for it, so a mismatch (or a
+    /// slot never used) is a bug, and stops.
+    @inlinable @inline(__always)
+    package func slot(completing tag: UserData, _ what: StaticString) -> UnsafeMutablePointer<Slot> {
+        let connection = self[tag.slot]
+        precondition(tag.matches(generation: connection.pointee.generation), "\(what) for a released slot")
+        return connection
+    }
+
     /// Takes a free slot and resets it (keeping its generation), or nil when full.
     @inlinable
     package func allocate() -> UInt32? {

@@ -65,7 +65,7 @@ extension Worker {
     func operationDone(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = connection(completing: tag, "completion")
+        let connection = core.slab.slot(completing: tag, "completion")
         switch connection.pointee.io.operationDone(tag.operation, result: result) {
         case .none:
             break

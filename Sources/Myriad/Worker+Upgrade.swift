@@ -203,7 +203,7 @@ extension Worker {
     func peerAddressDone(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = connection(completing: tag, "peer address")
+        let connection = core.slab.slot(completing: tag, "peer address")
         _ = connection.pointee.io.operationDone(.peerName, result: result)
         connection.pointee.flags.remove(.peerAddressPending)
         if result > 0, let entry = existingSide(connection) { entry.pointee.peerKnown = true }

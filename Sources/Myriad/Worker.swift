@@ -100,15 +100,6 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         UserData(operation, slot: slot, generation: connection.pointee.generation)
     }
 
-    /// The connection a completion is for. Its generation must match the tag's: the worker
-    /// releases a slot only once nothing is in flight for it, so a mismatch is a bug, and stops.
-    @inline(__always)
-    func connection(completing tag: UserData, _ what: StaticString) -> UnsafeMutablePointer<ConnectionSlot> {
-        let connection = core.slab[tag.slot]
-        precondition(tag.matches(generation: connection.pointee.generation), "\(what) for a released slot")
-        return connection
-    }
-
     @inline(__always)
     func handle(_ slot: UInt32) -> WebSocketConnection<Handler.ConnectionState> {
         WebSocketConnection(id: core.id(of: slot), core: core, states: states.base)
@@ -246,7 +237,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
     func sent(_ tag: UserData, result: Int32) {
         core.assertOnOwnThread()
         let slot = tag.slot
-        let connection = connection(completing: tag, "send completion")
+        let connection = core.slab.slot(completing: tag, "send completion")
         connection.pointee.io.sendCompleted()
         if result < 0 {
             if result != -ECANCELED { abortNow(slot, connection, cause: .socketError) }
@@ -354,7 +345,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
-        let connection = connection(completing: tag, "receive completion")
+        let connection = core.slab.slot(completing: tag, "receive completion")
         connection.pointee.io.received(more: more)
         core.counters.add(.bytesIn, bytes.count)
         switch connection.pointee.state {
@@ -380,7 +371,7 @@ final class Worker<Backend: IOBackend, Handler: WebSocketHandler>: CompletionSin
         core.assertOnOwnThread()
         refreshClockIfStale()
         let slot = tag.slot
-        let connection = connection(completing: tag, "receive completion")
+        let connection = core.slab.slot(completing: tag, "receive completion")
         switch connection.pointee.io.receiveEnded(result: result, wantsToRead: wantsToRead(connection)) {
         case .outOfBuffers(let park):
             // Backpressure, not EOF: re-armed once buffers are back (at the end of this batch).

@@ -631,36 +631,25 @@ final class ClientWorker: CompletionSink {
 
     // MARK: - Completions (the backend's `CompletionSink`)
 
-    /// The connection a completion is for. As in the server's worker, its generation must
-    /// match the tag's: a slot is released only once nothing is in flight for it, so a
-    /// mismatch is a bug, and stops.
-    @inline(__always)
-    private func connection(completing tag: UserData, _ what: StaticString) -> UnsafeMutablePointer<ClientConnection> {
-        precondition(tag.slot < highWater, "\(what) for a slot never used")
-        let c = connection(tag.slot)
-        precondition(tag.matches(generation: c.pointee.generation), "\(what) for a released slot")
-        return c
-    }
-
     func connected(_ tag: UserData, result: Int32) {
-        connectDone(tag.slot, connection(completing: tag, "connect completion"), result: result)
+        connectDone(tag.slot, slab.slot(completing: tag, "connect completion"), result: result)
     }
 
     func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
-        received(tag.slot, connection(completing: tag, "receive completion"), bytes: bytes, more: more)
+        received(tag.slot, slab.slot(completing: tag, "receive completion"), bytes: bytes, more: more)
     }
 
     func receiveEnded(_ tag: UserData, result: Int32) {
-        receiveEnded(tag.slot, connection(completing: tag, "receive completion"), result: result)
+        receiveEnded(tag.slot, slab.slot(completing: tag, "receive completion"), result: result)
     }
 
     func sent(_ tag: UserData, result: Int32) {
-        sent(tag.slot, connection(completing: tag, "send completion"), result: result)
+        sent(tag.slot, slab.slot(completing: tag, "send completion"), result: result)
     }
 
     /// A cancel or a close (the rules, lost completions included, are `ConnectionIO`'s).
     func operationDone(_ tag: UserData, result: Int32) {
-        let c = connection(completing: tag, "cancel or close completion")
+        let c = slab.slot(completing: tag, "cancel or close completion")
         switch c.pointee.io.operationDone(tag.operation, result: result) {
         case .none, .receive: break
         case .send: queues.releaseQueue(c, keepingHead: false)
