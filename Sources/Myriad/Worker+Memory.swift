@@ -4,7 +4,7 @@ import Glibc
 /// Per-worker memory follows the live load (issue 15). Once a second the worker gives back
 /// what the second before did not use: pool buffers that sat free the whole interval (to
 /// malloc, then malloc's free pages to the kernel), receive buffers deep in a buffer ring's
-/// free stack after its posting target has come down (and, once settled, those still posted),
+/// free stack after its posting target has come down (and, once settled, every written one, posted or not),
 /// the side table's pages once no connection has needed an entry for a second, and the send
 /// segment arena's growth once no segment is in use. Each step has its own hysteresis (a low-water
 /// mark, two quiet seconds per halving of a ring's target, two empty checks), so a busy worker keeps what it uses. What stays
