@@ -17,31 +17,42 @@ public enum ClientHandshake {
 
     static let requestMiddle: StaticString = " HTTP/1.1\r\nHost: "
     static let requestFields: StaticString =
-        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    /// The one extension offer a client of this package makes: permessage-deflate with no
+    /// context takeover either way (RFC 7692 sections 7.1.1.1-2), so both sides may keep one
+    /// compressor and one decompressor per thread, reset after every message, instead of a
+    /// pair per connection. No window limits are asked for: a decompressor with a 15-bit window
+    /// inflates anything the server may send.
+    static let deflateOfferField: StaticString =
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+    static let keyField: StaticString = "Sec-WebSocket-Key: "
     static let requestEnd: StaticString = "\r\n\r\n"
 
     /// Size of the upgrade request for a target and host of the given lengths.
-    public static func requestSize(targetLength: Int, hostLength: Int) -> Int {
-        3 + 1 + targetLength + requestMiddle.utf8CodeUnitCount + hostLength
-            + requestFields.utf8CodeUnitCount + keyLength + requestEnd.utf8CodeUnitCount
+    public static func requestSize(targetLength: Int, hostLength: Int, offersDeflate: Bool = false) -> Int {
+        3 + 1 + targetLength + requestMiddle.utf8CodeUnitCount + hostLength + requestFields.utf8CodeUnitCount
+            + (offersDeflate ? deflateOfferField.utf8CodeUnitCount : 0) + keyField.utf8CodeUnitCount
+            + keyLength + requestEnd.utf8CodeUnitCount
     }
 
     /// Offset of the key inside a request written by `writeRequest` (the key is last, so a
     /// request template can be copied and only its key rewritten).
-    public static func keyOffset(targetLength: Int, hostLength: Int) -> Int {
-        requestSize(targetLength: targetLength, hostLength: hostLength) - keyLength - requestEnd.utf8CodeUnitCount
+    public static func keyOffset(targetLength: Int, hostLength: Int, offersDeflate: Bool = false) -> Int {
+        requestSize(targetLength: targetLength, hostLength: hostLength, offersDeflate: offersDeflate)
+            - keyLength - requestEnd.utf8CodeUnitCount
     }
 
-    /// Writes `GET target HTTP/1.1` with Host, Upgrade, Connection, Sec-WebSocket-Version 13 and
-    /// `key` (24 bytes, from `writeKey`). No subprotocol and no extension is offered. Returns
-    /// the size, or nil when `destination` is too small. `target` must be origin-form (`/...`)
-    /// and `host` a valid Host value (`127.0.0.1:8080`); neither is checked here.
+    /// Writes `GET target HTTP/1.1` with Host, Upgrade, Connection, Sec-WebSocket-Version 13,
+    /// with `offersDeflate` the permessage-deflate offer above, and `key` (24 bytes, from
+    /// `writeKey`). No subprotocol is offered. Returns the size, or nil when `destination` is
+    /// too small. `target` must be origin-form (`/...`) and `host` a valid Host value
+    /// (`127.0.0.1:8080`); neither is checked here.
     public static func writeRequest(
         target: UnsafeRawBufferPointer, host: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer,
-        into destination: UnsafeMutableRawBufferPointer
+        offersDeflate: Bool = false, into destination: UnsafeMutableRawBufferPointer
     ) -> Int? {
         precondition(key.count == keyLength, "key must be the 24-byte base64 value")
-        let size = requestSize(targetLength: target.count, hostLength: host.count)
+        let size = requestSize(targetLength: target.count, hostLength: host.count, offersDeflate: offersDeflate)
         guard let base = destination.baseAddress, destination.count >= size else { return nil }
         var offset = 0
         func append(_ bytes: UnsafeRawBufferPointer) {
@@ -58,6 +69,8 @@ public enum ClientHandshake {
         append(requestMiddle)
         append(host)
         append(requestFields)
+        if offersDeflate { append(deflateOfferField) }
+        append(keyField)
         append(key)
         append(requestEnd)
         assert(offset == size)
@@ -83,6 +96,11 @@ public enum UpgradeResponseFailure: Sendable, Equatable {
     case acceptMismatch
     /// `Sec-WebSocket-Extensions` in the response, though the request offered none.
     case unexpectedExtension
+    /// A `Sec-WebSocket-Extensions` response our permessage-deflate offer does not allow
+    /// (RFC 7692 section 7.1: another extension, a second element, a malformed or unknown
+    /// parameter, `client_max_window_bits` we did not offer, or no `server_no_context_takeover`
+    /// though we asked for it): the client must fail the connection.
+    case badExtension
     /// `Sec-WebSocket-Protocol` in the response, though the request offered none.
     case unexpectedSubprotocol
 
@@ -97,6 +115,7 @@ public enum UpgradeResponseFailure: Sendable, Equatable {
         case .missingAccept: return "NO_ACCEPT"
         case .acceptMismatch: return "BAD_ACCEPT"
         case .unexpectedExtension: return "UNEXPECTED_EXTENSION"
+        case .badExtension: return "BAD_EXTENSION"
         case .unexpectedSubprotocol: return "UNEXPECTED_SUBPROTOCOL"
         }
     }
@@ -107,8 +126,9 @@ public enum UpgradeResponseStep: Equatable {
     /// The head is not complete yet: keep the bytes and call `parse` again with more.
     case needMore
     /// A valid `101 Switching Protocols` for our key. Bytes after `headLength` already belong
-    /// to the WebSocket stream (a server may send frames right after its response).
-    case accepted(headLength: Int)
+    /// to the WebSocket stream (a server may send frames right after its response). `deflate`:
+    /// the server accepted our permessage-deflate offer (only when one was made).
+    case accepted(headLength: Int, deflate: Bool = false)
     /// The handshake failed; close the connection.
     case failed(UpgradeResponseFailure)
 }
@@ -125,8 +145,10 @@ public enum UpgradeResponseStep: Equatable {
 ///   no control bytes in the value, no obs-fold), and lines end with CRLF;
 /// - `Upgrade` holds the token `websocket` and `Connection` the token `upgrade` (case-insensitive);
 /// - exactly one `Sec-WebSocket-Accept` equals base64(SHA-1(key + GUID)) for our key;
-/// - there is no `Sec-WebSocket-Extensions` and no `Sec-WebSocket-Protocol` (the request made
-///   by `ClientHandshake.writeRequest` offers neither).
+/// - there is no `Sec-WebSocket-Protocol` (the request made by `ClientHandshake.writeRequest`
+///   offers none), and no `Sec-WebSocket-Extensions` unless the request offered
+///   permessage-deflate; then at most one field with exactly one `permessage-deflate` element
+///   that answers the offer (`validateDeflateResponse`).
 ///
 /// A well-formed response with another status fails with `.status(code)`, whatever its
 /// fields. Nothing is allocated.
@@ -142,7 +164,7 @@ public struct UpgradeResponseParser: Sendable {
     /// validates the response against `key` (the 24-byte `Sec-WebSocket-Key` we sent).
     public mutating func parse(
         _ bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer,
-        maxHeadBytes: Int = UpgradeResponseParser.defaultMaxHeadBytes
+        maxHeadBytes: Int = UpgradeResponseParser.defaultMaxHeadBytes, offeredDeflate: Bool = false
     ) -> UpgradeResponseStep {
         precondition(maxHeadBytes >= 4)
         precondition(bytes.count >= searched, "bytes must include everything passed before")
@@ -154,7 +176,7 @@ public struct UpgradeResponseParser: Sendable {
             {
                 searched = 0
                 let head = UnsafeRawBufferPointer(rebasing: bytes[..<(index + 4)])
-                return UpgradeResponseParser.validate(head, key: key)
+                return UpgradeResponseParser.validate(head, key: key, offeredDeflate: offeredDeflate)
             }
             index += 1
         }
@@ -163,14 +185,14 @@ public struct UpgradeResponseParser: Sendable {
     }
 
     /// Validates a complete head (ending in CRLF CRLF).
-    static func validate(_ head: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) -> UpgradeResponseStep {
+    static func validate(_ head: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, offeredDeflate: Bool) -> UpgradeResponseStep {
         guard let lineEnd = HTTPHead.findCRLF(head, from: 0),
               let status = statusCode(UnsafeRawBufferPointer(rebasing: head[..<lineEnd]))
         else { return .failed(.malformed) }
         let fieldBytes = UnsafeRawBufferPointer(rebasing: head[(lineEnd + 2)...])
         var acceptCount = 0
         var accept = UnsafeRawBufferPointer(start: nil, count: 0)
-        var sawExtensions = false
+        var extensionFields = 0
         var sawProtocol = false
         let wellFormed = HTTPHead.forEachField(in: fieldBytes) { name, value in
             switch name.count {
@@ -178,7 +200,7 @@ public struct UpgradeResponseParser: Sendable {
                 acceptCount += 1
                 accept = value
             case 24 where HTTPHead.equalsLowercase(name, "sec-websocket-extensions"):
-                sawExtensions = true
+                extensionFields += 1
             case 22 where HTTPHead.equalsLowercase(name, "sec-websocket-protocol"):
                 sawProtocol = true
             default:
@@ -204,9 +226,32 @@ public struct UpgradeResponseParser: Sendable {
             return HTTPHead.equalBytes(UnsafeRawBufferPointer(expected), accept)
         }
         guard matches else { return .failed(.acceptMismatch) }
-        if sawExtensions { return .failed(.unexpectedExtension) }
         if sawProtocol { return .failed(.unexpectedSubprotocol) }
-        return .accepted(headLength: head.count)
+        guard extensionFields > 0 else { return .accepted(headLength: head.count) }
+        guard offeredDeflate else { return .failed(.unexpectedExtension) }
+        guard extensionFields == 1, validateDeflateResponse(ExtensionList(fields: fields)) else {
+            return .failed(.badExtension)
+        }
+        return .accepted(headLength: head.count, deflate: true)
+    }
+
+    /// Whether the extension list answers our offer of permessage-deflate with
+    /// server_no_context_takeover and client_no_context_takeover: exactly one element, that
+    /// extension, well formed (the offer grammar: each parameter once, window sizes 8-15), with
+    /// `server_no_context_takeover` (section 7.1.1.1: a server accepting it must say so) and
+    /// without `client_max_window_bits`, which we did not offer (section 7.1.2.2).
+    /// `client_no_context_takeover` and `server_max_window_bits` may be there or not.
+    static func validateDeflateResponse(_ list: ExtensionList) -> Bool {
+        var elements = 0
+        var agreed = false
+        for element in list {
+            elements += 1
+            guard element.hasName("permessage-deflate"),
+                  case .success(let response) = PerMessageDeflateOffer.parse(element)
+            else { return false }
+            agreed = response.serverNoContextTakeover && !response.offersClientMaxWindowBits
+        }
+        return elements == 1 && agreed
     }
 
     /// The status code of `HTTP/1.x SP 3DIGIT [SP reason-phrase]` (x >= 1), or nil.

@@ -15,7 +15,8 @@ let validResponse = """
 
 /// Runs the response parser over `response` fed in pieces of `pieceSize` bytes.
 func parseResponse(
-    _ response: String, key: String = sampleKey, pieceSize: Int = .max, maxHeadBytes: Int = 8192
+    _ response: String, key: String = sampleKey, pieceSize: Int = .max, maxHeadBytes: Int = 8192,
+    offeredDeflate: Bool = false
 ) -> UpgradeResponseStep {
     let all = Array(response.utf8)
     let keyBytes = Array(key.utf8)
@@ -24,7 +25,7 @@ func parseResponse(
     repeat {
         end = min(all.count, end + max(1, min(pieceSize, all.count)))
         let step = all[..<end].withUnsafeBytes { raw in
-            keyBytes.withUnsafeBytes { parser.parse(raw, key: $0, maxHeadBytes: maxHeadBytes) }
+            keyBytes.withUnsafeBytes { parser.parse(raw, key: $0, maxHeadBytes: maxHeadBytes, offeredDeflate: offeredDeflate) }
         }
         if step != .needMore { return step }
     } while end < all.count
@@ -40,6 +41,78 @@ func response(replacing name: String, with line: String?) -> String {
 }
 
 @Suite struct UpgradeResponseParserTests {
+    // MARK: The permessage-deflate offer (RFC 7692) and the server's answer to it.
+
+    /// `validResponse` with `fields` (CRLF-terminated lines) before its blank line.
+    static func withFields(_ fields: String) -> String {
+        // "\r\n" is one Character: dropping one drops the blank line.
+        String(validResponse.dropLast(1)) + fields + "\r\n"
+    }
+
+    @Test func theDeflateOfferIsWrittenBeforeTheKey() {
+        let key = Array(sampleKey.utf8)
+        var request = [UInt8](repeating: 0, count: 512)
+        let size = Array("/".utf8).withUnsafeBytes { target in
+            Array("h:1".utf8).withUnsafeBytes { host in
+                key.withUnsafeBytes { k in
+                    request.withUnsafeMutableBytes {
+                        ClientHandshake.writeRequest(target: target, host: host, key: k, offersDeflate: true, into: $0)
+                    }
+                }
+            }
+        }!
+        #expect(size == ClientHandshake.requestSize(targetLength: 1, hostLength: 3, offersDeflate: true))
+        let text = String(decoding: request[..<size], as: UTF8.self)
+        #expect(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+            + "client_no_context_takeover\r\nSec-WebSocket-Key: \(sampleKey)\r\n\r\n"))
+        let offset = ClientHandshake.keyOffset(targetLength: 1, hostLength: 3, offersDeflate: true)
+        #expect(Array(request[offset..<(offset + 24)]) == key)
+        // The server's parser sees the offer.
+        #expect(parseHandshake(text) == .upgrade(target: "/", key: sampleKey, protocols: [], headLength: size))
+    }
+
+    @Test(arguments: [
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate;client_no_context_takeover;server_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=10\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=\"15\"\r\n",
+    ])
+    func anAnswerToTheDeflateOfferIsAccepted(fields: String) {
+        let response = Self.withFields(fields)
+        #expect(parseResponse(response, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: true))
+        // In pieces too.
+        #expect(parseResponse(response, pieceSize: 7, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: true))
+        // Without an offer, any extension fails the handshake.
+        #expect(parseResponse(response) == .failed(.unexpectedExtension))
+    }
+
+    @Test func declinedOfferRunsUncompressed() {
+        #expect(parseResponse(validResponse, offeredDeflate: true) == .accepted(headLength: validResponse.utf8.count, deflate: false))
+    }
+
+    @Test(arguments: [
+        // No server_no_context_takeover, though it was asked for (RFC 7692 section 7.1.1.1).
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
+        // client_max_window_bits was not offered (section 7.1.2.2).
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits=10\r\n",
+        // Another extension, a second element, a second field.
+        "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover, permessage-deflate; server_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+        // Unknown, repeated or badly valued parameters.
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; x=1\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover=1\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=16\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; ; server_no_context_takeover\r\n",
+    ])
+    func aBadAnswerToTheDeflateOfferFails(fields: String) {
+        #expect(parseResponse(Self.withFields(fields), offeredDeflate: true) == .failed(.badExtension))
+    }
+
     @Test func acceptsTheRFCExample() {
         #expect(parseResponse(validResponse) == .accepted(headLength: validResponse.utf8.count))
     }

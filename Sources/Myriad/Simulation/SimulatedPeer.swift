@@ -274,7 +274,7 @@ final class SimulatedPeer {
             switch step {
             case .needMore:
                 return
-            case .accepted(let headLength):
+            case .accepted(let headLength, _):
                 inbound.removeFirst(headLength)
                 upgraded = true
                 phase = .open
