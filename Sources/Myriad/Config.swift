@@ -70,6 +70,9 @@ public struct Config: Sendable {
     public var compressionThresholdBytes = 256
     /// Per worker: bytes of zlib state for dedicated-mode connections.
     public var compressionDedicatedBudgetBytes = 64 << 20
+    /// For benchmarks only: compress a publish once per recipient instead of once, as a
+    /// server without compress-once does (the baseline `bench/compression` measures against).
+    public var compressionPerRecipient = false
     /// `myriad serve`'s application.
     public var app: ServeApp = .echo
     /// `myriad serve`'s Origin allow-list.
@@ -275,6 +278,15 @@ extension Config {
              range: "0 B-64 GiB",
              help: "Per worker, dedicated mode: bytes of zlib state for connections that keep context (about 32 KiB each); connections past it get the shared mode.") { config, value throws(ConfigError) in
             config.compressionDedicatedBudgetBytes = try size("MYRIAD_COMPRESSION_DEDICATED_BUDGET", value, 0...(64 << 30))
+        },
+        Knob(variable: "MYRIAD_COMPRESSION_PER_RECIPIENT", flag: "compression-per-recipient", defaultValue: "off",
+             range: "off | on",
+             help: "For benchmarks: on compresses a publish once for each recipient instead of once for all (the cost compress-once saves).") { config, value throws(ConfigError) in
+            switch value {
+            case "off": config.compressionPerRecipient = false
+            case "on": config.compressionPerRecipient = true
+            default: throw ConfigError(variable: "MYRIAD_COMPRESSION_PER_RECIPIENT", value: value, expected: "off or on")
+            }
         },
         Knob(variable: "MYRIAD_MAX_HEADER_SIZE", flag: "max-header-size", defaultValue: "8 KiB", range: "256 B-64 KiB",
              help: "Largest upgrade request head; larger ones get 431.") { config, value throws(ConfigError) in

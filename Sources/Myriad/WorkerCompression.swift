@@ -72,17 +72,22 @@ final class WorkerCompression {
     let dedicatedMeter = ZlibMemoryMeter()
     private var dedicated: [UInt32: DedicatedStreams] = [:]
     let maxMessageSizeBytes: Int
+    /// MYRIAD_COMPRESSION_PER_RECIPIENT (benchmarks): a publish is compressed for every
+    /// recipient, nothing kept between them.
+    let perRecipient: Bool
     /// A dedicated pair at windows of 11 bits and memLevel 4, as measured (31,544 B plus the
     /// two z_stream structs, bench/README.md): what one more connection would take.
     static let dedicatedPairBytes = 32 * 1024
 
-    init?(mode: CompressionMode, thresholdBytes: Int, dedicatedBudgetBytes: Int, maxMessageSizeBytes: Int) {
+    init?(mode: CompressionMode, thresholdBytes: Int, dedicatedBudgetBytes: Int, maxMessageSizeBytes: Int,
+          perRecipient: Bool = false) {
         precondition(mode != .off)
         guard let shared = SharedCompressionStreams(maxMessageSizeBytes: maxMessageSizeBytes) else { return nil }
         self.mode = mode
         self.thresholdBytes = thresholdBytes
         self.dedicatedBudgetBytes = dedicatedBudgetBytes
         self.maxMessageSizeBytes = maxMessageSizeBytes
+        self.perRecipient = perRecipient
         self.shared = shared
     }
 
@@ -174,7 +179,8 @@ final class Publication: @unchecked Sendable {
     /// deflater; the 15-bit one (what nearly every client agrees to) is made once for all
     /// workers and kept. nil when compressing failed: then everyone gets the plain frame.
     func compressedFrame(windowBits: UInt8, using compression: WorkerCompression) -> SharedFrame? {
-        if windowBits == 15 && keptState.load(ordering: .acquiring) == 2 { return kept }
+        let keeps = windowBits == 15 && !compression.perRecipient
+        if keeps && keptState.load(ordering: .acquiring) == 2 { return kept }
         if compressionFailed.load(ordering: .relaxed) { return nil }
         compression.scratch.removeAll()
         guard compression.shared.compress(payload, windowBits: windowBits, into: &compression.scratch) else {
@@ -188,7 +194,7 @@ final class Publication: @unchecked Sendable {
         }
         // Keep it for the other workers, unless another worker is storing its own right now
         // (then both are valid; this worker just uses its own).
-        if windowBits == 15 && keptState.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+        if keeps && keptState.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
             kept = frame
             keptState.store(2, ordering: .releasing)
         }

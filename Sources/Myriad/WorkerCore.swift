@@ -57,7 +57,7 @@ final class WorkerCore {
             guard let made = WorkerCompression(
                 mode: settings.compression, thresholdBytes: settings.compressionThresholdBytes,
                 dedicatedBudgetBytes: settings.compressionDedicatedBudgetBytes,
-                maxMessageSizeBytes: settings.maxMessageSizeBytes)
+                maxMessageSizeBytes: settings.maxMessageSizeBytes, perRecipient: settings.compressionPerRecipient)
             else { throw SystemError("zlib: the worker's shared streams", errno: ENOMEM) }
             compression = made
         }

@@ -19,6 +19,7 @@ struct WorkerSettings {
     let compression: CompressionMode
     let compressionThresholdBytes: Int
     let compressionDedicatedBudgetBytes: Int
+    let compressionPerRecipient: Bool
     let maxMessageSizeBytes: Int
 
     init(_ config: Config, memoryBytes: Int = memoryLimitBytes()) {
@@ -39,6 +40,7 @@ struct WorkerSettings {
         compression = config.compression
         compressionThresholdBytes = config.compressionThresholdBytes
         compressionDedicatedBudgetBytes = config.compressionDedicatedBudgetBytes
+        compressionPerRecipient = config.compressionPerRecipient
         maxMessageSizeBytes = config.maxMessageSizeBytes
         decoder = FrameDecoderConfiguration(role: .server, maxMessageSizeBytes: UInt64(config.maxMessageSizeBytes))
     }

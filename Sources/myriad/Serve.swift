@@ -32,6 +32,7 @@ struct Serve: ParsableCommand {
     @Option(help: knobHelp("MYRIAD_COMPRESSION")) var compression: String?
     @Option(help: knobHelp("MYRIAD_COMPRESSION_THRESHOLD")) var compressionThreshold: String?
     @Option(help: knobHelp("MYRIAD_COMPRESSION_DEDICATED_BUDGET")) var compressionDedicatedBudget: String?
+    @Option(help: knobHelp("MYRIAD_COMPRESSION_PER_RECIPIENT")) var compressionPerRecipient: String?
     @Option(help: knobHelp("MYRIAD_MAX_HEADER_SIZE")) var maxHeaderSize: String?
     @Option(help: knobHelp("MYRIAD_BACKLOG")) var backlog: String?
     @Option(help: knobHelp("MYRIAD_TIMER_TICK")) var timerTick: String?
@@ -76,6 +77,7 @@ struct Serve: ParsableCommand {
             ("MYRIAD_COMPRESSION", compression),
             ("MYRIAD_COMPRESSION_THRESHOLD", compressionThreshold),
             ("MYRIAD_COMPRESSION_DEDICATED_BUDGET", compressionDedicatedBudget),
+            ("MYRIAD_COMPRESSION_PER_RECIPIENT", compressionPerRecipient),
             ("MYRIAD_MAX_HEADER_SIZE", maxHeaderSize),
             ("MYRIAD_BACKLOG", backlog),
             ("MYRIAD_TIMER_TICK", timerTick),
