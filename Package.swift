@@ -69,7 +69,7 @@ let package = Package(
         ),
         .target(
             name: "MyriadLoad",
-            dependencies: ["Myriad", "WebSocketCodec", "CLibURing"]
+            dependencies: ["Myriad", "WebSocketCodec", "WebSocketCompression", "CLibURing"]
         ),
         // Topics across nodes (issue 17): a small strict NATS client and the topic-to-subject
         // mapping. Off the engine's hot path; depends on nothing of the engine.

@@ -41,6 +41,8 @@ struct ClientFlags: OptionSet {
     static let failed = ClientFlags(rawValue: 1 << 11)
     /// fanout: this connection publishes (its frames use the pool's large chunks).
     static let publisher = ClientFlags(rawValue: 1 << 12)
+    /// --deflate: `inbound` gathers a compressed message that came in pieces.
+    static let gatheringCompressed = ClientFlags(rawValue: 1 << 13)
 }
 
 /// One client connection: a plain struct in a per-thread slab (the engine's `Slab`, as the
@@ -66,8 +68,8 @@ struct ClientConnection: SendQueueSlot {
     /// The send queue (the engine's `SendQueues`, as in the server's slot): its first
     /// segment, in flight while `io.flags` has `.sendInFlight`, or `SendSegment.none`.
     var sendHead: UInt32 = SendSegment.none
-    /// A response head or a control frame that arrived in pieces (from the thread's
-    /// `BufferPool`, only while it is being gathered).
+    /// A response head, a control frame or (--deflate) a compressed message that arrived in
+    /// pieces (from the thread's `BufferPool`, only while it is being gathered).
     var inbound = PooledBuffer()
     /// Payload bytes of the data message being received so far (saturating).
     var messageLength: UInt32 = 0

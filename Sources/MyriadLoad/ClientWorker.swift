@@ -2,6 +2,7 @@ import CLibURing
 import Glibc
 @_spi(Benchmarks) import Myriad
 import WebSocketCodec
+import WebSocketCompression
 
 /// What one client thread is told: its share of the run.
 struct ThreadAssignment: Sendable {
@@ -85,6 +86,12 @@ final class ClientWorker: CompletionSink {
     private var roundTrip = Histogram()
     private var latency = Histogram()
     private var starved = StarvedReceives()
+    /// permessage-deflate (`--deflate`): the thread's one compressor and decompressor; nil when off.
+    private let deflate: ClientDeflate?
+    /// What echo's and fanout's messages carry after their header (`--payload`).
+    private var bodies: PayloadBodies
+    /// `--deflate both`: a message is written here whole, then compressed into its frame.
+    private let plainMessage: UnsafeMutableRawBufferPointer
 
     // Timeouts in nanoseconds.
     private let connectTimeout: Int64
@@ -167,6 +174,22 @@ final class ClientWorker: CompletionSink {
         slowest = [UInt64](repeating: 0, count: plannedPublishes)
         latencyPerPort = options.mode == .fanout ? [Histogram](repeating: Histogram(), count: options.ports.count) : []
 
+        let headerBytes = options.mode == .fanout ? FanoutMessage.headerBytes : 8
+        bodies = PayloadBodies(options.payload, length: max(0, options.messageSizeBytes - headerBytes),
+                               filler: options.mode == .fanout ? FanoutMessage.filler : 0x61,
+                               seed: 0x4D59_5249_4144 &+ UInt64(assignment.index))
+        if options.deflate == .off {
+            deflate = nil
+        } else {
+            // The largest message a connection expects: its own size, a verify token, or
+            // something small the server sends; more fails it with 1009.
+            guard let made = ClientDeflate(maxMessageBytes: max(options.messageSizeBytes, 4096)) else {
+                throw LoadError("thread \(assignment.index): zlib could not allocate its streams")
+            }
+            deflate = made
+        }
+        plainMessage = .allocate(byteCount: options.deflate == .both ? options.messageSizeBytes : 0, alignment: 8)
+
         // What a connection queues at once: a request or control frames; in echo mode `depth`
         // whole messages as well; fanout's publisher a few messages. A queue may hold twice
         // that (one part in flight, one filling), as the fixed chunks it replaced allowed.
@@ -187,7 +210,8 @@ final class ClientWorker: CompletionSink {
         var offsets: [Int] = []
         for port in options.ports {
             let requestHost = Array(hostName.utf8) + Array(":\(port)".utf8)
-            let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count)
+            let requestSize = ClientHandshake.requestSize(targetLength: requestTarget.count, hostLength: requestHost.count,
+                                                          offersDeflate: options.deflate != .off)
             guard requestSize <= batchBytes else {
                 for template in templates { template.deallocate() }
                 throw LoadError("--path is too long: the upgrade request must fit in \(batchBytes) bytes")
@@ -197,11 +221,14 @@ final class ClientWorker: CompletionSink {
             let placeholder = [UInt8](repeating: 0x41, count: ClientHandshake.keyLength)
             _ = requestTarget.withUnsafeBytes { t in
                 requestHost.withUnsafeBytes { h in
-                    placeholder.withUnsafeBytes { k in ClientHandshake.writeRequest(target: t, host: h, key: k, into: template) }
+                    placeholder.withUnsafeBytes { k in
+                        ClientHandshake.writeRequest(target: t, host: h, key: k, offersDeflate: options.deflate != .off, into: template)
+                    }
                 }
             }
             templates.append(template)
-            offsets.append(ClientHandshake.keyOffset(targetLength: requestTarget.count, hostLength: requestHost.count))
+            offsets.append(ClientHandshake.keyOffset(targetLength: requestTarget.count, hostLength: requestHost.count,
+                                                     offersDeflate: options.deflate != .off))
         }
         requestTemplates = templates
         keyOffsets = offsets
@@ -284,6 +311,7 @@ final class ClientWorker: CompletionSink {
     }
 
     deinit {
+        plainMessage.deallocate()
         destinations.deallocate()
         for template in requestTemplates { template.deallocate() }
         close(wakeDescriptor)
@@ -490,6 +518,12 @@ final class ClientWorker: CompletionSink {
         let c = connection(slot)
         c.pointee.state = .connecting
         c.pointee.flags = .establishing
+        // A released slot keeps what its last connection left (a decoder stopped mid-frame by
+        // a reset, an agreement, echo counts): every connection starts from nothing.
+        c.pointee.decoder = FrameDecoder()
+        c.pointee.responseParser = UpgradeResponseParser()
+        c.pointee.outstanding = 0
+        c.pointee.owed = 0
         if publishes && slot == 0 { c.pointee.flags.insert(.publisher) }
         counters[.establishing] += 1
         counters[.attempts] += 1
@@ -778,7 +812,8 @@ final class ClientWorker: CompletionSink {
             withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
                 ClientHandshake.writeKey(nonce: $0, into: key.baseAddress!)
             }
-            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: inboundLimitBytes)
+            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: inboundLimitBytes,
+                                                  offeredDeflate: deflate != nil)
         }
     }
 
@@ -792,7 +827,16 @@ final class ClientWorker: CompletionSink {
         case .failed(let failure):
             fail(c, .handshake, reason: failure.name)
             closeSocket(slot, c)
-        case .accepted(let headLength):
+        case .accepted(let headLength, let deflateAgreed):
+            if deflate != nil {
+                // --deflate measures compression: a connection the server keeps plain would
+                // measure something else, so it fails.
+                guard deflateAgreed else {
+                    fail(c, .handshake, reason: "DEFLATE_DECLINED")
+                    return closeSocket(slot, c)
+                }
+                c.pointee.decoder.acceptsCompressedMessages = true
+            }
             leaveEstablishing(c)
             c.pointee.state = .open
             // The nonce is checked; its bytes now serve fanout (`prefixHigh`, `sequenceEnd`).
@@ -844,26 +888,9 @@ final class ClientWorker: CompletionSink {
     private func handleChunk(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ chunk: FrameChunk) {
         switch chunk.opcode {
         case .text, .binary:
-            if chunk.isMessageStart {
-                c.pointee.prefix = 0
-                c.pointee.prefixHigh = 0
-                c.pointee.prefixCount = 0
-                c.pointee.messageLength = 0
-            }
-            var index = 0
-            while c.pointee.prefixCount < prefixLimit && index < chunk.bytes.count {
-                let byte = UInt64(chunk.bytes[index])
-                let position = UInt64(c.pointee.prefixCount)
-                if position < 8 {
-                    c.pointee.prefix |= byte << (position * 8)
-                } else {
-                    c.pointee.prefixHigh |= byte << ((position - 8) * 8)
-                }
-                c.pointee.prefixCount += 1
-                index += 1
-            }
-            let length = UInt64(c.pointee.messageLength) + UInt64(chunk.bytes.count)
-            c.pointee.messageLength = UInt32(min(length, UInt64(UInt32.max)))
+            if chunk.isCompressed { return compressedChunk(slot, c, chunk) }
+            if chunk.isMessageStart { startMessage(c) }
+            absorb(c, UnsafeRawBufferPointer(chunk.bytes))
             if chunk.isMessageEnd { messageReceived(slot, c) }
         case .ping, .pong, .close:
             var payload = UnsafeRawBufferPointer(chunk.bytes)
@@ -871,6 +898,12 @@ final class ClientWorker: CompletionSink {
             if !(chunk.isFrameStart && chunk.isFrameEnd) {
                 // A control frame split across receives (<= 125 bytes): gather it.
                 if chunk.isFrameStart {
+                    if c.pointee.flags.contains(.gatheringCompressed) {
+                        // `inbound` holds the compressed message this control frame came
+                        // between the fragments of; a second buffer would cost every slot.
+                        fail(c, kindForSocketError(c) ?? .read, reason: "SPLIT_CONTROL_FRAME_IN_COMPRESSED_MESSAGE")
+                        return closeSocket(slot, c)
+                    }
                     queues.pool.release(&c.pointee.inbound)
                     guard let fresh = queues.pool.acquire(minimumBytes: 125) else {
                         fail(c, kindForSocketError(c) ?? .read, errno: ENOMEM)
@@ -908,6 +941,76 @@ final class ClientWorker: CompletionSink {
             queues.pool.release(&assembled)
         case .continuation:
             break  // the decoder reports continuations as their message's opcode
+        }
+    }
+
+    private func startMessage(_ c: UnsafeMutablePointer<ClientConnection>) {
+        c.pointee.prefix = 0
+        c.pointee.prefixHigh = 0
+        c.pointee.prefixCount = 0
+        c.pointee.messageLength = 0
+    }
+
+    /// The next bytes of a data message: the first `prefixLimit` are kept, the rest counted.
+    @inline(__always)
+    private func absorb(_ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeRawBufferPointer) {
+        var index = 0
+        while c.pointee.prefixCount < prefixLimit && index < bytes.count {
+            let byte = UInt64(bytes[index])
+            let position = UInt64(c.pointee.prefixCount)
+            if position < 8 {
+                c.pointee.prefix |= byte << (position * 8)
+            } else {
+                c.pointee.prefixHigh |= byte << ((position - 8) * 8)
+            }
+            c.pointee.prefixCount += 1
+            index += 1
+        }
+        let length = UInt64(c.pointee.messageLength) + UInt64(bytes.count)
+        c.pointee.messageLength = UInt32(min(length, UInt64(UInt32.max)))
+    }
+
+    /// A piece of a compressed data message (`--deflate`, RSV1 on its first frame). The
+    /// thread's one decompressor takes a message only once it is whole, so two connections'
+    /// pieces never mix in it: a message in one piece (the usual case) is inflated where it
+    /// lies, one in pieces is gathered in `inbound` first, up to `maxCompressedBytes`.
+    private func compressedChunk(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ chunk: FrameChunk) {
+        guard let deflate else { preconditionFailure("RSV1 accepted without an agreement") }
+        let isText = chunk.opcode == .text
+        if chunk.isMessageStart && chunk.isMessageEnd {
+            return inflated(slot, c, deflate.inflate(UnsafeRawBufferPointer(chunk.bytes), isText: isText))
+        }
+        if chunk.isMessageStart {
+            queues.pool.release(&c.pointee.inbound)
+            c.pointee.flags.insert(.gatheringCompressed)
+        }
+        guard Int(c.pointee.inbound.count) + chunk.bytes.count <= deflate.maxCompressedBytes,
+              let destination = queues.pool.reserve(chunk.bytes.count, in: &c.pointee.inbound)
+        else {
+            fail(c, kindForSocketError(c) ?? .read, reason: "COMPRESSED_MESSAGE_TOO_LARGE")
+            return closeSocket(slot, c)
+        }
+        if chunk.bytes.count > 0 { destination.copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count) }
+        c.pointee.inbound.count += UInt32(chunk.bytes.count)
+        guard chunk.isMessageEnd else { return }
+        var gathered = c.pointee.inbound
+        c.pointee.inbound = PooledBuffer()
+        c.pointee.flags.remove(.gatheringCompressed)
+        let result = deflate.inflate(UnsafeRawBufferPointer(start: gathered.base, count: Int(gathered.count)), isText: isText)
+        queues.pool.release(&gathered)
+        inflated(slot, c, result)
+    }
+
+    private func inflated(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ result: ClientDeflate.Inflated) {
+        switch result {
+        case .message(let bytes):
+            counters[.messagesInflated] += 1
+            startMessage(c)
+            absorb(c, bytes)
+            messageReceived(slot, c)
+        case .failure(let reason):
+            if let kind = kindForSocketError(c) { fail(c, kind, reason: reason) }
+            closeSocket(slot, c)
         }
     }
 
@@ -1008,23 +1111,59 @@ final class ClientWorker: CompletionSink {
 
     /// echo: queues the messages owed, each carrying its send time in its first 8 bytes.
     private func fillEcho(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        let payloadLength = options.messageSizeBytes
-        let size = FrameEncoder.frameSize(payloadLength: payloadLength, masked: true)
-        while c.pointee.owed > 0, let destination = reserve(c, size) {
-            let key = random.next32()
-            let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, payloadLength: payloadLength, maskKey: key)
-            let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: payloadLength)
-            payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
-            if payloadLength > 8 {
-                (destination + header + 8).initializeMemory(as: UInt8.self, repeating: 0x61, count: payloadLength - 8)
-            }
-            Masking.apply(key: key, keyOffset: 0, to: payload)
-            queues.commit(c, size)
+        while c.pointee.owed > 0, queueData(slot, c, sequence: nil) {
             c.pointee.owed -= 1
             c.pointee.outstanding += 1
             counters[.messagesSent] += 1
         }
         flushSend(slot, c)
+    }
+
+    /// Queues one data message of `--size` bytes: its send time (and fanout's sequence), then
+    /// the next body (`--payload`); with `--deflate both` compressed, RSV1 set. False when the
+    /// send queue has no room for it, or when compressing failed (the connection is failed).
+    private func queueData(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, sequence: UInt64?) -> Bool {
+        let body = bodies.take()
+        guard options.deflate == .both, let deflate else {
+            let payloadLength = options.messageSizeBytes
+            let size = FrameEncoder.frameSize(payloadLength: payloadLength, masked: true)
+            guard let destination = reserve(c, size) else { return false }
+            let key = random.next32()
+            let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, payloadLength: payloadLength, maskKey: key)
+            let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: payloadLength)
+            writeMessage(into: payload, body: body, sequence: sequence)
+            Masking.apply(key: key, keyOffset: 0, to: payload)
+            queues.commit(c, size)
+            return true
+        }
+        // The send time is taken before compressing: the latency includes it, as a real
+        // sender's does.
+        writeMessage(into: plainMessage, body: body, sequence: sequence)
+        guard let compressed = deflate.compress(UnsafeRawBufferPointer(plainMessage)) else {
+            fail(c, kindForSocketError(c) ?? .read, reason: "DEFLATE_FAILED")
+            closeSocket(slot, c)
+            return false
+        }
+        let size = FrameEncoder.frameSize(payloadLength: compressed.count, masked: true)
+        guard let destination = reserve(c, size) else { return false }
+        let key = random.next32()
+        let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, compressed: true,
+                                              payloadLength: compressed.count, maskKey: key)
+        let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: compressed.count)
+        payload.copyMemory(from: compressed)
+        Masking.apply(key: key, keyOffset: 0, to: payload)
+        queues.commit(c, size)
+        counters[.messagesCompressed] += 1
+        return true
+    }
+
+    /// A data message's plain bytes: send time, fanout's sequence, body.
+    @inline(__always)
+    private func writeMessage(into payload: UnsafeMutableRawBufferPointer, body: UnsafeRawBufferPointer, sequence: UInt64?) {
+        let headerBytes = payload.count - body.count
+        if body.count > 0 { (payload.baseAddress! + headerBytes).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+        if let sequence { payload.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self) }
+        payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
     }
 
     /// Starts sending the queue's first segment when no send is in flight (one per
@@ -1191,23 +1330,10 @@ final class ClientWorker: CompletionSink {
     /// Queues message `sequence` on the publisher; false when its send queue is full (the
     /// message is skipped and counted as a dropped frame).
     private func sendPublish(_ c: UnsafeMutablePointer<ClientConnection>, sequence: Int) -> Bool {
-        let payloadLength = options.messageSizeBytes
-        let size = FrameEncoder.frameSize(payloadLength: payloadLength, masked: true)
-        guard let destination = reserve(c, size) else {
-            counters[.droppedFrames] += 1
+        guard queueData(0, c, sequence: UInt64(sequence)) else {
+            if c.pointee.state == .open { counters[.droppedFrames] += 1 }
             return false
         }
-        let key = random.next32()
-        let header = FrameEncoder.writeHeader(into: destination, opcode: .binary, payloadLength: payloadLength, maskKey: key)
-        let payload = UnsafeMutableRawBufferPointer(start: destination + header, count: payloadLength)
-        if payloadLength > FanoutMessage.headerBytes {
-            (destination + header + FanoutMessage.headerBytes).initializeMemory(
-                as: UInt8.self, repeating: FanoutMessage.filler, count: payloadLength - FanoutMessage.headerBytes)
-        }
-        payload.storeBytes(of: UInt64(sequence).littleEndian, toByteOffset: 8, as: UInt64.self)
-        payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
-        Masking.apply(key: key, keyOffset: 0, to: payload)
-        queues.commit(c, size)
         return true
     }
 

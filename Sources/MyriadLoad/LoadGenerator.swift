@@ -296,6 +296,8 @@ struct Coordinator {
         result.waits = sum[.waits]
         result.droppedFrames = sum[.droppedFrames]
         result.unexpectedMessages = sum[.unexpectedMessages]
+        result.messagesCompressed = sum[.messagesCompressed]
+        result.messagesInflated = sum[.messagesInflated]
         result.clientRSSBytes = peakResidentBytes()
         result.clientStateBytesPerConnection = MemoryLayout<ClientConnection>.stride
         result.timeLimitReached = timeLimitReached

@@ -20,6 +20,30 @@ public enum LoadMode: String, CaseIterable, Sendable {
     case fanout
 }
 
+/// permessage-deflate (RFC 7692) on the load's connections. The offer always asks for no
+/// context takeover either way, so a client thread keeps one compressor and one decompressor
+/// for all its connections (`ClientDeflate`), as the server's shared mode does.
+public enum LoadDeflate: String, CaseIterable, Sendable {
+    /// No offer (the default).
+    case off
+    /// Offer it, and fail a handshake whose response does not agree: the server may compress
+    /// what it sends (the client inflates it); the client's own messages go uncompressed.
+    case receive
+    /// `receive`, and the client compresses every data message it sends too (echo's messages,
+    /// fanout's publishes; control frames and the verify message stay plain).
+    case both
+}
+
+/// What a data message carries after its header (echo's 8-byte send time, fanout's 16 bytes).
+public enum LoadPayload: String, CaseIterable, Sendable {
+    /// One repeated byte: cheap to write, and compressing it says nothing.
+    case filler
+    /// A JSON array of feed records (`PayloadBodies`): text with the shape and entropy of a
+    /// market or notification feed, 16 variants per thread sent in turn, for measuring
+    /// compression.
+    case json
+}
+
 /// A rejected option, said so that the user knows what to change.
 public struct LoadError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -72,6 +96,10 @@ public struct LoadOptions: Sendable {
     public var depth = 1
     /// hold/ping: after the hold every connection sends one message and must get it back.
     public var verifyEcho = false
+    /// permessage-deflate: off, or offered (and required) with the client compressing too or not.
+    public var deflate = LoadDeflate.off
+    /// echo and fanout: what the payload carries after its header.
+    public var payload = LoadPayload.filler
     public var connectTimeoutMilliseconds = 10_000
     public var handshakeTimeoutMilliseconds = 10_000
     /// Time for the server to answer our close frame (and to close TCP after it).
@@ -211,6 +239,12 @@ public struct LoadOptions: Sendable {
         guard Set(ports).count == ports.count else { throw LoadError("--port names a port twice") }
         if verifyEcho && mode != .hold && mode != .ping {
             throw LoadError("--verify-echo applies to hold and ping")
+        }
+        if payload != .filler && mode != .echo && mode != .fanout {
+            throw LoadError("--payload \(payload.rawValue) applies to echo and fanout")
+        }
+        if deflate == .both && mode != .echo && mode != .fanout {
+            throw LoadError("--deflate both applies to echo and fanout (the modes that send data messages); use receive")
         }
         for (name, value) in [("--connect-timeout", connectTimeoutMilliseconds),
                               ("--handshake-timeout", handshakeTimeoutMilliseconds),

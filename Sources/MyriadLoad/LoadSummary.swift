@@ -104,6 +104,9 @@ public struct LoadSummary: Sendable, Equatable {
     public var waits = 0
     public var droppedFrames = 0
     public var unexpectedMessages = 0
+    /// --deflate: data messages the load sent compressed, and compressed ones it inflated.
+    public var messagesCompressed = 0
+    public var messagesInflated = 0
     public var clientRSSBytes = 0
     public var clientStateBytesPerConnection = 0
     public var timeLimitReached = false
@@ -194,6 +197,8 @@ public struct LoadSummary: Sendable, Equatable {
                 $0.field("waits", waits)
                 $0.field("dropped_frames", droppedFrames)
                 $0.field("unexpected_messages", unexpectedMessages)
+                $0.field("messages_compressed", messagesCompressed)
+                $0.field("messages_inflated", messagesInflated)
             }
             $0.field("client_rss_mib", Double(clientRSSBytes) / 1_048_576)
             $0.field("client_state_bytes_per_connection", clientStateBytesPerConnection)

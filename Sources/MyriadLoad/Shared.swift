@@ -63,6 +63,10 @@ enum LoadCounter: Int, CaseIterable {
     case droppedFrames
     /// Pool buffers lent out right now (a gauge): send queues and gathering buffers.
     case buffersInUse
+    /// --deflate both: data messages sent compressed.
+    case messagesCompressed
+    /// --deflate: compressed data messages received and inflated.
+    case messagesInflated
 
     /// Published last, with release ordering: seeing one means seeing the counters behind it.
     static let flags: [LoadCounter] = [.rampDone, .verifyDone, .closeDone, .publishDone, .drainDone]

@@ -3,6 +3,8 @@ import Glibc
 import MyriadLoad
 
 extension LoadMode: ExpressibleByArgument {}
+extension LoadDeflate: ExpressibleByArgument {}
+extension LoadPayload: ExpressibleByArgument {}
 
 /// `myriad load <mode>`: the load generator. Parses flags, runs `LoadGenerator`, prints a
 /// progress line on a terminal and the JSON summary (see `LoadSummary`) on stdout.
@@ -46,6 +48,10 @@ struct Load: ParsableCommand {
     @Option(help: "echo: messages in flight per connection.") var depth = 1
     @Flag(help: "hold/ping: after the hold, every connection sends one message and must get it back.")
     var verifyEcho = false
+    @Option(help: "permessage-deflate: off, receive (offer it without context takeover and require the server's agreement; the server may compress what it sends), both (receive, and compress every data message sent too).")
+    var deflate = LoadDeflate.off
+    @Option(help: "echo/fanout: what a message carries after its header: filler (one repeated byte) or json (feed records, for measuring compression).")
+    var payload = LoadPayload.filler
     @Option(help: "Time for a TCP connect.") var connectTimeout = "10s"
     @Option(help: "Time from connect to a valid 101 response.") var handshakeTimeout = "10s"
     @Option(help: "Time for the server to answer our close frame.") var closeTimeout = "10s"
@@ -75,6 +81,8 @@ struct Load: ParsableCommand {
         options.messageSizeBytes = size
         options.depth = depth
         options.verifyEcho = verifyEcho
+        options.deflate = deflate
+        options.payload = payload
         options.connectTimeoutMilliseconds = try milliseconds(connectTimeout, "--connect-timeout")
         options.handshakeTimeoutMilliseconds = try milliseconds(handshakeTimeout, "--handshake-timeout")
         options.closeTimeoutMilliseconds = try milliseconds(closeTimeout, "--close-timeout")

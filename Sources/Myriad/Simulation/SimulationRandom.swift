@@ -5,13 +5,14 @@
 /// Seeded, it is SplitMix64 (Steele, Lea and Flood, 2014): small, fast, and every seed gives
 /// a full-period stream. Driven by a fuzzer, it reads its words from the input first and
 /// falls back to SplitMix64 seeded from the input's length once the input is used up, so a
-/// short input still makes a complete run.
-struct SimulationRandom {
+/// short input still makes a complete run. The load generator draws its reproducible message
+/// bodies from it too (`PayloadBodies`).
+package struct SimulationRandom {
     private var state: UInt64
     private let script: [UInt8]
     private var scriptOffset = 0
 
-    init(seed: UInt64) {
+    package init(seed: UInt64) {
         state = seed
         script = []
     }
@@ -21,7 +22,7 @@ struct SimulationRandom {
         state = 0x9E37_79B9_7F4A_7C15 &* UInt64(script.count &+ 1)
     }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         if scriptOffset < script.count {
             var word: UInt64 = 0
             for _ in 0..<8 where scriptOffset < script.count {
