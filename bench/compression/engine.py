@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""permessage-deflate in the engine (issue 16): CPU per message, bytes on the wire, and a
+broadcast compressed once against once per subscriber, each against its baseline in the same run.
+
+    bench/compression/engine.py [--runs 3] [--subscribers 100000] [--skip-echo] [--skip-broadcast] [--no-write]
+
+One worker pinned to core 0 (`myriad serve`), the load generator (`myriad load`, one thread)
+pinned to core 1, as bench/engine/compare.py does. Every message is `--payload json` (a JSON
+array of feed records after the load's 8- or 16-byte header; bench/README.md's codec figures
+use the same kind of text), and the load's offer is permessage-deflate without context
+takeover either way (`--deflate`), which every connection must agree to.
+
+Echo (1 KiB messages, 100 connections x 8 in flight, 5 s, server CPU from /proc over the
+middle of the run, divided by the messages the server received in it):
+  - off:      MYRIAD_COMPRESSION=off, `--deflate off`: the baseline.
+  - compress: shared, `--deflate receive`: the load sends plain, the server compresses every echo.
+  - inflate:  shared with MYRIAD_COMPRESSION_THRESHOLD=64M, `--deflate both`: the server inflates
+              every message and echoes it plain.
+  - both:     shared, `--deflate both`: the server inflates and compresses every message.
+Server CPU-us per message compressed = compress - off, per message inflated = inflate - off
+(medians); bytes on the wire per message from the server's bytes_in/bytes_out counters.
+
+Broadcast (`myriad serve --app broadcast`, `myriad load fanout`): N subscribers of one path
+all agreed on permessage-deflate, one of them publishing a 4 KiB JSON message every 2 s for
+10 s (5 messages, 5 x N deliveries, each checked once and in order): compression off, shared
+(compress-once), and shared with MYRIAD_COMPRESSION_PER_RECIPIENT=on (what a server without
+compress-once does). Server CPU-us per delivery from /proc over the publishing and the drain
+(`--server-pid`), bytes sent per delivery from bytes_out.
+
+Each configuration runs --runs times, the configurations alternating; a run whose load failed
+(a lost, duplicated or reordered message, a failed handshake, a declined offer) is printed as
+FAILED and the script writes nothing and exits 1. Results are stamped with the commit.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "engine"))
+from commit_stamp import commit_stamp  # noqa: E402
+from compare import Server, cpu_us, delta, finish_load, start_load  # noqa: E402
+
+BEGIN = "<!-- compression engine results: written by bench/compression/engine.py -->"
+END = "<!-- compression engine results: end -->"
+
+ECHO = [
+    ("off", {"MYRIAD_COMPRESSION": "off"}, "off"),
+    ("compress", {"MYRIAD_COMPRESSION": "shared"}, "receive"),
+    ("inflate", {"MYRIAD_COMPRESSION": "shared", "MYRIAD_COMPRESSION_THRESHOLD": "64M"}, "both"),
+    ("both", {"MYRIAD_COMPRESSION": "shared"}, "both"),
+]
+BROADCAST = [
+    ("off", {"MYRIAD_COMPRESSION": "off"}, "off"),
+    ("compress-once", {"MYRIAD_COMPRESSION": "shared"}, "receive"),
+    ("compress-per-subscriber", {"MYRIAD_COMPRESSION": "shared", "MYRIAD_COMPRESSION_PER_RECIPIENT": "on"}, "receive"),
+]
+
+
+def echo_once(name, env, deflate, connections=100, depth=8, size=1024, seconds=5):
+    server = Server("io_uring", {"MYRIAD_PING_INTERVAL": "0", **env})
+    try:
+        load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
+                                "--size", str(size), "--duration", f"{seconds}s", "--payload", "json",
+                                "--deflate", deflate)
+        reached = server.wait_stats(lambda s: s.get("handshakes", 0) >= connections and s.get("messages_in", 0) > 0)
+        time.sleep(0.5)
+        a = server.sample()
+        time.sleep(seconds - 2)
+        b = server.sample()
+        summary = finish_load(load, path)
+        problems = summary.problems()
+        if reached is None:
+            problems.append(f"the server never had {connections} connections echoing")
+        messages_in, messages_out = delta(a, b, "messages_in"), delta(a, b, "messages_out")
+        if messages_in == 0:
+            problems.append("no message echoed in the measuring window")
+        agreed = b["stats"].get("deflate_agreed", 0)
+        if deflate != "off" and agreed < connections:
+            problems.append(f"{agreed} of {connections} connections agreed permessage-deflate")
+        return {"name": name, "ok": not problems, "why": "; ".join(problems),
+                "cpu_us": cpu_us(a, b) / max(1, messages_in),
+                "messages_per_s": summary.get("messages_per_s", 0),
+                "bytes_in": delta(a, b, "bytes_in") / max(1, messages_in),
+                "bytes_out": delta(a, b, "bytes_out") / max(1, messages_out),
+                "compressed": delta(a, b, "messages_compressed"), "inflated": delta(a, b, "messages_inflated"),
+                "messages": messages_in}
+    finally:
+        server.stop()
+
+
+def broadcast_once(name, env, deflate, subscribers, size=4096):
+    server = Server("io_uring", {"MYRIAD_APP": "broadcast", "MYRIAD_MAX_CONNECTIONS": str(subscribers + 1000),
+                                 "MYRIAD_PONG_TIMEOUT": "60s", **env})
+    try:
+        load, path = start_load(server, "fanout", "--connections", str(subscribers), "--path", "/feed",
+                                "--size", str(size), "--payload", "json", "--deflate", deflate,
+                                "--publish-interval", "2s", "--duration", "10s", "--drain", "120s",
+                                "--server-pid", str(server.pid))
+        summary = finish_load(load, path, seconds=900)
+        stats = server.stats()
+        problems = summary.problems()
+        fanout = summary.get("fanout", {}) or {}
+        for key in ("lost", "duplicated", "out_of_order"):
+            if fanout.get(key):
+                problems.append(f"{key} {fanout[key]}")
+        delivered = fanout.get("delivered") or 0
+        if delivered != fanout.get("expected"):
+            problems.append(f"delivered {delivered} of {fanout.get('expected')}")
+        server_side = fanout.get("server", {}) or {}
+        return {"name": name, "ok": not problems, "why": "; ".join(problems),
+                "cpu_us": server_side.get("cpu_us_per_delivery"), "delivered": delivered,
+                "published": fanout.get("published"),
+                # Everything the server sent (the upgrade responses and pings too, a few
+                # hundred bytes per subscriber against 5 x 4 KiB of messages) per delivery.
+                "bytes_out": stats.get("bytes_out", 0) / max(1, delivered),
+                "compressed": stats.get("messages_compressed", 0),
+                "p50": (summary.get("latency_ms") or {}).get("p50"),
+                "last_max": (fanout.get("publish_to_last_delivery_ms") or {}).get("max")}
+    finally:
+        server.stop()
+
+
+def spread(values, digits=2):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    fmt = f"{{:,.{digits}f}}"
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def median(results, name, key):
+    return statistics.median(r[key] for r in results if r["name"] == name)
+
+
+def echo_table(results, runs, stamp):
+    off_cpu = median(results, "off", "cpu_us")
+    lines = [
+        f"Echo: measured {time.strftime('%Y-%m-%d')} at commit {stamp} with `bench/compression/engine.py --runs {runs}`;"
+        " 1 worker (io_uring) on core 0, `myriad load echo` 1 thread on core 1, 100 connections x 8 in flight,"
+        " 1 KiB JSON messages; median (min-max) of the runs, configurations alternating.",
+        "",
+        "| configuration | server CPU-µs / message | over off | messages/s | bytes in / message | bytes out / message | compressed, inflated by the server |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, _, deflate in ECHO:
+        rows = [r for r in results if r["name"] == name]
+        extra = statistics.median(r["cpu_us"] for r in rows) - off_cpu
+        lines.append(
+            f"| {name} (server {'off' if name == 'off' else 'shared'}, load --deflate {deflate}) | {spread([r['cpu_us'] for r in rows])} | "
+            f"{'-' if name == 'off' else f'{extra:+.2f} µs'} | {spread([r['messages_per_s'] for r in rows], 0)} | "
+            f"{spread([r['bytes_in'] for r in rows], 0)} | {spread([r['bytes_out'] for r in rows], 0)} | "
+            f"{int(statistics.median(r['compressed'] for r in rows)):,}, {int(statistics.median(r['inflated'] for r in rows)):,} |")
+    return lines
+
+
+def broadcast_table(results, runs, subscribers, stamp):
+    lines = [
+        f"Broadcast: measured {time.strftime('%Y-%m-%d')} at commit {stamp} with `bench/compression/engine.py --runs {runs}"
+        f" --subscribers {subscribers}`; 1 worker (io_uring) on core 0, `myriad load fanout` 1 thread on core 1,"
+        f" {subscribers:,} subscribers agreed on permessage-deflate (none with compression off), 5 publishes of a"
+        " 4 KiB JSON message 2 s apart; median (min-max) of the runs.",
+        "",
+        "| configuration | server CPU-µs / delivery | bytes sent / delivery | compressions counted | latency p50 ms | publish-to-last-delivery max ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, _, _ in BROADCAST:
+        rows = [r for r in results if r["name"] == name]
+        lines.append(f"| {name} | {spread([r['cpu_us'] for r in rows])} | {spread([r['bytes_out'] for r in rows], 0)} | "
+                     f"{int(statistics.median(r['compressed'] for r in rows)):,} | {spread([r['p50'] for r in rows], 1)} | "
+                     f"{spread([r['last_max'] for r in rows], 0)} |")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--skip-echo", action="store_true")
+    parser.add_argument("--skip-broadcast", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    stamp = commit_stamp()
+    echo_results, broadcast_results, failed = [], [], []
+    for run in range(args.runs):
+        for name, env, deflate in ([] if args.skip_echo else ECHO):
+            result = echo_once(name, env, deflate)
+            print(f"echo {name} run {run + 1}: {result}", flush=True)
+            (echo_results if result["ok"] else failed).append(result)
+        for name, env, deflate in ([] if args.skip_broadcast else BROADCAST):
+            result = broadcast_once(name, env, deflate, args.subscribers)
+            print(f"broadcast {name} run {run + 1}: {result}", flush=True)
+            (broadcast_results if result["ok"] else failed).append(result)
+            time.sleep(65)  # the last run's TIME_WAIT sockets
+    if failed:
+        print(f"{len(failed)} run(s) FAILED; nothing written:", file=sys.stderr)
+        for result in failed:
+            print(f"  {result['name']}: {result['why']}", file=sys.stderr)
+        return 1
+    lines = []
+    if echo_results:
+        lines += echo_table(echo_results, args.runs, stamp) + [""]
+    if broadcast_results:
+        lines += broadcast_table(broadcast_results, args.runs, args.subscribers, stamp) + [""]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        readme = os.path.join(ROOT, "bench", "README.md")
+        content = open(readme).read()
+        start, end = content.index(BEGIN) + len(BEGIN), content.index(END)
+        open(readme, "w").write(content[:start] + "\n" + text + content[end:])
+        print("written to bench/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
