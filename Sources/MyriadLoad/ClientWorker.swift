@@ -444,6 +444,7 @@ final class ClientWorker: CompletionSink {
         guard c.pointee.state == .closed, c.pointee.io.isSettled else { return }
         queues.releaseQueue(c, keepingHead: false)
         queues.pool.release(&c.pointee.inbound)
+        deflate?.close(slot: slot)
         slab.release(slot)
         counters[.live] -= 1
     }
@@ -827,14 +828,15 @@ final class ClientWorker: CompletionSink {
         case .failed(let failure):
             fail(c, .handshake, reason: failure.name)
             closeSocket(slot, c)
-        case .accepted(let headLength, let deflateAgreed):
-            if deflate != nil {
+        case .accepted(let headLength, let agreed):
+            if let deflate {
                 // --deflate measures compression: a connection the server keeps plain would
                 // measure something else, so it fails.
-                guard deflateAgreed else {
+                guard let agreed else {
                     fail(c, .handshake, reason: "DEFLATE_DECLINED")
                     return closeSocket(slot, c)
                 }
+                deflate.open(slot: slot, agreed)
                 c.pointee.decoder.acceptsCompressedMessages = true
             }
             leaveEstablishing(c)
@@ -971,14 +973,14 @@ final class ClientWorker: CompletionSink {
     }
 
     /// A piece of a compressed data message (`--deflate`, RSV1 on its first frame). The
-    /// thread's one decompressor takes a message only once it is whole, so two connections'
+    /// thread's decompressor takes a message only once it is whole, so two connections'
     /// pieces never mix in it: a message in one piece (the usual case) is inflated where it
     /// lies, one in pieces is gathered in `inbound` first, up to `maxCompressedBytes`.
     private func compressedChunk(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ chunk: FrameChunk) {
         guard let deflate else { preconditionFailure("RSV1 accepted without an agreement") }
         let isText = chunk.opcode == .text
         if chunk.isMessageStart && chunk.isMessageEnd {
-            return inflated(slot, c, deflate.inflate(UnsafeRawBufferPointer(chunk.bytes), isText: isText))
+            return inflated(slot, c, deflate.inflate(UnsafeRawBufferPointer(chunk.bytes), isText: isText, slot: slot))
         }
         if chunk.isMessageStart {
             queues.pool.release(&c.pointee.inbound)
@@ -996,7 +998,8 @@ final class ClientWorker: CompletionSink {
         var gathered = c.pointee.inbound
         c.pointee.inbound = PooledBuffer()
         c.pointee.flags.remove(.gatheringCompressed)
-        let result = deflate.inflate(UnsafeRawBufferPointer(start: gathered.base, count: Int(gathered.count)), isText: isText)
+        let result = deflate.inflate(UnsafeRawBufferPointer(start: gathered.base, count: Int(gathered.count)),
+                                     isText: isText, slot: slot)
         queues.pool.release(&gathered)
         inflated(slot, c, result)
     }
@@ -1139,7 +1142,7 @@ final class ClientWorker: CompletionSink {
         // The send time is taken before compressing: the latency includes it, as a real
         // sender's does.
         writeMessage(into: plainMessage, body: body, sequence: sequence)
-        guard let compressed = deflate.compress(UnsafeRawBufferPointer(plainMessage)) else {
+        guard let compressed = deflate.compress(UnsafeRawBufferPointer(plainMessage), slot: slot) else {
             fail(c, kindForSocketError(c) ?? .read, reason: "DEFLATE_FAILED")
             closeSocket(slot, c)
             return false

@@ -20,9 +20,11 @@ public enum LoadMode: String, CaseIterable, Sendable {
     case fanout
 }
 
-/// permessage-deflate (RFC 7692) on the load's connections. The offer always asks for no
-/// context takeover either way, so a client thread keeps one compressor and one decompressor
-/// for all its connections (`ClientDeflate`), as the server's shared mode does.
+/// permessage-deflate (RFC 7692) on the load's connections: the browsers' offer
+/// (`permessage-deflate; client_max_window_bits`), then whatever the server answers. A client
+/// thread compresses each message on its own and, where the server resets after every message
+/// too (Myriad's shared mode), inflates with one decompressor for all its connections
+/// (`ClientDeflate`); a server that keeps context gets a decompressor per connection.
 public enum LoadDeflate: String, CaseIterable, Sendable {
     /// No offer (the default).
     case off

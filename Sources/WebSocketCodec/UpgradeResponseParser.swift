@@ -18,13 +18,14 @@ public enum ClientHandshake {
     static let requestMiddle: StaticString = " HTTP/1.1\r\nHost: "
     static let requestFields: StaticString =
         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-    /// The one extension offer a client of this package makes: permessage-deflate with no
-    /// context takeover either way (RFC 7692 sections 7.1.1.1-2), so both sides may keep one
-    /// compressor and one decompressor per thread, reset after every message, instead of a
-    /// pair per connection. No window limits are asked for: a decompressor with a 15-bit window
-    /// inflates anything the server may send.
+    /// The one extension offer a client of this package makes, the browsers' own:
+    /// permessage-deflate with `client_max_window_bits` (RFC 7692 section 7.1.2.2), which lets
+    /// the server bound the client's window. Context takeover is left to the server: a server
+    /// that answers with both no-context-takeover parameters (a shared mode) lets the client
+    /// keep one compressor and one decompressor per thread; one that keeps context for what it
+    /// sends needs the client to keep a decompressor for that connection.
     static let deflateOfferField: StaticString =
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     static let keyField: StaticString = "Sec-WebSocket-Key: "
     static let requestEnd: StaticString = "\r\n\r\n"
 
@@ -98,8 +99,8 @@ public enum UpgradeResponseFailure: Sendable, Equatable {
     case unexpectedExtension
     /// A `Sec-WebSocket-Extensions` response our permessage-deflate offer does not allow
     /// (RFC 7692 section 7.1: another extension, a second element, a malformed or unknown
-    /// parameter, `client_max_window_bits` we did not offer, or no `server_no_context_takeover`
-    /// though we asked for it): the client must fail the connection.
+    /// parameter, or `client_max_window_bits` without a value): the client must fail the
+    /// connection.
     case badExtension
     /// `Sec-WebSocket-Protocol` in the response, though the request offered none.
     case unexpectedSubprotocol
@@ -127,8 +128,9 @@ public enum UpgradeResponseStep: Equatable {
     case needMore
     /// A valid `101 Switching Protocols` for our key. Bytes after `headLength` already belong
     /// to the WebSocket stream (a server may send frames right after its response). `deflate`:
-    /// the server accepted our permessage-deflate offer (only when one was made).
-    case accepted(headLength: Int, deflate: Bool = false)
+    /// what the server agreed to when it accepted our permessage-deflate offer (only when one
+    /// was made), nil when it did not.
+    case accepted(headLength: Int, deflate: DeflateParameters? = nil)
     /// The handshake failed; close the connection.
     case failed(UpgradeResponseFailure)
 }
@@ -229,29 +231,33 @@ public struct UpgradeResponseParser: Sendable {
         if sawProtocol { return .failed(.unexpectedSubprotocol) }
         guard extensionFields > 0 else { return .accepted(headLength: head.count) }
         guard offeredDeflate else { return .failed(.unexpectedExtension) }
-        guard extensionFields == 1, validateDeflateResponse(ExtensionList(fields: fields)) else {
+        guard extensionFields == 1, let agreed = deflateAgreement(ExtensionList(fields: fields)) else {
             return .failed(.badExtension)
         }
-        return .accepted(headLength: head.count, deflate: true)
+        return .accepted(headLength: head.count, deflate: agreed)
     }
 
-    /// Whether the extension list answers our offer of permessage-deflate with
-    /// server_no_context_takeover and client_no_context_takeover: exactly one element, that
-    /// extension, well formed (the offer grammar: each parameter once, window sizes 8-15), with
-    /// `server_no_context_takeover` (section 7.1.1.1: a server accepting it must say so) and
-    /// without `client_max_window_bits`, which we did not offer (section 7.1.2.2).
-    /// `client_no_context_takeover` and `server_max_window_bits` may be there or not.
-    static func validateDeflateResponse(_ list: ExtensionList) -> Bool {
+    /// What a response to our offer (permessage-deflate; client_max_window_bits) agreed, or
+    /// nil when it is not a valid answer: exactly one element, that extension, well formed (the
+    /// offer grammar: each parameter once, window sizes 8-15), and `client_max_window_bits`
+    /// only with a value (section 7.1.2.2). The four parameters are otherwise the server's
+    /// to choose; a window it does not name is 15 bits.
+    static func deflateAgreement(_ list: ExtensionList) -> DeflateParameters? {
         var elements = 0
-        var agreed = false
+        var agreed: DeflateParameters?
         for element in list {
             elements += 1
             guard element.hasName("permessage-deflate"),
-                  case .success(let response) = PerMessageDeflateOffer.parse(element)
-            else { return false }
-            agreed = response.serverNoContextTakeover && !response.offersClientMaxWindowBits
+                  case .success(let response) = PerMessageDeflateOffer.parse(element),
+                  !response.offersClientMaxWindowBits || response.clientMaxWindowBits != nil
+            else { return nil }
+            agreed = DeflateParameters(
+                serverNoContextTakeover: response.serverNoContextTakeover,
+                clientNoContextTakeover: response.clientNoContextTakeover,
+                serverMaxWindowBits: response.serverMaxWindowBits ?? 15,
+                clientMaxWindowBits: response.clientMaxWindowBits ?? 15)
         }
-        return elements == 1 && agreed
+        return elements == 1 ? agreed : nil
     }
 
     /// The status code of `HTTP/1.x SP 3DIGIT [SP reason-phrase]` (x >= 1), or nil.

@@ -48,7 +48,7 @@ struct Load: ParsableCommand {
     @Option(help: "echo: messages in flight per connection.") var depth = 1
     @Flag(help: "hold/ping: after the hold, every connection sends one message and must get it back.")
     var verifyEcho = false
-    @Option(help: "permessage-deflate: off, receive (offer it without context takeover and require the server's agreement; the server may compress what it sends), both (receive, and compress every data message sent too).")
+    @Option(help: "permessage-deflate: off, receive (offer it as browsers do and require the server's agreement; the server may compress what it sends), both (receive, and compress every data message sent too).")
     var deflate = LoadDeflate.off
     @Option(help: "echo/fanout: what a message carries after its header: filler (one repeated byte) or json (feed records, for measuring compression).")
     var payload = LoadPayload.filler

@@ -48,6 +48,31 @@ extension EndToEndTests {
             #expect(stats[.bytesOut] < stats[.messagesOut] * 1024, "\(stats.fields)")
         }
 
+        /// The dedicated mode keeps context for what it sends (11-bit windows): the load keeps
+        /// a decompressor for each connection, which a shared one could not replace (a message
+        /// may refer back to the connection's earlier ones), and compresses within the 11-bit
+        /// window the server allowed it.
+        @Test func echoAgainstTheDedicatedMode() throws {
+            let server = try TestServer { $0.compression = .dedicated }
+            defer { server.stop() }
+            let summary = try LoadGenerator.run(options(.echo, port: server.port) {
+                $0.connections = 40
+                $0.durationMilliseconds = 1000
+                $0.depth = 2
+                $0.messageSizeBytes = 1024
+                $0.deflate = .both
+                $0.payload = .json
+            })
+            #expect(summary.succeeded, Comment(rawValue: summary.json))
+            #expect(summary.failures.total == 0)
+            #expect(summary.messagesReceived > 100)
+            #expect(summary.messagesInflated >= summary.messagesReceived)
+            #expect(server.waitFor { $0[.open] == 0 })
+            let stats = server.stats()
+            #expect(stats[.deflateAgreed] == 40, "\(stats.fields)")
+            #expect(stats[.messagesInflated] == summary.messagesCompressed, "\(stats.fields)")
+        }
+
         /// `receive`: the load sends plain messages and inflates the server's compressed
         /// echoes; messages under the server's threshold come back plain.
         @Test func receiveInflatesWhatTheServerCompressed() throws {

@@ -63,8 +63,8 @@ func response(replacing name: String, with line: String?) -> String {
         }!
         #expect(size == ClientHandshake.requestSize(targetLength: 1, hostLength: 3, offersDeflate: true))
         let text = String(decoding: request[..<size], as: UTF8.self)
-        #expect(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-            + "client_no_context_takeover\r\nSec-WebSocket-Key: \(sampleKey)\r\n\r\n"))
+        #expect(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            + "Sec-WebSocket-Key: \(sampleKey)\r\n\r\n"))
         let offset = ClientHandshake.keyOffset(targetLength: 1, hostLength: 3, offersDeflate: true)
         #expect(Array(request[offset..<(offset + 24)]) == key)
         // The server's parser sees the offer.
@@ -72,41 +72,46 @@ func response(replacing name: String, with line: String?) -> String {
     }
 
     @Test(arguments: [
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate;client_no_context_takeover;server_no_context_takeover\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=10\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=\"15\"\r\n",
+        ("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+         DeflateParameters(serverNoContextTakeover: true, clientNoContextTakeover: true)),
+        ("Sec-WebSocket-Extensions: permessage-deflate;client_no_context_takeover;server_no_context_takeover\r\n",
+         DeflateParameters(serverNoContextTakeover: true, clientNoContextTakeover: true)),
+        ("Sec-WebSocket-Extensions: permessage-deflate\r\n",
+         DeflateParameters(serverNoContextTakeover: false, clientNoContextTakeover: false)),
+        // Myriad's dedicated mode answering a browser-like offer.
+        ("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11; client_max_window_bits=11\r\n",
+         DeflateParameters(serverNoContextTakeover: false, clientNoContextTakeover: false,
+                           serverMaxWindowBits: 11, clientMaxWindowBits: 11)),
+        ("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=\"10\"\r\n",
+         DeflateParameters(serverNoContextTakeover: true, clientNoContextTakeover: false, serverMaxWindowBits: 10)),
     ])
-    func anAnswerToTheDeflateOfferIsAccepted(fields: String) {
+    func anAnswerToTheDeflateOfferIsAccepted(fields: String, agreed: DeflateParameters) {
         let response = Self.withFields(fields)
-        #expect(parseResponse(response, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: true))
+        #expect(parseResponse(response, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: agreed))
         // In pieces too.
-        #expect(parseResponse(response, pieceSize: 7, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: true))
+        #expect(parseResponse(response, pieceSize: 7, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: agreed))
         // Without an offer, any extension fails the handshake.
         #expect(parseResponse(response) == .failed(.unexpectedExtension))
     }
 
     @Test func declinedOfferRunsUncompressed() {
-        #expect(parseResponse(validResponse, offeredDeflate: true) == .accepted(headLength: validResponse.utf8.count, deflate: false))
+        #expect(parseResponse(validResponse, offeredDeflate: true) == .accepted(headLength: validResponse.utf8.count, deflate: nil))
     }
 
     @Test(arguments: [
-        // No server_no_context_takeover, though it was asked for (RFC 7692 section 7.1.1.1).
-        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n",
-        // client_max_window_bits was not offered (section 7.1.2.2).
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits=10\r\n",
+        // client_max_window_bits without a value (a response must name one, section 7.1.2.2).
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
         // Another extension, a second element, a second field.
         "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover, permessage-deflate; server_no_context_takeover\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
         // Unknown, repeated or badly valued parameters.
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; x=1\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; x=1\r\n",
         "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_no_context_takeover\r\n",
         "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover=1\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits=16\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_max_window_bits\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=7\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits\r\n",
         "Sec-WebSocket-Extensions: permessage-deflate; ; server_no_context_takeover\r\n",
     ])
     func aBadAnswerToTheDeflateOfferFails(fields: String) {

@@ -13,12 +13,15 @@ takeover either way (`--deflate`), which every connection must agree to.
 Echo (1 KiB messages, 100 connections x 8 in flight, 5 s, server CPU from /proc over the
 middle of the run, divided by the messages the server received in it):
   - off:      MYRIAD_COMPRESSION=off, `--deflate off`: the baseline.
-  - compress: shared, `--deflate receive`: the load sends plain, the server compresses every echo.
-  - inflate:  shared with MYRIAD_COMPRESSION_THRESHOLD=64M, `--deflate both`: the server inflates
-              every message and echoes it plain.
-  - both:     shared, `--deflate both`: the server inflates and compresses every message.
-Server CPU-us per message compressed = compress - off, per message inflated = inflate - off
-(medians); bytes on the wire per message from the server's bytes_in/bytes_out counters.
+  - compress: `--deflate receive`: the load sends plain, the server compresses every echo.
+  - inflate:  MYRIAD_COMPRESSION_THRESHOLD=64M, `--deflate both`: the server inflates every
+              message and echoes it plain.
+  - both:     `--deflate both`: the server inflates and compresses every message.
+each with MYRIAD_COMPRESSION=shared and =dedicated (context kept per connection, 11-bit
+windows: the load offers `client_max_window_bits` as browsers do, and keeps a decompressor per
+connection for a server that keeps context). Server CPU-us per message compressed = compress
+- off, per message inflated = inflate - off (medians); bytes on the wire per message from the
+server's bytes_in/bytes_out counters.
 
 Broadcast (`myriad serve --app broadcast`, `myriad load fanout`): N subscribers of one path
 all agreed on permessage-deflate, one of them publishing a 4 KiB JSON message every 2 s for
@@ -43,14 +46,19 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "engine"))
 from commit_stamp import commit_stamp  # noqa: E402
 from compare import Server, cpu_us, delta, finish_load, start_load  # noqa: E402
 
-BEGIN = "<!-- compression engine results: written by bench/compression/engine.py -->"
-END = "<!-- compression engine results: end -->"
+MARKERS = {
+    "echo": ("<!-- compression echo results: written by bench/compression/engine.py -->",
+             "<!-- compression echo results: end -->"),
+    "broadcast": ("<!-- compression broadcast results: written by bench/compression/engine.py -->",
+                  "<!-- compression broadcast results: end -->"),
+}
 
-ECHO = [
-    ("off", {"MYRIAD_COMPRESSION": "off"}, "off"),
-    ("compress", {"MYRIAD_COMPRESSION": "shared"}, "receive"),
-    ("inflate", {"MYRIAD_COMPRESSION": "shared", "MYRIAD_COMPRESSION_THRESHOLD": "64M"}, "both"),
-    ("both", {"MYRIAD_COMPRESSION": "shared"}, "both"),
+ECHO = [("off", {"MYRIAD_COMPRESSION": "off"}, "off")] + [
+    (f"{kind}, {mode}", {"MYRIAD_COMPRESSION": mode, **extra}, deflate)
+    for mode in ("shared", "dedicated")
+    for kind, extra, deflate in (("compress", {}, "receive"),
+                                 ("inflate", {"MYRIAD_COMPRESSION_THRESHOLD": "64M"}, "both"),
+                                 ("both", {}, "both"))
 ]
 BROADCAST = [
     ("off", {"MYRIAD_COMPRESSION": "off"}, "off"),
@@ -80,6 +88,9 @@ def echo_once(name, env, deflate, connections=100, depth=8, size=1024, seconds=5
         agreed = b["stats"].get("deflate_agreed", 0)
         if deflate != "off" and agreed < connections:
             problems.append(f"{agreed} of {connections} connections agreed permessage-deflate")
+        dedicated = b["stats"].get("dedicated_deflate", 0)
+        if env.get("MYRIAD_COMPRESSION") == "dedicated" and dedicated < connections:
+            problems.append(f"{dedicated} of {connections} connections had dedicated streams")
         return {"name": name, "ok": not problems, "why": "; ".join(problems),
                 "cpu_us": cpu_us(a, b) / max(1, messages_in),
                 "messages_per_s": summary.get("messages_per_s", 0),
@@ -147,9 +158,11 @@ def echo_table(results, runs, stamp):
     ]
     for name, _, deflate in ECHO:
         rows = [r for r in results if r["name"] == name]
+        if not rows:
+            continue
         extra = statistics.median(r["cpu_us"] for r in rows) - off_cpu
         lines.append(
-            f"| {name} (server {'off' if name == 'off' else 'shared'}, load --deflate {deflate}) | {spread([r['cpu_us'] for r in rows])} | "
+            f"| {name} (load --deflate {deflate}) | {spread([r['cpu_us'] for r in rows])} | "
             f"{'-' if name == 'off' else f'{extra:+.2f} µs'} | {spread([r['messages_per_s'] for r in rows], 0)} | "
             f"{spread([r['bytes_in'] for r in rows], 0)} | {spread([r['bytes_out'] for r in rows], 0)} | "
             f"{int(statistics.median(r['compressed'] for r in rows)):,}, {int(statistics.median(r['inflated'] for r in rows)):,} |")
@@ -199,19 +212,21 @@ def main():
         for result in failed:
             print(f"  {result['name']}: {result['why']}", file=sys.stderr)
         return 1
-    lines = []
+    tables = {}
     if echo_results:
-        lines += echo_table(echo_results, args.runs, stamp) + [""]
+        tables["echo"] = echo_table(echo_results, args.runs, stamp)
     if broadcast_results:
-        lines += broadcast_table(broadcast_results, args.runs, args.subscribers, stamp) + [""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        readme = os.path.join(ROOT, "bench", "README.md")
-        content = open(readme).read()
-        start, end = content.index(BEGIN) + len(BEGIN), content.index(END)
-        open(readme, "w").write(content[:start] + "\n" + text + content[end:])
-        print("written to bench/README.md")
+        tables["broadcast"] = broadcast_table(broadcast_results, args.runs, args.subscribers, stamp)
+    for name, lines in tables.items():
+        text = "\n".join(lines)
+        print(text + "\n")
+        if not args.no_write:
+            readme = os.path.join(ROOT, "bench", "README.md")
+            content = open(readme).read()
+            begin, end = MARKERS[name]
+            start, stop = content.index(begin) + len(begin), content.index(end)
+            open(readme, "w").write(content[:start] + "\n" + text + "\n" + content[stop:])
+            print(f"{name} table written to bench/README.md")
     return 0
 
 
