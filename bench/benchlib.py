@@ -6,6 +6,7 @@ million loopback connections need, and waiting for a `myriad load` run and its J
 import json
 import os
 import socket
+import statistics
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,3 +89,21 @@ def finish_load(process, path, seconds):
 def load_failures(summary):
     """Failures by kind and reason (non-zero kinds only) from a load summary."""
     return {kind: reasons for kind, reasons in (summary.get("failures") or {}).items() if reasons}
+
+
+def spread(values, digits=1):
+    """`median (min-max)` of the values that are not None, with thousands separators."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    fmt = f"{{:,.{digits}f}}"
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def fanout_problems(fanout):
+    """Why a fanout run's deliveries are not a result: loss, duplicates, reordering, or fewer
+    deliveries than expected (its `fanout` summary object)."""
+    problems = [f"{key} {fanout[key]}" for key in ("lost", "duplicated", "out_of_order") if fanout.get(key)]
+    if fanout and fanout.get("delivered") != fanout.get("expected"):
+        problems.append(f"delivered {fanout.get('delivered')} of {fanout.get('expected')}")
+    return problems

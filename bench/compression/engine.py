@@ -43,6 +43,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "engine"))
+from benchlib import fanout_problems, spread  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 from compare import Server, cpu_us, delta, finish_load, start_load  # noqa: E402
 
@@ -112,14 +113,11 @@ def broadcast_once(name, env, deflate, subscribers, size=4096):
                                 "--server-pid", str(server.pid))
         summary = finish_load(load, path, seconds=900)
         stats = server.stats()
-        problems = summary.problems()
         fanout = summary.get("fanout", {}) or {}
-        for key in ("lost", "duplicated", "out_of_order"):
-            if fanout.get(key):
-                problems.append(f"{key} {fanout[key]}")
+        problems = summary.problems() + fanout_problems(fanout)
+        if not fanout:
+            problems.append("no fanout summary")
         delivered = fanout.get("delivered") or 0
-        if delivered != fanout.get("expected"):
-            problems.append(f"delivered {delivered} of {fanout.get('expected')}")
         server_side = fanout.get("server", {}) or {}
         return {"name": name, "ok": not problems, "why": "; ".join(problems),
                 "cpu_us": server_side.get("cpu_us_per_delivery"), "delivered": delivered,
@@ -132,14 +130,6 @@ def broadcast_once(name, env, deflate, subscribers, size=4096):
                 "last_max": (fanout.get("publish_to_last_delivery_ms") or {}).get("max")}
     finally:
         server.stop()
-
-
-def spread(values, digits=2):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    fmt = f"{{:,.{digits}f}}"
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def median(results, name, key):
@@ -162,7 +152,7 @@ def echo_table(results, runs, stamp):
             continue
         extra = statistics.median(r["cpu_us"] for r in rows) - off_cpu
         lines.append(
-            f"| {name} (load --deflate {deflate}) | {spread([r['cpu_us'] for r in rows])} | "
+            f"| {name} (load --deflate {deflate}) | {spread([r['cpu_us'] for r in rows], 2)} | "
             f"{'-' if name == 'off' else f'{extra:+.2f} µs'} | {spread([r['messages_per_s'] for r in rows], 0)} | "
             f"{spread([r['bytes_in'] for r in rows], 0)} | {spread([r['bytes_out'] for r in rows], 0)} | "
             f"{int(statistics.median(r['compressed'] for r in rows)):,}, {int(statistics.median(r['inflated'] for r in rows)):,} |")
@@ -181,7 +171,7 @@ def broadcast_table(results, runs, subscribers, stamp):
     ]
     for name, _, _ in BROADCAST:
         rows = [r for r in results if r["name"] == name]
-        lines.append(f"| {name} | {spread([r['cpu_us'] for r in rows])} | {spread([r['bytes_out'] for r in rows], 0)} | "
+        lines.append(f"| {name} | {spread([r['cpu_us'] for r in rows], 2)} | {spread([r['bytes_out'] for r in rows], 0)} | "
                      f"{int(statistics.median(r['compressed'] for r in rows)):,} | {spread([r['p50'] for r in rows], 1)} | "
                      f"{spread([r['last_max'] for r in rows], 0)} |")
     return lines

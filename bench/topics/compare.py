@@ -23,6 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "engine"))
+from benchlib import fanout_problems, spread  # noqa: E402
 from commit_stamp import commit_stamp  # noqa: E402
 from compare import BIN, Server, finish_load, start_load  # noqa: E402
 
@@ -38,13 +39,8 @@ def run_once(app, subscribers, interval, duration):
                                    "--size", "32", "--publish-interval", interval, "--duration", duration,
                                    "--server-pid", str(server.pid))
         load = finish_load(process, path, seconds=600)
-        problems = load.problems()
         fanout = load.get("fanout", {}) or {}
-        for key in ("lost", "duplicated", "out_of_order"):
-            if fanout.get(key):
-                problems.append(f"{key} {fanout[key]}")
-        if fanout and fanout.get("delivered") != fanout.get("expected"):
-            problems.append(f"delivered {fanout.get('delivered')} of {fanout.get('expected')}")
+        problems = load.problems() + fanout_problems(fanout)
         server_side = fanout.get("server", {}) or {}
         return {
             "app": app, "ok": not problems, "why": "; ".join(problems),
@@ -57,14 +53,6 @@ def run_once(app, subscribers, interval, duration):
         }
     finally:
         server.stop()
-
-
-def spread(values, digits=1):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    fmt = f"{{:,.{digits}f}}"
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def table(results, args, stamp):
