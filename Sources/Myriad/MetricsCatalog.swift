@@ -115,7 +115,7 @@ extension StatCounter {
         case .poolFreeBytes: return .own("myriad_pool_free_bytes", help: "Bytes of free buffers a worker's pool keeps for reuse now (given back after a second unused).")
         case .receiveBufferBytes: return .own("myriad_receive_buffer_bytes", help: "Receive buffer memory a worker has written since it was last given back (io_uring buffer rings; epoll: its one read buffer).")
         case .sideTableBytes: return .own("myriad_side_table_bytes", help: "Bytes of a worker's side table touched since it last gave its pages back.")
-        case .memoryReturnedBytes: return .own("myriad_memory_returned_bytes_total", help: "Bytes workers gave back to malloc or the kernel after bursts (pool buffers, receive buffer pages, side table pages).")
+        case .memoryReturnedBytes: return .own("myriad_memory_returned_bytes_total", help: "Bytes workers gave back to malloc or the kernel after bursts (pool buffers, receive buffer pages, side table pages, send segments, idle permessage-deflate streams).")
         case .queuedBytes: return .own("myriad_queued_bytes", help: "Bytes a worker's pool has lent for queued data frames now: the outbound part of MYRIAD_BUFFER_BUDGET (size-class bytes; shared publish frames are referenced, not counted).")
         case .reassemblyBytes: return .own("myriad_reassembly_bytes", help: "Bytes a worker's pool has lent for partial upgrade requests and messages being reassembled now: the inbound part of MYRIAD_BUFFER_BUDGET (at most half of it).")
         case .closesBase: return .closes

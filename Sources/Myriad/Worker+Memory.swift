@@ -5,8 +5,9 @@ import Glibc
 /// what the second before did not use: pool buffers that sat free the whole interval (to
 /// malloc, then malloc's free pages to the kernel), receive buffers deep in a buffer ring's
 /// free stack after its posting target has come down (and, once settled, every written one, posted or not),
-/// the side table's pages once no connection has needed an entry for a second, and the send
-/// segment arena's growth once no segment is in use. Each step has its own hysteresis (a low-water
+/// the side table's pages once no connection has needed an entry for a second, the send
+/// segment arena's growth once no segment is in use, and the shared permessage-deflate streams'
+/// zlib memory after two seconds without a compressed message. Each step has its own hysteresis (a low-water
 /// mark, two quiet seconds per halving of a ring's target, two empty checks), so a busy worker keeps what it uses. What stays
 /// is reported as gauges: pool_free_bytes, receive_buffer_bytes, side_table_bytes.
 extension Worker {
@@ -27,7 +28,8 @@ extension Worker {
         let receive = backend.trimMemory(pageBytes: page)
         let side = sides.trimIfIdle(pageBytes: page)
         let segments = core.segments.shrinkIfEmpty()
-        core.counters.add(.memoryReturnedBytes, pooled + receive + side + segments)
+        let zlib = core.compression?.trimIfIdle() ?? 0
+        core.counters.add(.memoryReturnedBytes, pooled + receive + side + segments + zlib)
         core.counters.set(.poolFreeBytes, core.pool.freeBytes)
         core.counters.set(.receiveBufferBytes, backend.receiveBufferBytes)
         core.counters.set(.sideTableBytes, sides.touchedBytes)
@@ -37,7 +39,7 @@ extension Worker {
     /// next one (an idle worker otherwise sleeps until its next timer, which may be never).
     var holdsMemoryToTrim: Bool {
         core.pool.holdsMoreThanItKeeps || (sides.touchedBytes > 0 && sides.inUse == 0) || backend.holdsMemoryToTrim
-            || core.segments.canShrink
+            || core.segments.canShrink || (core.compression?.shared.holdsStreams ?? false)
     }
 }
 

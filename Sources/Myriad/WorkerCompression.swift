@@ -70,6 +70,8 @@ final class WorkerCompression {
     var scratch = GrowableBuffer(capacity: 4096)
     /// What zlib allocates for dedicated streams (its allocator hooks count it).
     let dedicatedMeter = ZlibMemoryMeter()
+    /// What zlib holds for the shared streams (given back when they sit unused: `trimIfIdle`).
+    let sharedMeter = ZlibMemoryMeter()
     private var dedicated: [UInt32: DedicatedStreams] = [:]
     let maxMessageSizeBytes: Int
     /// MYRIAD_COMPRESSION_PER_RECIPIENT (benchmarks): a publish is compressed for every
@@ -82,13 +84,23 @@ final class WorkerCompression {
     init?(mode: CompressionMode, thresholdBytes: Int, dedicatedBudgetBytes: Int, maxMessageSizeBytes: Int,
           perRecipient: Bool = false) {
         precondition(mode != .off)
-        guard let shared = SharedCompressionStreams(maxMessageSizeBytes: maxMessageSizeBytes) else { return nil }
+        guard let shared = SharedCompressionStreams(maxMessageSizeBytes: maxMessageSizeBytes, meter: sharedMeter)
+        else { return nil }
         self.mode = mode
         self.thresholdBytes = thresholdBytes
         self.dedicatedBudgetBytes = dedicatedBudgetBytes
         self.maxMessageSizeBytes = maxMessageSizeBytes
         self.perRecipient = perRecipient
         self.shared = shared
+    }
+
+    /// The worker's once-a-second memory trim: after two quiet seconds the shared streams give
+    /// zlib's memory back (about 300 KB a worker once it has compressed), so a worker whose
+    /// connections stopped exchanging compressed messages holds none of it. Returns the bytes.
+    func trimIfIdle() -> Int {
+        let before = sharedMeter.liveBytes
+        guard shared.releaseIfIdle() else { return 0 }
+        return max(0, before - sharedMeter.liveBytes)
     }
 
     /// Connections holding dedicated streams now.

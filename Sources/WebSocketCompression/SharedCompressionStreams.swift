@@ -16,8 +16,15 @@ public struct SharedCompressionStreams: ~Copyable {
     let deflaters: UnsafeMutablePointer<MessageDeflater>
     var created: UInt8 = 0
     public let deflateConfiguration: MessageDeflater.Configuration
-    public var inflater: MessageInflater
+    public private(set) var inflater: MessageInflater
     let meter: ZlibMemoryMeter?
+    let maxMessageSizeBytes: Int
+    /// A message went through the streams since the last `releaseIfIdle`.
+    var usedSinceCheck = false
+    /// `releaseIfIdle` calls in a row that found no use.
+    var idleChecks: UInt8 = 0
+    /// The streams hold nothing but a fresh inflater (released, or never used).
+    var released = true
 
     static let deflaterSlots = 7
 
@@ -33,6 +40,7 @@ public struct SharedCompressionStreams: ~Copyable {
         self.inflater = inflater
         self.deflateConfiguration = deflateConfiguration
         self.meter = meter
+        self.maxMessageSizeBytes = maxMessageSizeBytes
         deflaters = .allocate(capacity: Self.deflaterSlots)
     }
 
@@ -50,6 +58,8 @@ public struct SharedCompressionStreams: ~Copyable {
         _ message: UnsafeRawBufferPointer, windowBits: UInt8, into output: inout Output
     ) -> Bool {
         guard let slot = deflaterSlot(windowBits: windowBits) else { return false }
+        usedSinceCheck = true
+        released = false
         return (deflaters + slot).pointee.compress(message, isMessageEnd: true, into: &output)
     }
 
@@ -58,7 +68,39 @@ public struct SharedCompressionStreams: ~Copyable {
     public mutating func inflate<Output: CompressionOutput & ~Copyable>(
         _ input: UnsafeRawBufferPointer, isMessageEnd: Bool, isText: Bool, into output: inout Output
     ) -> MessageInflater.Result {
-        inflater.inflate(input, isMessageEnd: isMessageEnd, isText: isText, into: &output)
+        usedSinceCheck = true
+        released = false
+        return inflater.inflate(input, isMessageEnd: isMessageEnd, isText: isText, into: &output)
+    }
+
+    /// Called once a second by the owner's memory trim: once `idleChecks` calls in a row find
+    /// that no message went through, frees the deflaters (268 KB each at zlib's defaults) and
+    /// swaps the inflater for a fresh one, dropping its 32 KiB window (allocated again at its
+    /// first output). They are made again on first use, for about 1 µs and one allocation
+    /// (bench/README.md), so a worker that stops compressing keeps no zlib memory, and one that
+    /// compresses now and then re-makes its streams at most once per quiet spell. Returns
+    /// whether it released anything.
+    /// Whether `releaseIfIdle` would free something once the streams stay unused.
+    public var holdsStreams: Bool { !released }
+
+    public mutating func releaseIfIdle(idleChecks required: UInt8 = 2) -> Bool {
+        if usedSinceCheck {
+            usedSinceCheck = false
+            idleChecks = 0
+            return false
+        }
+        if idleChecks < required { idleChecks += 1 }
+        guard idleChecks >= required, !released else { return false }
+        for slot in 0..<Self.deflaterSlots where created & (1 << slot) != 0 {
+            (deflaters + slot).deinitialize(count: 1)
+        }
+        created = 0
+        if let fresh = MessageInflater(windowBits: 15, contextTakeover: false, maxMessageSizeBytes: maxMessageSizeBytes,
+                                       meter: meter) {
+            inflater = fresh
+        }
+        released = true
+        return true
     }
 
     /// The deflater for `windowBits`, created if needed; nil when zlib cannot allocate it.

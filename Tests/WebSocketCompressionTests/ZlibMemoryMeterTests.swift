@@ -48,4 +48,36 @@ import WebSocketCodec
         #expect(meter.liveBytes == 0)
         #expect(meter.allocations == meter.frees)
     }
+
+    /// A worker's shared streams give zlib's memory back after two quiet checks (its memory
+    /// trim, once a second), make their streams again on the next message, and compress that
+    /// message to the same bytes as before.
+    @Test func idleSharedStreamsGiveTheirMemoryBack() {
+        let meter = ZlibMemoryMeter()
+        var streams = unwrapped(SharedCompressionStreams(maxMessageSizeBytes: 1 << 20, meter: meter))
+        let message = jsonMessage(size: 2048, seed: 3)
+        var first = RecordingOutput()
+        let compressed = message.withUnsafeBytes { streams.compress($0, windowBits: 15, into: &first) }
+        #expect(compressed)
+        var inflated = RecordingOutput()
+        let result = first.array.withUnsafeBytes { streams.inflate($0, isMessageEnd: true, isText: false, into: &inflated) }
+        #expect(result == .messageEnd)
+        let busy = meter.liveBytes
+        let holdsWhenBusy = streams.holdsStreams
+        #expect(busy > 256 << 10 && holdsWhenBusy)
+        // Used since the last check, then one quiet check: nothing yet.
+        var released = [streams.releaseIfIdle(), streams.releaseIfIdle()]
+        #expect(released == [false, false] && meter.liveBytes == busy)
+        // The second quiet check releases; later ones find nothing more to free.
+        released = [streams.releaseIfIdle(), streams.releaseIfIdle()]
+        let holdsWhenReleased = streams.holdsStreams
+        #expect(released == [true, false])
+        #expect(meter.liveBytes < 16 << 10 && !holdsWhenReleased)
+        // The next message makes the deflater again and compresses to the same bytes.
+        var again = RecordingOutput()
+        let compressedAgain = message.withUnsafeBytes { streams.compress($0, windowBits: 15, into: &again) }
+        let holdsAgain = streams.holdsStreams
+        #expect(compressedAgain && again.array == first.array)
+        #expect(holdsAgain && meter.liveBytes > 256 << 10)
+    }
 }
