@@ -22,13 +22,15 @@ extension Worker {
     func trimMemory() {
         let page = MemoryTrim.pageBytes
         let pooled = core.pool.trim()
+        // zlib's shared streams are 64 KiB pieces, under malloc's mmap threshold: freed, they
+        // stay in the arena like the pool's buffers.
+        let zlib = core.compression?.trimIfIdle() ?? 0
         // free() keeps small chunks in malloc's bins: after a burst's worth, hand malloc's free
         // pages back too (it walks the arenas, so only then).
-        if pooled >= MemoryTrim.mallocTrimThresholdBytes { malloc_trim(0) }
+        if pooled + zlib >= MemoryTrim.mallocTrimThresholdBytes { malloc_trim(0) }
         let receive = backend.trimMemory(pageBytes: page)
         let side = sides.trimIfIdle(pageBytes: page)
         let segments = core.segments.shrinkIfEmpty()
-        let zlib = core.compression?.trimIfIdle() ?? 0
         core.counters.add(.memoryReturnedBytes, pooled + receive + side + segments + zlib)
         core.counters.set(.poolFreeBytes, core.pool.freeBytes)
         core.counters.set(.receiveBufferBytes, backend.receiveBufferBytes)
