@@ -166,16 +166,41 @@ public func canConnect(port: UInt16) -> Bool {
 }
 
 /// A plain HTTP/1.0 GET on loopback (the monitoring endpoint); returns the body.
+///
+/// A GET is idempotent, so an attempt that got no complete response is made again (up to
+/// three times, 50 ms apart): the test process runs other tests' child processes beside this
+/// one, and a signal (SIGCHLD) landing on this thread interrupts a blocking recv (EINTR),
+/// which once failed a cluster test with an empty response. EINTR itself is retried in place.
 public func httpGet(port: UInt16, path: String) throws -> Data {
+    var failure = ""
+    for attempt in 0..<3 {
+        if attempt > 0 { usleep(50_000) }
+        let (body, reason) = httpGetOnce(port: port, path: path)
+        if let body { return body }
+        failure = reason
+    }
+    throw NATSServerProcess.Failure(description: "GET \(path): \(failure) (3 attempts)")
+}
+
+private func httpGetOnce(port: UInt16, path: String) -> (body: Data?, failure: String) {
     let fd = connectLoopback(port: port)
-    guard fd >= 0 else { throw NATSServerProcess.Failure(description: "cannot connect to 127.0.0.1:\(port)") }
+    guard fd >= 0 else { return (nil, "cannot connect to 127.0.0.1:\(port)") }
     defer { close(fd) }
     let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var sent = 0
+    while sent < request.count {
+        let count = request.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { return (nil, "send: errno \(errno)") }
+        sent += count
+    }
     var response = [UInt8]()
     var chunk = [UInt8](repeating: 0, count: 16_384)
+    var ended = "EOF"
     while response.count < 16 << 20 {
         let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count < 0 && errno == EINTR { continue }
+        if count < 0 { ended = "recv: errno \(errno)" }
         if count <= 0 { break }
         response.append(contentsOf: chunk[0..<count])
     }
@@ -183,9 +208,9 @@ public func httpGet(port: UInt16, path: String) throws -> Data {
     guard let headerEnd = (0..<max(0, response.count - 3)).first(where: { Array(response[$0..<($0 + 4)]) == separator }),
         String(decoding: response.prefix(12), as: UTF8.self).contains("200")
     else {
-        throw NATSServerProcess.Failure(description: "GET \(path): \(String(decoding: response.prefix(200), as: UTF8.self))")
+        return (nil, "\(ended) after \(response.count) bytes: \(String(decoding: response.prefix(200), as: UTF8.self))")
     }
-    return Data(response[(headerEnd + 4)...])
+    return (Data(response[(headerEnd + 4)...]), "")
 }
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass; returns whether it held.
