@@ -144,7 +144,8 @@ import Testing
         #expect(object["messages_per_s"] as? Double == 0)
         #expect(object["verify_echo"] as? [String: Int] == ["ok": 25000, "failed": 0])
         #expect(object["diagnostics"] as? [String: Int]
-            == ["enobufs_rearms": 0, "cq_overflows": 0, "waits": 0, "dropped_frames": 0, "unexpected_messages": 0])
+            == ["enobufs_rearms": 0, "cq_overflows": 0, "waits": 0, "dropped_frames": 0, "unexpected_messages": 0,
+                "messages_compressed": 0, "messages_inflated": 0])
         #expect(object["client_rss_mib"] as? Double == 64)
         #expect(object["client_state_bytes_per_connection"] as? Int == 144)
         #expect(object["time_limit_reached"] as? Bool == false)
