@@ -229,11 +229,14 @@ def handshakes(backend, connections=19_000):
         server.stop()
 
 
-def echo(backend, connections, depth, size, seconds=5):
-    server = Server(backend, {"MYRIAD_PING_INTERVAL": "0"})
+def echo(backend, connections, depth, size, seconds=5, env=None, load_arguments=(), check=None):
+    """`env`: more MYRIAD_ knobs for the server; `load_arguments`: more `myriad load` flags;
+    `check(a, b)`: more reasons the run is not a result, from the two samples (bench/compression)."""
+    server = Server(backend, {"MYRIAD_PING_INTERVAL": "0", **(env or {})})
     try:
         load, path = start_load(server, "echo", "--connections", str(connections), "--depth", str(depth),
-                                "--size", str(size), "--duration", f"{seconds}s", "--concurrency", "2048")
+                                "--size", str(size), "--duration", f"{seconds}s", "--concurrency", "2048",
+                                *load_arguments)
         reached = server.wait_stats(lambda s: s.get("handshakes", 0) >= connections and s.get("messages_in", 0) > 0)
         time.sleep(0.5)
         a = server.sample()
@@ -250,11 +253,17 @@ def echo(backend, connections, depth, size, seconds=5):
             problems.append(f"{summary.get('failures_total')} load failures")
         if messages == 0:
             problems.append("no message echoed in the measuring window")
+        if check:
+            problems += check(a, b)
         return verdict({"messages_per_s": summary.get("messages_per_s", 0),
                         "server_messages_per_s": messages / (b["t"] - a["t"]),
                         "p50_ms": latency.get("p50", 0), "p99_ms": latency.get("p99", 0),
                         "cpu_us_per_message": cpu_us(a, b) / max(1, messages),
-                        "syscalls_per_message": syscalls / max(1, messages)},
+                        "syscalls_per_message": syscalls / max(1, messages),
+                        "bytes_in_per_message": delta(a, b, "bytes_in") / max(1, messages),
+                        "bytes_out_per_message": delta(a, b, "bytes_out") / max(1, delta(a, b, "messages_out")),
+                        "compressed": delta(a, b, "messages_compressed"),
+                        "inflated": delta(a, b, "messages_inflated")},
                        problems)
     finally:
         server.stop()
