@@ -46,6 +46,21 @@ struct ConnectionFlags: OptionSet {
     static let dedicatedDeflate = ConnectionFlags(rawValue: 1 << 14)
 }
 
+extension ConnectionSlot {
+    /// The close handshake's two facts, kept in `flags` (`closeFrameSent`, `closeFrameReceived`)
+    /// and moved only by `CloseHandshake`'s transitions.
+    var closeHandshake: CloseHandshake {
+        @inline(__always) get {
+            CloseHandshake(sent: flags.contains(.closeFrameSent), received: flags.contains(.closeFrameReceived))
+        }
+        @inline(__always) set {
+            flags.remove([.closeFrameSent, .closeFrameReceived])
+            if newValue.sent { flags.insert(.closeFrameSent) }
+            if newValue.received { flags.insert(.closeFrameReceived) }
+        }
+    }
+}
+
 /// Why a connection ended: each has a counter in the stats line.
 public enum CloseReason: UInt8, CaseIterable, Sendable {
     case none = 0

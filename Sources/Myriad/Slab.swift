@@ -177,16 +177,28 @@ extension ConnectionSlot: SendQueueSlot {
     }
 }
 
-/// Lets the timing wheel reach the `TimerNode` inside each slab slot.
-struct SlabTimerStore: TimerNodeStore {
-    let slots: UnsafeMutablePointer<ConnectionSlot>
-    static let timerOffset = MemoryLayout<ConnectionSlot>.offset(of: \ConnectionSlot.timer)!
+/// A slab slot that carries its connection's one timing-wheel entry: both roles' connection
+/// structs (the server's `ConnectionSlot`, the load generator's `ClientConnection`).
+package protocol TimedSlot {
+    /// Where the slot's `TimerNode` lies: `MemoryLayout<Self>.offset(of: \.timer)!`.
+    static var timerOffset: Int { get }
+}
+
+/// Lets the timing wheel reach the `TimerNode` inside each slab slot, for either role.
+package struct SlabTimerStore<Slot: TimedSlot>: TimerNodeStore {
+    let slots: UnsafeMutablePointer<Slot>
+
+    package init(slots: UnsafeMutablePointer<Slot>) { self.slots = slots }
 
     @inline(__always)
-    func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
-        (UnsafeMutableRawPointer(slots + Int(index)) + Self.timerOffset)
+    package func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
+        (UnsafeMutableRawPointer(slots + Int(index)) + Slot.timerOffset)
             .assumingMemoryBound(to: TimerNode.self)
     }
+}
+
+extension ConnectionSlot: TimedSlot {
+    static let timerOffset = MemoryLayout<ConnectionSlot>.offset(of: \ConnectionSlot.timer)!
 }
 
 /// Bytes of user-space memory one connection occupies while idle: its slab slot.

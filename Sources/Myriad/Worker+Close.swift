@@ -45,8 +45,7 @@ extension Worker {
     /// buffer except the one a send in flight still reads.
     func closeSocket(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>) {
         if connection.pointee.flags.contains(.handlerOpened) {
-            let code = connection.pointee.flags.contains(.closeFrameSent) || connection.pointee.flags.contains(.closeFrameReceived)
-                ? CloseCode(rawValue: connection.pointee.closeCode) : .abnormalClosure
+            let code = connection.pointee.closeHandshake.reportedCode(exchanged: CloseCode(rawValue: connection.pointee.closeCode))
             notifyClose(slot, code: code, reason: UnsafeRawBufferPointer(start: nil, count: 0))
         }
         connection.pointee.state = .closed
@@ -109,31 +108,35 @@ extension Worker {
         states.deinitialize(slot)
     }
 
-    /// The peer's close frame: echo its code (our reply ends the handshake it started), or
-    /// finish the handshake we started.
-    func peerClosed(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, reason: UnsafeRawBufferPointer) {
-        connection.pointee.flags.insert(.closeFrameReceived)
-        if connection.pointee.flags.contains(.closeFrameSent) {
-            beginDraining(slot, connection, cause: connection.pointee.closeReason)
+    /// The peer's close frame, as `CloseHandshake` read it: our answer (echoing its code) ends
+    /// the handshake the peer started, or the peer's ends ours.
+    func peerClosed(
+        _ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, _ step: CloseHandshake.Step, code: CloseCode,
+        reason: UnsafeRawBufferPointer
+    ) {
+        switch step {
+        case .ignored:
             return
+        case .completed:
+            beginDraining(slot, connection, cause: connection.pointee.closeReason)
+        case .answer(let answer):
+            connection.pointee.closeCode = code.rawValue
+            let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+            if let answer {
+                _ = core.queueFrame(slot, connection, opcode: .close, payload: empty, closeCode: answer)
+            } else {
+                _ = core.queueFrame(slot, connection, opcode: .close, payload: empty)
+            }
+            notifyClose(slot, code: code, reason: reason, cause: .normal)
+            beginDraining(slot, connection, cause: .normal)
         }
-        connection.pointee.closeCode = code.rawValue
-        if code == .noStatusReceived {
-            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
-        } else {
-            _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
-        }
-        connection.pointee.flags.insert(.closeFrameSent)
-        notifyClose(slot, code: code, reason: reason, cause: .normal)
-        beginDraining(slot, connection, cause: .normal)
     }
 
     /// "Fail the WebSocket connection" (RFC 6455 section 7.1.7): our close frame with the
     /// code, then close the socket without waiting for the peer's.
     func failConnection(_ slot: UInt32, _ connection: UnsafeMutablePointer<ConnectionSlot>, code: CloseCode, cause: CloseReason? = nil) {
         let cause = cause ?? CloseReason(failure: code)
-        if !connection.pointee.flags.contains(.closeFrameSent) && connection.pointee.state == .open {
-            connection.pointee.flags.insert(.closeFrameSent)
+        if connection.pointee.state == .open && connection.pointee.closeHandshake.start() {
             _ = core.queueFrame(slot, connection, opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), closeCode: code)
         }
         connection.pointee.closeCode = code.rawValue
@@ -218,10 +221,11 @@ extension WorkerCore {
     ) {
         guard connection.pointee.state == .open else { return }
         precondition(code.maySend(as: .server), "close code \(code) may not be sent by a server")
+        let first = connection.pointee.closeHandshake.start()
+        assert(first, "an open connection has sent no close frame")
         connection.pointee.closeReason = cause
         connection.pointee.closeCode = code.rawValue
         connection.pointee.state = .closing
-        connection.pointee.flags.insert(.closeFrameSent)
         _ = queueFrame(slot, connection, opcode: .close, payload: reason, closeCode: code)
         wheel.schedule(slot, at: nowTick + UInt64(settings.closeTicks))
         markForFlush(slot, connection)

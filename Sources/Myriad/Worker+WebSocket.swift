@@ -119,32 +119,26 @@ extension Worker {
                 deliver(slot, connection, chunk.opcode, UnsafeRawBufferPointer(message.bytes))
                 core.pool.release(&message)
             }
-        case .ping, .close:
+        case .ping, .pong, .close:
+            // Which control frame asks for what is `ControlFrame`'s (both roles); what doing
+            // it means for a server connection is here.
             var payload = UnsafeRawBufferPointer(chunk.bytes)
             var assembled = PooledBuffer()
             if !(chunk.isFrameStart && chunk.isFrameEnd) {
-                // A control frame split across receives (<= 125 bytes): gather it.
-                let entry = side(connection)
-                guard core.pool.append(payload, to: &entry.pointee.control) else {
-                    abortNow(slot, connection, cause: .outOfMemory)
-                    return
+                switch ControlFrame.gather(chunk, into: &side(connection).pointee.control, pool: core.pool) {
+                case .partial: return
+                case .outOfMemory: return abortNow(slot, connection, cause: .outOfMemory)
+                case .whole(let whole): assembled = whole
                 }
-                guard chunk.isFrameEnd else { return }
-                assembled = entry.pointee.control
-                entry.pointee.control = PooledBuffer()
                 payload = UnsafeRawBufferPointer(assembled.bytes)
             }
-            if chunk.opcode == .ping {
-                if connection.pointee.state == .open {
-                    _ = core.queueFrame(slot, connection, opcode: .pong, payload: payload)
-                }
-            } else {
-                let reason = payload.count > 2 ? UnsafeRawBufferPointer(rebasing: payload[2...]) : UnsafeRawBufferPointer(start: nil, count: 0)
-                peerClosed(slot, connection, code: chunk.closeCode, reason: reason)
-            }
-            core.pool.release(&assembled)
-        case .pong:
-            if chunk.isFrameEnd {
+            defer { core.pool.release(&assembled) }
+            switch ControlFrame.action(chunk.opcode, closeCode: chunk.closeCode, handshake: &connection.pointee.closeHandshake) {
+            case .answerPing:
+                _ = core.queueFrame(slot, connection, opcode: .pong, payload: payload)
+            case .ignorePing:
+                break
+            case .pong:
                 core.counters.add(.pongsReceived)
                 if connection.pointee.flags.contains(.pingOutstanding) {
                     // The one place traffic touches the wheel, once per ping round trip: the
@@ -154,6 +148,9 @@ extension Worker {
                     core.counters.pongAnswered(pingSentTick: connection.pointee.pingSentTick)
                     if connection.pointee.state == .open { scheduleKeepAlive(slot, connection) }
                 }
+            case .close(let step):
+                let reason = payload.count > 2 ? UnsafeRawBufferPointer(rebasing: payload[2...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+                peerClosed(slot, connection, step, code: chunk.closeCode, reason: reason)
             }
         case .continuation:
             preconditionFailure("the decoder reports a continuation as its message's opcode")

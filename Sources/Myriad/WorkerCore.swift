@@ -13,7 +13,7 @@ final class WorkerCore {
     let index: Int
     let settings: WorkerSettings
     let slab: ConnectionSlab
-    let wheel: TimingWheel<SlabTimerStore>
+    let wheel: TimingWheel<SlabTimerStore<ConnectionSlot>>
     let pool: BufferPool
     let segments: SendSegmentPool
     /// The send queues over `segments` and `pool` (the code the client role shares).

@@ -1,4 +1,4 @@
-import Myriad
+@_spi(Benchmarks) import Myriad
 import WebSocketCodec
 
 /// Where a client connection is in its life. A slot goes back to `.free` when released.
@@ -50,12 +50,13 @@ struct ClientFlags: OptionSet {
 /// fixed-file table. No class, no array, no closure per connection; send and assembly memory
 /// comes from the thread's `BufferPool` (the engine's) only while in use.
 struct ClientConnection: SendQueueSlot {
+    // Fields in decreasing alignment, so the slot packs into 144 bytes with the wheel's node.
     /// Server frames are decoded in place in the receive buffers.
     var decoder = FrameDecoder()
-    var responseParser = UpgradeResponseParser()
     /// The 16 random bytes behind our Sec-WebSocket-Key (kept to check the accept value).
     /// Needed only until the upgrade completes; after it (`opened`, which zeroes them) the
-    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`, so the slot stays 144 B.
+    /// same 16 bytes hold fanout's `prefixHigh` and `sequenceEnd`. (The response parser keeps
+    /// no state here: a head in pieces resumes from the gathered length, `parseResponse`.)
     var nonceLow: UInt64 = 0
     var nonceHigh: UInt64 = 0
     /// The first 8 payload bytes of the data message being received (echo, fanout: its send
@@ -63,25 +64,32 @@ struct ClientConnection: SendQueueSlot {
     var prefix: UInt64 = 0
     /// Moved on by the slab at every release; its low 32 bits tag every operation (`UserData`).
     var generation: UInt64 = 0
+    /// A response head, a control frame or (--deflate) a compressed message that arrived in
+    /// pieces (from the thread's `BufferPool`, only while it is being gathered).
+    var inbound = PooledBuffer()
+    var flags = ClientFlags()
+    /// echo: messages sent and not yet echoed, and messages owed (to send when room allows).
+    var outstanding: UInt16 = 0
+    var owed: UInt16 = 0
     /// The slab's free list while the slot is free.
     var listNext: UInt32 = 0
     /// The send queue (the engine's `SendQueues`, as in the server's slot): its first
     /// segment, in flight while `io.flags` has `.sendInFlight`, or `SendSegment.none`.
     var sendHead: UInt32 = SendSegment.none
-    /// A response head, a control frame or (--deflate) a compressed message that arrived in
-    /// pieces (from the thread's `BufferPool`, only while it is being gathered).
-    var inbound = PooledBuffer()
     /// Payload bytes of the data message being received so far (saturating).
     var messageLength: UInt32 = 0
-    var flags = ClientFlags()
-    /// echo: messages sent and not yet echoed, and messages owed (to send when room allows).
-    var outstanding: UInt16 = 0
-    var owed: UInt16 = 0
+    /// The connection's one timing-wheel entry (the engine's wheel, as in the server's slot):
+    /// its connect, handshake or close deadline, whichever its state has.
+    var timer = TimerNode()
     var state = ClientState.free
     /// What is in flight (connect, receive, send, cancels, close) and the rules for it: the
     /// engine's `ConnectionIO`, as in the server's slot.
     var io = ConnectionIO()
     var prefixCount: UInt8 = 0
+}
+
+extension ClientConnection: TimedSlot {
+    static let timerOffset = MemoryLayout<ClientConnection>.offset(of: \ClientConnection.timer)!
 }
 
 extension ClientConnection {
@@ -101,10 +109,24 @@ extension ClientConnection {
 }
 
 extension ClientConnection {
+    /// The close handshake's two facts, kept in `flags` (`closeSent`, `closeReceived`) and
+    /// moved only by the engine's `CloseHandshake` transitions, as in the server's slot.
+    var closeHandshake: CloseHandshake {
+        @inline(__always) get { CloseHandshake(sent: flags.contains(.closeSent), received: flags.contains(.closeReceived)) }
+        @inline(__always) set {
+            flags.remove([.closeSent, .closeReceived])
+            if newValue.sent { flags.insert(.closeSent) }
+            if newValue.received { flags.insert(.closeReceived) }
+        }
+    }
+}
+
+extension ClientConnection {
     var isFree: Bool { state == .free }
     mutating func markFree() { state = .free }
 
     func assertReleasable(_ slot: UInt32) {
+        assert(timer.next == TimerNode.unlinked, "client slot \(slot) released with a deadline set")
         assert(state == .closed && !io.flags.contains(.starved), "client slot \(slot) released before its socket closed")
         assert(sendHead == SendSegment.none && !inbound.isAllocated, "client slot \(slot) released holding buffers")
     }

@@ -70,9 +70,12 @@ final class ClientWorker: CompletionSink {
     /// The longest response head, and the buffer that gathers one that came in pieces.
     private let inboundLimitBytes: Int
     private var random = RandomPool()
-    private var connectDeadlines = DeadlineQueue()
-    private var handshakeDeadlines = DeadlineQueue()
-    private var closeDeadlines = DeadlineQueue()
+    /// Every connection's deadline (connect, handshake or close, by its state): the engine's
+    /// timing wheel over this slab, one entry per slot, ticks of `tickNanoseconds` from
+    /// `wheelOrigin`. A deadline fires within a tick after it passes, never before.
+    private let wheel: TimingWheel<SlabTimerStore<ClientConnection>>
+    private let wheelOrigin: Int64
+    static let tickNanoseconds: Int64 = 10_000_000
     /// The server's address at each port, and the upgrade request written once per port
     /// (the Host header names the port) with the offset of its key.
     private let destinations: UnsafeMutablePointer<sockaddr_in>
@@ -300,6 +303,8 @@ final class ClientWorker: CompletionSink {
             close(wakeDescriptor)
             throw LoadError("thread \(assignment.index): \(error)")
         }
+        wheelOrigin = now
+        wheel = TimingWheel(store: SlabTimerStore(slots: slab.slots), capacity: UInt32(assignment.slots), startTick: 0)
         destinations = .allocate(capacity: options.ports.count)
         for (index, port) in options.ports.enumerated() {
             var address = sockaddr_in()
@@ -398,8 +403,8 @@ final class ClientWorker: CompletionSink {
         }
         if phaseSeen == .verify && verifyCursor < highWater { return 0 }
         if phaseSeen == .close && closeCursor < highWater && closesOutstanding < assignment.concurrency { return 0 }
-        for queue in [connectDeadlines, handshakeDeadlines, closeDeadlines] {
-            if let deadline = queue.nextDeadline { wait = min(wait, max(0, deadline - now)) }
+        if let tick = wheel.nextEventTick() {
+            wait = min(wait, max(0, wheelOrigin + Int64(tick) * ClientWorker.tickNanoseconds - now))
         }
         if phaseSeen == .verify { wait = min(wait, max(0, verifyDeadline - now)) }
         if phaseSeen == .publish && publishes && !publishOver {
@@ -522,7 +527,6 @@ final class ClientWorker: CompletionSink {
         // A released slot keeps what its last connection left (a decoder stopped mid-frame by
         // a reset, an agreement, echo counts): every connection starts from nothing.
         c.pointee.decoder = FrameDecoder()
-        c.pointee.responseParser = UpgradeResponseParser()
         c.pointee.outstanding = 0
         c.pointee.owed = 0
         if publishes && slot == 0 { c.pointee.flags.insert(.publisher) }
@@ -558,7 +562,7 @@ final class ClientWorker: CompletionSink {
         }
         backend.connect(handle: handle(slot), to: destinations + portIndex(slot), tag: tag(.connect, slot, c))
         c.pointee.io.inFlight += 1
-        connectDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + connectTimeout)
+        scheduleDeadline(slot, c, nanoseconds: connectTimeout)
     }
 
     /// socket(), bind() or the fixed-file install failed: nothing is in the table, the slot
@@ -606,7 +610,7 @@ final class ClientWorker: CompletionSink {
         queues.commit(c, template.count)
         armReceive(slot, c)
         flushSend(slot, c)
-        handshakeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + handshakeTimeout)
+        scheduleDeadline(slot, c, nanoseconds: handshakeTimeout)
     }
 
     private func leaveEstablishing(_ c: UnsafeMutablePointer<ClientConnection>) {
@@ -625,32 +629,46 @@ final class ClientWorker: CompletionSink {
 
     // MARK: - Deadlines
 
+    /// The wheel's tick at `now`.
+    private var nowTick: UInt64 { UInt64(max(0, now - wheelOrigin) / ClientWorker.tickNanoseconds) }
+
+    /// Sets the connection's one deadline `nanoseconds` from now (rounded up to a tick),
+    /// replacing the one its previous state had.
+    private func scheduleDeadline(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, nanoseconds: Int64) {
+        let ticks = (nanoseconds + ClientWorker.tickNanoseconds - 1) / ClientWorker.tickNanoseconds
+        wheel.schedule(slot, at: nowTick + UInt64(max(1, ticks)))
+    }
+
     private func expireDeadlines() {
-        while let entry = connectDeadlines.popExpired(now: now) {
-            let c = connection(entry.slot)
-            guard Int(entry.slot) < Int(highWater), c.pointee.generation == entry.generation,
-                  c.pointee.state == .connecting, !c.pointee.flags.contains(.timedOut) else { continue }
+        while let slot = wheel.nextExpired(upTo: nowTick) { deadlinePassed(slot, connection(slot)) }
+        verifyDeadlinePassed()
+    }
+
+    /// What a passed deadline means depends on the state it was set for.
+    private func deadlinePassed(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
+        switch c.pointee.state {
+        case .connecting:
+            guard !c.pointee.flags.contains(.timedOut) else { return }
             // Cancel the connect: its completion (-ECANCELED) then counts ETIMEDOUT.
             c.pointee.flags.insert(.timedOut)
-            backend.cancel(tag(.connect, entry.slot, c), handle: handle(entry.slot), tag: tag(.cancelConnect, entry.slot, c))
+            backend.cancel(tag(.connect, slot, c), handle: handle(slot), tag: tag(.cancelConnect, slot, c))
             c.pointee.io.inFlight += 1
-        }
-        while let entry = handshakeDeadlines.popExpired(now: now) {
-            let c = connection(entry.slot)
-            guard c.pointee.generation == entry.generation, c.pointee.state == .handshaking else { continue }
+        case .handshaking:
             fail(c, .handshake, errno: ETIMEDOUT)
-            closeSocket(entry.slot, c)
-        }
-        while let entry = closeDeadlines.popExpired(now: now) {
-            let c = connection(entry.slot)
-            guard c.pointee.generation == entry.generation, c.pointee.state == .closing else { continue }
-            if !c.pointee.flags.contains(.closeReceived) {
+            closeSocket(slot, c)
+        case .closing:
+            if !c.pointee.closeHandshake.received {
                 // The server never answered the close frame.
                 fail(c, c.pointee.flags.contains(.closeInitiated) ? .close : .read, errno: ETIMEDOUT)
             }
             // Close frames were exchanged but TCP is still open: close it ourselves.
-            closeSocket(entry.slot, c)
+            closeSocket(slot, c)
+        case .open, .closed, .free:
+            preconditionFailure("client slot \(slot): a deadline fired in state \(c.pointee.state)")
         }
+    }
+
+    private func verifyDeadlinePassed() {
         if phaseSeen == .verify && now >= verifyDeadline && verifyOutstanding > 0 {
             for slot in 0..<highWater {
                 let c = connection(slot)
@@ -774,7 +792,7 @@ final class ClientWorker: CompletionSink {
     private func handshakeBytes(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeMutableRawBufferPointer) {
         if !c.pointee.inbound.isAllocated {
             // The usual case: the whole response in one receive, parsed where it lies.
-            let step = parseResponse(c, UnsafeRawBufferPointer(bytes))
+            let step = parseResponse(c, UnsafeRawBufferPointer(bytes), searched: 0)
             if case .needMore = step {
                 // The parser asks for more only below `inboundLimitBytes`, so this fits.
                 guard var buffer = queues.pool.acquire(minimumBytes: inboundLimitBytes) else {
@@ -797,7 +815,7 @@ final class ClientWorker: CompletionSink {
         c.pointee.inbound.count += UInt32(take)
         var buffer = c.pointee.inbound
         let gathered = UnsafeMutableRawBufferPointer(start: buffer.base, count: Int(buffer.count))
-        let step = parseResponse(c, UnsafeRawBufferPointer(gathered))
+        let step = parseResponse(c, UnsafeRawBufferPointer(gathered), searched: length)
         if case .needMore = step { return }
         // Detach the buffer first: frames behind the head may need one of their own.
         c.pointee.inbound = PooledBuffer()
@@ -808,12 +826,18 @@ final class ClientWorker: CompletionSink {
         queues.pool.release(&buffer)
     }
 
-    private func parseResponse(_ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeRawBufferPointer) -> UpgradeResponseStep {
+    /// Parses the response head received so far, resuming after the `searched` bytes an
+    /// earlier call already looked through (the gathered length before this piece: a parse
+    /// that asked for more searched everything it was given), so the slot keeps no parser.
+    private func parseResponse(
+        _ c: UnsafeMutablePointer<ClientConnection>, _ bytes: UnsafeRawBufferPointer, searched: Int
+    ) -> UpgradeResponseStep {
         withUnsafeTemporaryAllocation(byteCount: ClientHandshake.keyLength, alignment: 1) { key in
             withUnsafeBytes(of: (c.pointee.nonceLow, c.pointee.nonceHigh)) {
                 ClientHandshake.writeKey(nonce: $0, into: key.baseAddress!)
             }
-            return c.pointee.responseParser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: inboundLimitBytes,
+            var parser = UpgradeResponseParser(resumingAfter: searched)
+            return parser.parse(bytes, key: UnsafeRawBufferPointer(key), maxHeadBytes: inboundLimitBytes,
                                                   offeredDeflate: deflate != nil)
         }
     }
@@ -840,6 +864,7 @@ final class ClientWorker: CompletionSink {
                 c.pointee.decoder.acceptsCompressedMessages = true
             }
             leaveEstablishing(c)
+            wheel.cancel(slot)
             c.pointee.state = .open
             // The nonce is checked; its bytes now serve fanout (`prefixHigh`, `sequenceEnd`).
             c.pointee.nonceLow = 0
@@ -895,40 +920,32 @@ final class ClientWorker: CompletionSink {
             absorb(c, UnsafeRawBufferPointer(chunk.bytes))
             if chunk.isMessageEnd { messageReceived(slot, c) }
         case .ping, .pong, .close:
+            // Which control frame asks for what is the engine's `ControlFrame` (both roles);
+            // what doing it means for a load-generating client is here.
             var payload = UnsafeRawBufferPointer(chunk.bytes)
             var assembled = PooledBuffer()
             if !(chunk.isFrameStart && chunk.isFrameEnd) {
-                // A control frame split across receives (<= 125 bytes): gather it.
-                if chunk.isFrameStart {
-                    if c.pointee.flags.contains(.gatheringCompressed) {
-                        // `inbound` holds the compressed message this control frame came
-                        // between the fragments of; a second buffer would cost every slot.
-                        fail(c, kindForSocketError(c) ?? .read, reason: "SPLIT_CONTROL_FRAME_IN_COMPRESSED_MESSAGE")
-                        return closeSocket(slot, c)
-                    }
-                    queues.pool.release(&c.pointee.inbound)
-                    guard let fresh = queues.pool.acquire(minimumBytes: 125) else {
-                        fail(c, kindForSocketError(c) ?? .read, errno: ENOMEM)
-                        return closeSocket(slot, c)
-                    }
-                    c.pointee.inbound = fresh
+                if chunk.isFrameStart && c.pointee.flags.contains(.gatheringCompressed) {
+                    // `inbound` holds the compressed message this control frame came between
+                    // the fragments of; a second buffer would cost every slot.
+                    fail(c, kindForSocketError(c) ?? .read, reason: "SPLIT_CONTROL_FRAME_IN_COMPRESSED_MESSAGE")
+                    return closeSocket(slot, c)
                 }
-                guard c.pointee.inbound.isAllocated else { return }
-                let length = Int(c.pointee.inbound.count)
-                if chunk.bytes.count > 0 {
-                    (c.pointee.inbound.base! + length).copyMemory(from: chunk.bytes.baseAddress!, byteCount: chunk.bytes.count)
+                switch ControlFrame.gather(chunk, into: &c.pointee.inbound, pool: queues.pool) {
+                case .partial: return
+                case .outOfMemory:
+                    fail(c, kindForSocketError(c) ?? .read, errno: ENOMEM)
+                    return closeSocket(slot, c)
+                case .whole(let whole): assembled = whole
                 }
-                c.pointee.inbound.count += UInt32(chunk.bytes.count)
-                guard chunk.isFrameEnd else { return }
-                assembled = c.pointee.inbound
-                c.pointee.inbound = PooledBuffer()
-                payload = UnsafeRawBufferPointer(start: assembled.base, count: Int(assembled.count))
+                payload = UnsafeRawBufferPointer(assembled.bytes)
             }
-            switch chunk.opcode {
-            case .ping:
-                if c.pointee.state == .open && !c.pointee.flags.contains(.closeSent) {
-                    if queueFrame(slot, c, opcode: .pong, payload: payload) { counters[.serverPingsAnswered] += 1 }
-                }
+            defer { queues.pool.release(&assembled) }
+            switch ControlFrame.action(chunk.opcode, closeCode: chunk.closeCode, handshake: &c.pointee.closeHandshake) {
+            case .answerPing:
+                if queueFrame(slot, c, opcode: .pong, payload: payload) { counters[.serverPingsAnswered] += 1 }
+            case .ignorePing:
+                break
             case .pong:
                 counters[.pongsReceived] += 1
                 c.pointee.flags.remove(.pingOutstanding)
@@ -937,10 +954,9 @@ final class ClientWorker: CompletionSink {
                     let received = monotonicNanoseconds()
                     if sent > 0 && sent <= received { roundTrip.record(UInt64(received - sent)) }
                 }
-            default:
-                peerClosed(slot, c, code: chunk.closeCode)
+            case .close(let step):
+                peerClosed(slot, c, step, code: chunk.closeCode)
             }
-            queues.pool.release(&assembled)
         case .continuation:
             break  // the decoder reports continuations as their message's opcode
         }
@@ -1053,28 +1069,29 @@ final class ClientWorker: CompletionSink {
         counters[.unexpectedMessages] += 1
     }
 
-    /// The server's close frame: the answer to ours, or its own close that we answer.
-    private func peerClosed(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, code: CloseCode) {
-        guard !c.pointee.flags.contains(.closeReceived) else { return }
-        c.pointee.flags.insert(.closeReceived)
-        if c.pointee.flags.contains(.closeSent) {
+    /// The server's close frame, as `CloseHandshake` read it: the answer to ours, or its own
+    /// close that we answer (echoing its code).
+    private func peerClosed(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>, _ step: CloseHandshake.Step, code: CloseCode) {
+        switch step {
+        case .ignored:
+            return
+        case .completed:
             // Our close handshake is complete; the server closes TCP next (we wait for the
             // EOF, bounded by the close deadline, so the TIME_WAIT stays on the server side).
             if c.pointee.flags.contains(.closeInitiated) { counters[.cleanCloses] += 1 }
-            return
+        case .answer(let answer):
+            // The server closed first while we held the connection: a lost connection.
+            if c.pointee.state == .open { fail(c, .unexpectedClose, reason: "CLOSE_\(code.rawValue)") }
+            failVerifyIfPending(c)
+            leaveOpen(c)
+            var payload = (answer?.rawValue ?? 0).bigEndian
+            let length = answer == nil ? 0 : 2
+            withUnsafeBytes(of: &payload) {
+                _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer(rebasing: $0[..<length]))
+            }
+            c.pointee.state = .closing
+            scheduleDeadline(slot, c, nanoseconds: closeTimeout)
         }
-        // The server closed first while we held the connection: a lost connection.
-        if c.pointee.state == .open { fail(c, .unexpectedClose, reason: "CLOSE_\(code.rawValue)") }
-        failVerifyIfPending(c)
-        leaveOpen(c)
-        var payload: UInt16 = code.maySend(as: .client) ? code.rawValue.bigEndian : 0
-        let length = code.maySend(as: .client) ? 2 : 0
-        withUnsafeBytes(of: &payload) {
-            _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer(rebasing: $0[..<length]))
-        }
-        c.pointee.flags.insert(.closeSent)
-        c.pointee.state = .closing
-        closeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + closeTimeout)
     }
 
     private func failVerifyIfPending(_ c: UnsafeMutablePointer<ClientConnection>) {
@@ -1211,15 +1228,15 @@ final class ClientWorker: CompletionSink {
     /// Our close handshake: close frame 1000, then wait for the server's close frame and its
     /// TCP close (bounded by the close timeout).
     private func startClose(_ slot: UInt32, _ c: UnsafeMutablePointer<ClientConnection>) {
-        guard c.pointee.state == .open, !c.pointee.flags.contains(.closeSent) else { return }
+        guard c.pointee.state == .open, c.pointee.closeHandshake.start() else { return }
         leaveOpen(c)
         failVerifyIfPending(c)
         var code = CloseCode.normalClosure.rawValue.bigEndian
         withUnsafeBytes(of: &code) { _ = queueFrame(slot, c, opcode: .close, payload: UnsafeRawBufferPointer($0)) }
-        c.pointee.flags.insert([.closeSent, .closeInitiated])
+        c.pointee.flags.insert(.closeInitiated)
         c.pointee.state = .closing
         closesOutstanding += 1
-        closeDeadlines.push(slot: slot, generation: c.pointee.generation, deadline: now + closeTimeout)
+        scheduleDeadline(slot, c, nanoseconds: closeTimeout)
     }
 
     /// Closes the socket now: cancels what is armed, then close_direct on the fixed file
@@ -1232,6 +1249,7 @@ final class ClientWorker: CompletionSink {
         failVerifyIfPending(c)
         if c.pointee.flags.contains(.closeInitiated) { closesOutstanding -= 1 }
         c.pointee.state = .closed
+        wheel.cancel(slot)
         // A send in flight still reads the queue's first segment: it goes with that completion.
         queues.releaseQueue(c, keepingHead: c.pointee.io.flags.contains(.sendInFlight))
         queues.pool.release(&c.pointee.inbound)

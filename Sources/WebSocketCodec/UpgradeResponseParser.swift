@@ -162,6 +162,14 @@ public struct UpgradeResponseParser: Sendable {
 
     public init() {}
 
+    /// A parser that resumes where one stopped that was given `searchedBytes` bytes and asked
+    /// for more: how far it searched is all the state a parser has, so a caller that keeps
+    /// the bytes (and so their count) need not keep the parser too.
+    public init(resumingAfter searchedBytes: Int) {
+        precondition(searchedBytes >= 0)
+        searched = searchedBytes
+    }
+
     /// Looks for the end of the head in `bytes` (everything received so far) and, once found,
     /// validates the response against `key` (the 24-byte `Sec-WebSocket-Key` we sent).
     public mutating func parse(

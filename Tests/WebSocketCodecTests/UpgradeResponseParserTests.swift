@@ -16,13 +16,16 @@ let validResponse = """
 /// Runs the response parser over `response` fed in pieces of `pieceSize` bytes.
 func parseResponse(
     _ response: String, key: String = sampleKey, pieceSize: Int = .max, maxHeadBytes: Int = 8192,
-    offeredDeflate: Bool = false
+    offeredDeflate: Bool = false, resuming: Bool = false
 ) -> UpgradeResponseStep {
     let all = Array(response.utf8)
     let keyBytes = Array(key.utf8)
     var parser = UpgradeResponseParser()
     var end = 0
     repeat {
+        // `resuming`: a fresh parser per piece, told how far the last one searched (as the
+        // load generator does, keeping the bytes but not the parser).
+        if resuming { parser = UpgradeResponseParser(resumingAfter: end) }
         end = min(all.count, end + max(1, min(pieceSize, all.count)))
         let step = all[..<end].withUnsafeBytes { raw in
             keyBytes.withUnsafeBytes { parser.parse(raw, key: $0, maxHeadBytes: maxHeadBytes, offeredDeflate: offeredDeflate) }
@@ -92,6 +95,19 @@ func response(replacing name: String, with line: String?) -> String {
         #expect(parseResponse(response, pieceSize: 7, offeredDeflate: true) == .accepted(headLength: response.utf8.count, deflate: agreed))
         // Without an offer, any extension fails the handshake.
         #expect(parseResponse(response) == .failed(.unexpectedExtension))
+    }
+
+    /// A parser made to resume after the bytes an earlier one searched reads a head in pieces
+    /// of every size as one parser does, so the caller need keep only the gathered bytes.
+    @Test func aResumedParserReadsAHeadInPiecesAsOneParserDoes() {
+        let response = Self.withFields("Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        let whole = parseResponse(response, offeredDeflate: true)
+        #expect(whole == .accepted(headLength: response.utf8.count, deflate: DeflateParameters(serverNoContextTakeover: false, clientNoContextTakeover: false)))
+        for pieceSize in 1...response.utf8.count {
+            #expect(parseResponse(response, pieceSize: pieceSize, offeredDeflate: true, resuming: true) == whole, "pieces of \(pieceSize)")
+        }
+        let bad = response.replacingOccurrences(of: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", with: "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=")
+        #expect(parseResponse(bad, pieceSize: 3, offeredDeflate: true, resuming: true) == parseResponse(bad, offeredDeflate: true))
     }
 
     @Test func declinedOfferRunsUncompressed() {
