@@ -11,7 +11,7 @@ help:
 	@echo "make cluster-demo  nats-server and two broadcast nodes sharing topics (8081, 8082) until Ctrl-C"
 	@echo "make test          install what is missing, build, run the whole test suite (and conformance)"
 	@echo "make conformance   Autobahn|TestSuite, every case (12 and 13 in full) against myriad serve, both backends, strict"
-	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder, inflate path and simulated worker (FUZZ_SECONDS each)"
+	@echo "make fuzz          libFuzzer on the handshake parser, frame decoder, inflate path and both simulated workers (FUZZ_SECONDS each)"
 	@echo "make test-sanitize the test suite under AddressSanitizer and ThreadSanitizer"
 	@echo "make bench         microbenchmarks: codec vs SwiftNIO, wheel vs Heap, slab vs class, permessage-deflate (bench/README.md)"
 	@echo "make bench-engine  io_uring vs epoll, memory, handshake and keep-alive costs, and a chart (bench/engine/)"
@@ -61,7 +61,7 @@ conformance: deps
 	$(SWIFT) build
 	scripts/conformance.sh
 
-# libFuzzer on the handshake parser, the frame decoder, the inflate path and the simulated worker (fuzz/): FUZZ_SECONDS per target,
+# libFuzzer on the handshake parser, the frame decoder, the inflate path and both roles' simulated workers (fuzz/): FUZZ_SECONDS per target,
 # new finds minimised into fuzz/corpus/.
 FUZZ_SECONDS ?= 600
 fuzz: deps

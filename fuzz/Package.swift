@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
-// libFuzzer targets for the codec's parsers, the inflate path and the whole worker (through the
-// deterministic simulation): `make fuzz` (or scripts/fuzz.sh)
+// libFuzzer targets for the codec's parsers, the inflate path and both roles' whole worker (through
+// the deterministic simulations): `make fuzz` (or scripts/fuzz.sh)
 // builds them with -sanitize=fuzzer,address and runs them; CI replays the committed corpus and
 // fuzzes 30 s each.
 import PackageDescription
@@ -38,6 +38,11 @@ let package = Package(
         .executableTarget(
             name: "FuzzWorker",
             dependencies: [.product(name: "Myriad", package: rootPackage)],
+            swiftSettings: fuzzerSettings
+        ),
+        .executableTarget(
+            name: "FuzzClient",
+            dependencies: [.product(name: "MyriadLoad", package: rootPackage)],
             swiftSettings: fuzzerSettings
         ),
     ]

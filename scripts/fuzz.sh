@@ -24,13 +24,14 @@ swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=f
 bin=.build-fuzz/release
 
 # The targets, each with its committed corpus in corpus/<target>.
-targets="handshake frames inflate worker"
+targets="handshake frames inflate worker client"
 executable() {
     case $1 in
         handshake) echo $bin/FuzzHandshake ;;
         frames) echo $bin/FuzzFrames ;;
         inflate) echo $bin/FuzzInflate ;;
         worker) echo $bin/FuzzWorker ;;
+        client) echo $bin/FuzzClient ;;
     esac
 }
 

@@ -21,43 +21,44 @@ struct ThreadAssignment: Sendable {
     var destination: UInt32
 }
 
-/// One client thread: the engine's io_uring backend in the client role (`URingBackend` with no
-/// listener: as many rings as the thread's share needs, each with a sparse fixed-file table of
-/// up to RLIMIT_NOFILE entries and a provided buffer ring), one slab of `ClientConnection`s
-/// over all of them, and the loop that drives them.
+/// One client thread: the client role of the engine's connection core, generic over its
+/// backend as the server's `Worker` is. `myriad load` runs it over `URingBackend` with no
+/// listener (`ClientWorker+URing`: as many rings as the thread's share needs, each with a
+/// sparse fixed-file table of up to RLIMIT_NOFILE entries and a provided buffer ring); the
+/// client simulation runs it over `SimulatedBackend`. One slab of `ClientConnection`s over all
+/// of the rings, and the loop that drives them.
 ///
-/// What the server and this client share is the engine's: ring set-up with its ordered
-/// fallbacks (`URingBackend.probe`), the wait over several rings, receive buffers posted most
-/// recently used first, CQ overflow and kernel-error handling, and the completion tag
-/// (`UserData`, with the same rule: a completion for an older generation of its slot is a bug
-/// and stops the process). What is the client's own: connect, source addresses, the request
-/// writer, the response check, and the load modes.
+/// What the server and this client share is the engine's: the backend (ring set-up with its
+/// ordered fallbacks, the wait over several rings, receive buffers posted most recently used
+/// first, CQ overflow and kernel-error handling), the completion tag (`UserData`, with the same
+/// rule: a completion for an older generation of its slot is a bug and stops the process),
+/// `ConnectionIO`, `SendQueues` over `BufferPool`, the timing wheel over the slab, and the
+/// WebSocket rules above the codec (`CloseHandshake`, `ControlFrame`). What is the client's
+/// own: connect, source addresses, the request writer, the response check, and the load modes.
 ///
-/// A connection's socket is created with socket(), given IP_BIND_ADDRESS_NO_PORT and bound to
-/// its source address (port 0: the kernel picks the port at connect time, per destination),
-/// installed into the fixed-file table at its slot's index (`URingBackend.install`), and the
-/// ordinary descriptor is closed at once: the process fd table (RLIMIT_NOFILE) never holds
-/// more than one at a time, and each ring holds up to RLIMIT_NOFILE connections. The thread's
-/// slots are cut into runs of `span`: slot s lives in ring s / span at index s % span.
+/// A connection's socket comes from `IOBackend.openClientSocket` (io_uring: socket(), bound to
+/// its source address with IP_BIND_ADDRESS_NO_PORT, installed into the fixed-file table at its
+/// slot's index, the ordinary descriptor closed at once: the process fd table never holds more
+/// than one at a time, and each ring holds up to RLIMIT_NOFILE connections). The thread's slots
+/// are cut into runs of `span`: slot s lives in ring s / span at index s % span.
 ///
 /// Every failure is counted (kind and errno or reason) and ends only its connection.
-final class ClientWorker: CompletionSink {
-    static let ipBindAddressNoPort: Int32 = 24
+final class ClientWorker<Backend: IOBackend>: CompletionSink {
     /// Connects started per loop iteration at most, so completions keep flowing during a ramp.
-    static let connectBatch = 512
+    static var connectBatch: Int { 512 }
     /// Verify messages and close frames queued per loop iteration at most (bounds CQ bursts).
-    static let phaseBatch = 1024
+    static var phaseBatch: Int { 1024 }
     /// Longest sleep: phase changes are noticed within this.
-    static let maximumWaitNanoseconds: Int64 = 50_000_000
+    static var maximumWaitNanoseconds: Int64 { 50_000_000 }
 
     let assignment: ThreadAssignment
     let options: LoadOptions
     let shared: ThreadShared
     let control: RunControl
-    let backend: URingBackend
+    let backend: Backend
     /// Slots per ring (the last ring may hold fewer).
     let span: UInt32
-    /// The eventfd the backend's other rings signal (`URingBackend`'s wait).
+    /// The eventfd the backend's other rings signal (`URingBackend`'s wait); -1 for none.
     private let wakeDescriptor: Int32
     /// The engine's slab, over the client's slot.
     let slab: Slab<ClientConnection>
@@ -69,13 +70,13 @@ final class ClientWorker: CompletionSink {
     private let publisherSendLimitBytes: Int
     /// The longest response head, and the buffer that gathers one that came in pieces.
     private let inboundLimitBytes: Int
-    private var random = RandomPool()
+    private var random: RandomPool
     /// Every connection's deadline (connect, handshake or close, by its state): the engine's
     /// timing wheel over this slab, one entry per slot, ticks of `tickNanoseconds` from
     /// `wheelOrigin`. A deadline fires within a tick after it passes, never before.
-    private let wheel: TimingWheel<SlabTimerStore<ClientConnection>>
-    private let wheelOrigin: Int64
-    static let tickNanoseconds: Int64 = 10_000_000
+    let wheel: TimingWheel<SlabTimerStore<ClientConnection>>
+    let wheelOrigin: Int64
+    static var tickNanoseconds: Int64 { 10_000_000 }
     /// The server's address at each port, and the upgrade request written once per port
     /// (the Host header names the port) with the offset of its key.
     private let destinations: UnsafeMutablePointer<sockaddr_in>
@@ -85,7 +86,7 @@ final class ClientWorker: CompletionSink {
     private let keyOffsets: [Int]
     private let portCount: Int
     private let decoderConfiguration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: 1 << 30)
-    private var counters = CounterValues()
+    private(set) var counters = CounterValues()
     private var roundTrip = Histogram()
     private var latency = Histogram()
     private var starved = StarvedReceives()
@@ -125,8 +126,11 @@ final class ClientWorker: CompletionSink {
     private var pingCursor: UInt32 = 0
     private var pingBudget = 0.0
     private var lastPingSweep: Int64 = 0
-    /// The clock, read once per loop iteration and once per completion batch.
-    private var now: Int64
+    /// The clock, read once per loop iteration and again at the first completion after a
+    /// wait (`refreshClockIfStale`).
+    private(set) var now: Int64
+    /// Set before each wait: the loop's reading may be a whole wait old when completions come.
+    private var clockStale = false
 
     // Fanout.
     /// This thread's slot 0 publishes (thread 0).
@@ -150,16 +154,23 @@ final class ClientWorker: CompletionSink {
     private var drainSettled = false
     private var nextDrainCheck: Int64 = 0
     /// How often the drain looks for open connections still missing the last message.
-    private static let drainCheckNanoseconds: Int64 = 10_000_000
+    private static var drainCheckNanoseconds: Int64 { 10_000_000 }
 
-    /// Creates the rings and tables on the calling thread (SINGLE_ISSUER binds the rings to it).
-    init(assignment: ThreadAssignment, options: LoadOptions, shared: ThreadShared, control: RunControl) throws(LoadError) {
+    /// A client thread over `backend` (made on the calling thread: `ClientWorker+URing` for
+    /// the kernel's, the simulation's for a scripted one), whose table holds `span` sockets per
+    /// ring; `wakeDescriptor` (or -1) is closed with the worker, `random` makes nonces and masks.
+    init(assignment: ThreadAssignment, options: LoadOptions, shared: ThreadShared, control: RunControl,
+         backend: Backend, span: UInt32, wakeDescriptor: Int32, random: consuming RandomPool) throws(LoadError) {
         self.assignment = assignment
         self.options = options
         self.shared = shared
         self.control = control
+        self.backend = backend
+        self.span = span
+        self.wakeDescriptor = wakeDescriptor
+        self.random = random
         remainingToStart = assignment.target
-        now = monotonicNanoseconds()
+        now = backend.clockNanoseconds
         lastTokenTime = now
         lastPingSweep = now
         connectTimeout = Int64(options.connectTimeoutMilliseconds) * 1_000_000
@@ -237,70 +248,10 @@ final class ClientWorker: CompletionSink {
         keyOffsets = offsets
         func releaseTemplates() { for template in templates { template.deallocate() } }
 
-        let bufferSize: UInt32
-        let bufferCount: UInt32
-        if options.mode == .echo {
-            var size: UInt32 = 4096
-            while size < UInt32(min(frameSize, 65536)) { size <<= 1 }
-            bufferSize = size
-            var count: UInt32 = 1024
-            while count > 64 && Int(count) * Int(size) > 16 << 20 { count >>= 1 }
-            bufferCount = count
-        } else if options.mode == .fanout {
-            // Every connection of the thread receives each message at about the same time: a
-            // buffer per delivery, thousands at once. 4,096 buffers big enough for a small
-            // message's frame (at most 8 MiB a thread); a burst beyond parks receives
-            // (-ENOBUFS, re-armed: nothing lost).
-            var size: UInt32 = 512
-            while size < UInt32(min(frameSize, 16384)) { size <<= 1 }
-            bufferSize = size
-            var count: UInt32 = 4096
-            while count > 512 && Int(count) * Int(size) > 8 << 20 { count >>= 1 }
-            bufferCount = count
-        } else {
-            // Idle connections receive a few bytes now and then; a burst beyond 512 buffers
-            // between two reaps parks receives (-ENOBUFS) until buffers return. Every buffer
-            // ends up resident (the kernel cycles through them), so this is 1 MiB a ring.
-            bufferSize = 2048
-            bufferCount = 512
-        }
-        let capabilities: URingCapabilities
-        switch URingBackend.probe(disabled: options.disabledRingFeatures) {
-        case .success(let found): capabilities = found
-        case .failure(let unavailable):
-            releaseTemplates()
-            throw LoadError("thread \(assignment.index): io_uring: \(unavailable)")
-        }
-        var ringConfig = Config()
-        ringConfig.ringEntries = ClientWorker.submissionEntries
-        ringConfig.completionEntries = ClientWorker.completionEntries
-        ringConfig.bufferCount = bufferCount
-        ringConfig.bufferSizeBytes = bufferSize
-        span = UInt32(assignment.ringTables[0])
-        wakeDescriptor = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
-        guard wakeDescriptor >= 0 else {
-            releaseTemplates()
-            throw LoadError("thread \(assignment.index): eventfd: \(errnoName(errno))")
-        }
-        do {
-            // Every receive buffer posted from the start (the modes that receive, receive on
-            // every connection at once).
-            backend = try URingBackend(config: ringConfig, capabilities: capabilities, listener: -1,
-                                       waker: Waker(fileDescriptor: wakeDescriptor),
-                                       fixedFilesPerRing: assignment.ringTables.map { UInt32($0) },
-                                       initiallyPostedBuffers: nil)
-        } catch {
-            releaseTemplates()
-            close(wakeDescriptor)
-            let hint = error.errno == EMFILE ? " (a fixed-file table may not exceed RLIMIT_NOFILE)" : ""
-            throw LoadError("thread \(assignment.index): \(error)\(hint)")
-        }
-
         do {
             slab = try Slab(capacity: UInt32(assignment.slots))
         } catch {
             releaseTemplates()
-            close(wakeDescriptor)
             throw LoadError("thread \(assignment.index): \(error)")
         }
         wheelOrigin = now
@@ -319,11 +270,8 @@ final class ClientWorker: CompletionSink {
         plainMessage.deallocate()
         destinations.deallocate()
         for template in requestTemplates { template.deallocate() }
-        close(wakeDescriptor)
+        if wakeDescriptor >= 0 { close(wakeDescriptor) }
     }
-
-    static let submissionEntries: UInt32 = 2048
-    static let completionEntries: UInt32 = 16384
 
     /// `slot`'s handle: ring slot / span, index slot % span.
     @inline(__always)
@@ -344,7 +292,7 @@ final class ClientWorker: CompletionSink {
 
     func run() {
         while true {
-            now = monotonicNanoseconds()
+            now = backend.clockNanoseconds
             let phase = control.current
             if phase == .stop { break }
             if phase != phaseSeen { enter(phase) }
@@ -423,8 +371,9 @@ final class ClientWorker: CompletionSink {
     }
 
     private func poll(timeoutNanoseconds: Int64) {
+        clockStale = true
         backend.poll(timeoutNanoseconds: timeoutNanoseconds, sink: self)
-        now = monotonicNanoseconds()
+        now = backend.clockNanoseconds
         counters[.cqOverflows] = backend.overflowCount
         counters[.waits] = backend.waitCount
     }
@@ -432,7 +381,7 @@ final class ClientWorker: CompletionSink {
     // MARK: - Slots
 
     @inline(__always)
-    private func connection(_ slot: UInt32) -> UnsafeMutablePointer<ClientConnection> { slab.slots + Int(slot) }
+    func connection(_ slot: UInt32) -> UnsafeMutablePointer<ClientConnection> { slab.slots + Int(slot) }
 
     /// Slots below this have been used at least once (the slab's).
     private var highWater: UInt32 { slab.highWater }
@@ -536,30 +485,8 @@ final class ClientWorker: CompletionSink {
         let source = sources[(attemptIndex &* assignment.threadCount &+ assignment.index) % sources.count]
         attemptIndex += 1
 
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return connectFailedEarly(slot, c, errno: errno) }
-        var one: Int32 = 1
-        let size = socklen_t(MemoryLayout<Int32>.size)
-        // Without it bind() would pick the port, and a port would be spent per source address
-        // instead of per (source, destination) pair. Kernels before 4.2 lack it: go on.
-        _ = setsockopt(fd, Int32(IPPROTO_IP), ClientWorker.ipBindAddressNoPort, &one, size)
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, size)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = source.bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else {
-            let saved = errno
-            close(fd)
-            return connectFailedEarly(slot, c, errno: saved)
-        }
-        let installed = backend.install(fd, handle: handle(slot))
-        close(fd)
-        guard installed == 1 else {
-            return connectFailedEarly(slot, c, errno: installed < 0 ? -installed : EBADF)
-        }
+        let opened = backend.openClientSocket(handle: handle(slot), source: source)
+        guard opened == 0 else { return connectFailedEarly(slot, c, errno: -opened) }
         backend.connect(handle: handle(slot), to: destinations + portIndex(slot), tag: tag(.connect, slot, c))
         c.pointee.io.inFlight += 1
         scheduleDeadline(slot, c, nanoseconds: connectTimeout)
@@ -630,7 +557,7 @@ final class ClientWorker: CompletionSink {
     // MARK: - Deadlines
 
     /// The wheel's tick at `now`.
-    private var nowTick: UInt64 { UInt64(max(0, now - wheelOrigin) / ClientWorker.tickNanoseconds) }
+    var nowTick: UInt64 { UInt64(max(0, now - wheelOrigin) / ClientWorker.tickNanoseconds) }
 
     /// Sets the connection's one deadline `nanoseconds` from now (rounded up to a tick),
     /// replacing the one its previous state had.
@@ -684,24 +611,40 @@ final class ClientWorker: CompletionSink {
 
     // MARK: - Completions (the backend's `CompletionSink`)
 
+    /// Re-reads the clock at the first completion after a wait, as the server's worker does:
+    /// a deadline set from the reading before the wait would fire up to a wait early. Found
+    /// by the client's simulation (a close deadline 11 ms early).
+    @inline(__always)
+    private func refreshClockIfStale() {
+        if clockStale {
+            clockStale = false
+            now = backend.clockNanoseconds
+        }
+    }
+
     func connected(_ tag: UserData, result: Int32) {
+        refreshClockIfStale()
         connectDone(tag.slot, slab.slot(completing: tag, "connect completion"), result: result)
     }
 
     func received(_ tag: UserData, bytes: UnsafeMutableRawBufferPointer, more: Bool) {
+        refreshClockIfStale()
         received(tag.slot, slab.slot(completing: tag, "receive completion"), bytes: bytes, more: more)
     }
 
     func receiveEnded(_ tag: UserData, result: Int32) {
+        refreshClockIfStale()
         receiveEnded(tag.slot, slab.slot(completing: tag, "receive completion"), result: result)
     }
 
     func sent(_ tag: UserData, result: Int32) {
+        refreshClockIfStale()
         sent(tag.slot, slab.slot(completing: tag, "send completion"), result: result)
     }
 
     /// A cancel or a close (the rules, lost completions included, are `ConnectionIO`'s).
     func operationDone(_ tag: UserData, result: Int32) {
+        refreshClockIfStale()
         let c = slab.slot(completing: tag, "cancel or close completion")
         switch c.pointee.io.operationDone(tag.operation, result: result) {
         case .none, .receive: break
@@ -951,7 +894,7 @@ final class ClientWorker: CompletionSink {
                 c.pointee.flags.remove(.pingOutstanding)
                 if payload.count == 8 {
                     let sent = Int64(bitPattern: payload.loadUnaligned(as: UInt64.self))
-                    let received = monotonicNanoseconds()
+                    let received = backend.clockNanoseconds
                     if sent > 0 && sent <= received { roundTrip.record(UInt64(received - sent)) }
                 }
             case .close(let step):
@@ -1057,7 +1000,7 @@ final class ClientWorker: CompletionSink {
             counters[.messagesReceived] += 1
             if phaseSeen == .hold && c.pointee.prefixCount == 8 {
                 let sent = Int64(bitPattern: c.pointee.prefix)
-                let received = monotonicNanoseconds()
+                let received = backend.clockNanoseconds
                 if sent > 0 && sent <= received { latency.record(UInt64(received - sent)) }
             }
             if c.pointee.state == .open && (phaseSeen == .ramp || phaseSeen == .hold) {
@@ -1183,7 +1126,7 @@ final class ClientWorker: CompletionSink {
         let headerBytes = payload.count - body.count
         if body.count > 0 { (payload.baseAddress! + headerBytes).copyMemory(from: body.baseAddress!, byteCount: body.count) }
         if let sequence { payload.storeBytes(of: sequence.littleEndian, toByteOffset: 8, as: UInt64.self) }
-        payload.storeBytes(of: UInt64(bitPattern: monotonicNanoseconds()).littleEndian, as: UInt64.self)
+        payload.storeBytes(of: UInt64(bitPattern: backend.clockNanoseconds).littleEndian, as: UInt64.self)
     }
 
     /// Starts sending the queue's first segment when no send is in flight (one per
@@ -1314,7 +1257,7 @@ final class ClientWorker: CompletionSink {
             let c = connection(slot)
             guard c.pointee.state == .open, !c.pointee.flags.contains(.closeSent),
                   !c.pointee.flags.contains(.pingOutstanding) else { continue }
-            var stamp = UInt64(bitPattern: monotonicNanoseconds()).littleEndian
+            var stamp = UInt64(bitPattern: backend.clockNanoseconds).littleEndian
             let sent = withUnsafeBytes(of: &stamp) { queueFrame(slot, c, opcode: .ping, payload: UnsafeRawBufferPointer($0)) }
             if sent {
                 c.pointee.flags.insert(.pingOutstanding)
@@ -1387,7 +1330,7 @@ final class ClientWorker: CompletionSink {
         let port = portIndex(slot)
         deliveredPerPort[port] += 1
         let sent = Int64(bitPattern: c.pointee.prefix)
-        let received = monotonicNanoseconds()
+        let received = backend.clockNanoseconds
         if sent > 0 && sent <= received {
             let elapsed = UInt64(received - sent)
             latency.record(elapsed)

@@ -60,7 +60,7 @@ public enum LoadGenerator {
             let mine = shared[index]
             threads.append(spawnThread(name: "myriad-load\(index)") {
                 do {
-                    let worker = try ClientWorker(assignment: assignment, options: options, shared: mine, control: control)
+                    let worker = try ClientWorker<URingBackend>.make(assignment: assignment, options: options, shared: mine, control: control)
                     mine.status.store(1, ordering: .releasing)
                     worker.run()
                 } catch {

@@ -1,21 +1,35 @@
 import CLibURing
 import Glibc
+import Myriad
 
 /// Random bytes from getrandom(2), fetched 4 KiB at a time: handshake nonces (16 bytes per
-/// connection) and frame mask keys (4 bytes per frame) without a system call each.
+/// connection) and frame mask keys (4 bytes per frame) without a system call each. Seeded
+/// (the simulation), the bytes come from the simulation's `SimulationRandom` instead, so a
+/// run replays exactly.
 struct RandomPool: ~Copyable {
     private let buffer: UnsafeMutableRawPointer
     private let size = 4096
     private var used: Int
+    /// The simulation's generator when seeded; nil for getrandom.
+    private var seeded: SimulationRandom?
 
-    init() {
+    init(seed: UInt64? = nil) {
         buffer = .allocate(byteCount: 4096, alignment: 16)
         used = 4096
+        seeded = seed.map { SimulationRandom(seed: $0) }
     }
 
     deinit { buffer.deallocate() }
 
     private mutating func refill() {
+        if var generator = seeded {
+            for offset in stride(from: 0, to: size, by: 8) {
+                buffer.storeBytes(of: generator.next(), toByteOffset: offset, as: UInt64.self)
+            }
+            seeded = generator
+            used = 0
+            return
+        }
         var filled = 0
         while filled < size {
             let result = myriad_getrandom(buffer + filled, UInt(size - filled))

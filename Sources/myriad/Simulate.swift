@@ -1,14 +1,25 @@
 import ArgumentParser
 import Glibc
 @_spi(Simulation) import Myriad
+@_spi(Simulation) import MyriadLoad
 
-/// `myriad simulate`: the deterministic simulation of a worker (`Sources/Myriad/Simulation`),
-/// seed after seed, for a number of seeds or a CPU-time budget. A failing seed prints its
-/// report and replays exactly with `--seed`.
+/// Which end of a connection the simulation runs: the engine's worker, or the load
+/// generator's client worker.
+enum SimulatedRole: String, ExpressibleByArgument, CaseIterable {
+    case server, client
+}
+
+/// `myriad simulate`: the deterministic simulation of a worker, seed after seed, for a number
+/// of seeds or a CPU-time budget: the engine's (`--role server`, `Sources/Myriad/Simulation`)
+/// or the load generator's client worker (`--role client`, `Sources/MyriadLoad/Simulation`).
+/// A failing seed prints its report and replays exactly with `--seed`.
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the engine's deterministic simulation (a development tool): the real worker over a scripted kernel and scripted peers.",
         discussion: "Exit status: 0 when every run kept every invariant, 1 when one broke (its seed is printed), 64 on a bad option.")
+
+    @Option(help: "The worker to simulate: server (the engine's) or client (the load generator's).")
+    var role: SimulatedRole = .server
 
     @Option(help: "Replay this one seed, printing its report.")
     var seed: UInt64?
@@ -22,7 +33,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "CPU seconds to spend at most (0: no limit).")
     var cpuSeconds: Double = 0
 
-    @Option(help: "Peers per run.")
+    @Option(help: "Peers per run (scripted clients of the server; scripted servers of the client).")
     var peers: Int = 48
 
     @Option(help: "Virtual seconds per run.")
@@ -35,9 +46,9 @@ struct Simulate: ParsableCommand {
         guard cpuSeconds >= 0 else { throw ValidationError("--cpu-seconds must be at least 0") }
         Simulation.installCrashReport()
         if let seed {
-            let report = Simulation.run(seed: seed, peers: peers, virtualSeconds: virtualSeconds)
-            print(report)
-            if report.failure != nil { throw ExitCode(1) }
+            let (text, failed, _) = simulate(seed)
+            print(text)
+            if failed { throw ExitCode(1) }
             return
         }
         let started = cpuTime()
@@ -47,21 +58,34 @@ struct Simulate: ParsableCommand {
         var echoes = 0
         var current = firstSeed
         while runs < seeds && (cpuSeconds == 0 || cpuTime() - started < cpuSeconds) {
-            let report = Simulation.run(seed: current, peers: peers, virtualSeconds: virtualSeconds)
-            if report.failure != nil {
-                print(report)
-                print("replay: myriad simulate --seed \(current) --peers \(peers) --virtual-seconds \(virtualSeconds)")
+            let (text, failed, counts) = simulate(current)
+            if failed {
+                print(text)
+                print("replay: myriad simulate --role \(role.rawValue) --seed \(current) --peers \(peers) --virtual-seconds \(virtualSeconds)")
                 throw ExitCode(1)
             }
             runs += 1
-            steps += report.steps
-            completions += report.completions
-            echoes += report.echoesChecked
+            steps += counts.steps
+            completions += counts.completions
+            echoes += counts.echoes
             current += 1
         }
         let spent = cpuTime() - started
-        print("simulate: \(runs) seeds (\(firstSeed)-\(current - 1)) clean: \(steps) steps, \(completions) completions, "
-              + "\(echoes) echoes checked, \(Double(Int(spent * 10)) / 10) CPU s")
+        print("simulate \(role.rawValue): \(runs) seeds (\(firstSeed)-\(current - 1)) clean: \(steps) steps, \(completions) completions, "
+              + "\(echoes) \(role == .server ? "echoes checked" : "echoes received"), \(Double(Int(spent * 10)) / 10) CPU s")
+    }
+
+    /// One run of the chosen role: its report, whether it failed, and its counts.
+    private func simulate(_ seed: UInt64) -> (String, Bool, (steps: Int, completions: Int, echoes: Int)) {
+        switch role {
+        case .server:
+            let report = Simulation.run(seed: seed, peers: peers, virtualSeconds: virtualSeconds)
+            return (report.description, report.failure != nil, (report.steps, report.completions, report.echoesChecked))
+        case .client:
+            // A client run lasts as long as its servers' scripts take (--virtual-seconds does not apply).
+            let report = ClientSimulation.run(seed: seed, servers: peers)
+            return (report.description, report.failure != nil, (report.steps, report.completions, report.messagesReceived))
+        }
     }
 
     private func cpuTime() -> Double {

@@ -241,6 +241,13 @@ final class EpollBackend: IOBackend {
         closeDescriptor(handle)
     }
 
+    // The client role runs on io_uring (and in the simulation) only: a load generator on epoll
+    // would measure a second client, not the engine.
+    func openClientSocket(handle: Int32, source: UInt32) -> Int32 { -EOPNOTSUPP }
+    func connect(handle: Int32, to address: UnsafePointer<sockaddr_in>, tag: UserData) {
+        preconditionFailure("the epoll backend has no client role")
+    }
+
     func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         syscallCount += 1

@@ -65,6 +65,13 @@ package protocol IOBackend: AnyObject {
     /// Has the peer's IPv4 address written to `address` (which must stay valid until
     /// `peerAddressDone` when the answer is `.requested`).
     func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest
+    /// The client role: opens a TCP socket bound to `source` (an IPv4 address, host order;
+    /// the port is picked at connect time, per destination) and puts it where `handle` says,
+    /// replacing nothing (the handle's previous socket was closed). 0, or -errno.
+    func openClientSocket(handle: Int32, source: UInt32) -> Int32
+    /// The client role: connects the socket at `handle` to `address` (valid until the
+    /// completion); `CompletionSink.connected` follows, and a cancel may end it.
+    func connect(handle: Int32, to address: UnsafePointer<sockaddr_in>, tag: UserData)
     /// Submits what is queued, waits up to `timeoutNanoseconds` (nil: until something
     /// happens) and delivers every available completion to `sink`.
     func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink)

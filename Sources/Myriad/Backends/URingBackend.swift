@@ -230,6 +230,37 @@ package final class URingBackend: IOBackend, RingMessenger {
         return result
     }
 
+    /// Linux's IP_BIND_ADDRESS_NO_PORT (not in Glibc's headers).
+    static let ipBindAddressNoPort: Int32 = 24
+
+    /// socket(), then bound to `source` with IP_BIND_ADDRESS_NO_PORT (without it bind() would
+    /// pick the port, and a port would be spent per source address instead of per (source,
+    /// destination) pair; kernels before 4.2 lack it: go on) and TCP_NODELAY, installed in
+    /// the table at `handle`, and the ordinary descriptor closed at once: the process fd
+    /// table never holds more than one.
+    package func openClientSocket(handle: Int32, source: UInt32) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return -errno }
+        var one: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        _ = setsockopt(fd, Int32(IPPROTO_IP), URingBackend.ipBindAddressNoPort, &one, size)
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, size)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = source.bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            let saved = errno
+            Glibc.close(fd)
+            return -saved
+        }
+        let installed = install(fd, handle: handle)
+        Glibc.close(fd)
+        return installed == 1 ? 0 : installed < 0 ? installed : -EBADF
+    }
+
     /// Connects the installed socket at `handle` to `address` (which must stay valid until the
     /// completion); `CompletionSink.connected` follows. A close (`close(handle:tag:)`) frees the
     /// table entry as for an accepted connection.

@@ -10,43 +10,75 @@ enum SimulatedCompletion {
     /// A close or a cancel.
     case done(UserData, Int32)
     case peerAddress(UserData, Int32)
+    case connected(UserData, Int32)
+}
+
+/// The far end of a simulated connection, scripted: a client (`SimulatedPeer`) when the
+/// worker under test is the server, a server (`SimulatedServer`) when it is the client.
+package protocol SimulatedRemote: AnyObject {
+    /// Its receive window: a send from the worker waits while this many bytes are unread.
+    var windowBytes: Int { get }
+    /// The connection is established (accepted by the worker, or the worker's connect done).
+    func attach(_ socket: SimulatedSocket)
+    /// The worker closed its end (the remote reads EOF after what is left).
+    func workerClosed()
+    /// It never got through: the listener went (server role) or the connect failed.
+    func refusedByListener()
+    /// What a connect to it does (client role): most are accepted; some refused or left to hang.
+    var connectOutcome: SimulatedConnectOutcome { get }
+}
+
+/// What a simulated connect comes to.
+package enum SimulatedConnectOutcome: Sendable {
+    case accepted
+    /// ECONNREFUSED.
+    case refused
+    /// No answer (a SYN dropped): only the worker's deadline ends it.
+    case hangs
 }
 
 /// One simulated TCP connection: the bytes in each direction and what the server has armed
 /// on it. The peer's end is a `SimulatedPeer`.
-final class SimulatedSocket {
-    let handle: Int32
-    let peer: SimulatedPeer
-    /// Written by the peer, not yet received by the server.
-    var toServer: [UInt8] = []
-    /// The peer shut its side: EOF once `toServer` is received.
-    var peerWriteClosed = false
+package final class SimulatedSocket {
+    package let handle: Int32
+    package let remote: SimulatedRemote
+    /// The server role's peer (a `SimulatedPeer` is the only remote of a server run).
+    var peer: SimulatedPeer { remote as! SimulatedPeer }
+    /// Written by the remote, not yet received by the worker.
+    package var toWorker: [UInt8] = []
+    /// The peer shut its side: EOF once `toWorker` is received.
+    package var peerWriteClosed = false
     /// The peer reset the connection: receives and sends fail.
-    var peerReset = false
+    package var peerReset = false
     /// Sent by the server, not yet read by the peer, bounded by `windowBytes` (the peer's
     /// receive window: a send waits while it is full).
-    var toPeer: [UInt8] = []
+    package var toPeer: [UInt8] = []
     let windowBytes: Int
     /// The server's close was processed (the peer reads EOF after `toPeer`).
-    var serverClosed = false
+    package var workerClosed = false
     /// The receive armed on it, and whether it is multishot.
     var receive: UserData?
     /// The send in flight.
     var send: (tag: UserData, bytes: [UInt8])?
+    /// The connect in flight (client role).
+    var connect: UserData?
     /// Virtual times (nanoseconds) of the accept's delivery and of the server's close.
     var acceptedAtNanoseconds: Int64 = -1
-    /// Virtual time the server last received bytes from it.
-    var lastReceivedAtNanoseconds: Int64 = -1
-    var serverClosedAtNanoseconds: Int64 = -1
+    /// Virtual time the worker last received bytes from it.
+    package var lastReceivedAtNanoseconds: Int64 = -1
+    package var workerClosedAtNanoseconds: Int64 = -1
+    /// Client role: when the connect was submitted and when it completed.
+    package var connectSubmittedAtNanoseconds: Int64 = -1
+    package var connectedAtNanoseconds: Int64 = -1
 
-    init(handle: Int32, peer: SimulatedPeer, windowBytes: Int) {
+    init(handle: Int32, remote: SimulatedRemote, windowBytes: Int) {
         self.handle = handle
-        self.peer = peer
+        self.remote = remote
         self.windowBytes = windowBytes
     }
 
     /// No receive, send or server close is left to happen on this socket.
-    var isFinished: Bool { serverClosed && receive == nil && send == nil }
+    var isFinished: Bool { workerClosed && receive == nil && send == nil && connect == nil }
 }
 
 /// An `IOBackend` with no kernel behind it: a scripted model of what io_uring and epoll may
@@ -62,20 +94,26 @@ final class SimulatedSocket {
 /// any moment, EOF and resets in the middle of a frame, accept failures, a CQ delivered a
 /// few entries at a time (what an overflow looks like from user space), and a clock that
 /// jumps to the worker's next deadline when nothing else happens.
-final class SimulatedBackend: IOBackend {
-    static var name: String { "simulated" }
+package final class SimulatedBackend: IOBackend {
+    package static var name: String { "simulated" }
 
-    let multishotReceive: Bool
+    package let multishotReceive: Bool
     var random: SimulationRandom
-    let receiveBufferBytes: Int
+    package let receiveBufferBytes: Int
     private let scratch: UnsafeMutableRawBufferPointer
 
     /// The virtual clock.
-    private(set) var nowNanoseconds: Int64 = 1_000_000_000
-    var clockNanoseconds: Int64 { nowNanoseconds }
+    package private(set) var nowNanoseconds: Int64 = 1_000_000_000
+    package var clockNanoseconds: Int64 { nowNanoseconds }
 
-    /// Sockets by handle (handles are never reused within a run, so a stale one is caught).
-    private(set) var sockets: [SimulatedSocket] = []
+    /// Every socket of the run, in the order they were made. Server role: a socket's handle
+    /// is its index, never reused, so a stale one is caught. Client role: the worker picks the
+    /// handle (its slot's) and reuses it once the socket there is closed.
+    package private(set) var sockets: [SimulatedSocket] = []
+    /// The socket at each handle in use (client role), as an index into `sockets`.
+    private var clientHandles: [Int32: Int] = [:]
+    /// Client role: makes the scripted server each new socket connects to.
+    package var makeRemote: ((inout SimulationRandom) -> SimulatedRemote)?
     /// Peers that connected and wait in the listen queue.
     private var listenQueue: [SimulatedPeer] = []
     private var acceptArmed = false
@@ -86,34 +124,38 @@ final class SimulatedBackend: IOBackend {
 
     /// Final completions still owed to each slot (produced or not), and the generation they
     /// carry: the worker's `inFlight` must always equal this.
-    private(set) var owed: [Int]
-    private(set) var owedGeneration: [UInt32]
+    package private(set) var owed: [Int]
+    package private(set) var owedGeneration: [UInt32]
 
     /// Called at every poll, before anything moves: checks invariants, lets peers act,
     /// connects new peers. Set by the simulation.
-    var onPoll: (() -> Void)?
+    package var onPoll: (() -> Void)?
     /// Called when the wait is over (the clock moved), before completions are delivered.
-    var onWake: (() -> Void)?
+    package var onWake: (() -> Void)?
     /// A defect to have on purpose (`Simulation.Fault`).
-    var fault: Simulation.Fault?
+    package var fault: Simulation.Fault?
 
-    private(set) var waitCount = 0
-    var syscallCount: Int { 0 }
-    private(set) var overflowCount = 0
-    var kernelErrorCount: Int { 0 }
-    var lastKernelError: String? { nil }
-    var droppedCompletionCount: Int { 0 }
-    var spilledSubmissionCount: Int { 0 }
-    var ringCount: Int { 0 }
-    var holdsMemoryToTrim: Bool { false }
-    func trimMemory(pageBytes: Int) -> Int { 0 }
+    package private(set) var waitCount = 0
+    package var syscallCount: Int { 0 }
+    package private(set) var overflowCount = 0
+    package var kernelErrorCount: Int { 0 }
+    package var lastKernelError: String? { nil }
+    package var droppedCompletionCount: Int { 0 }
+    package var spilledSubmissionCount: Int { 0 }
+    package var ringCount: Int { 0 }
+    package var holdsMemoryToTrim: Bool { false }
+    package func trimMemory(pageBytes: Int) -> Int { 0 }
 
     /// What the model counted, for the report.
-    private(set) var shortSends = 0
-    private(set) var noBufferEnds = 0
-    private(set) var acceptFailures = 0
-    private(set) var cancelsThatMissed = 0
-    private(set) var completionsDelivered = 0
+    package private(set) var shortSends = 0
+    package private(set) var noBufferEnds = 0
+    package private(set) var acceptFailures = 0
+    package private(set) var cancelsThatMissed = 0
+    package private(set) var completionsDelivered = 0
+    /// Client role: sockets that failed to open, connects refused, connects cancelled.
+    package private(set) var socketFailures = 0
+    package private(set) var connectsRefused = 0
+    package private(set) var connectsCancelled = 0
 
     private enum Submission {
         case receive(UserData)
@@ -121,9 +163,10 @@ final class SimulatedBackend: IOBackend {
         case cancel(target: UserData, tag: UserData)
         case close(UserData)
         case closeUnowned
+        case connect(UserData)
     }
 
-    init(random: SimulationRandom, multishotReceive: Bool, receiveBufferBytes: Int, slots: Int) {
+    package init(random: SimulationRandom, multishotReceive: Bool, receiveBufferBytes: Int, slots: Int) {
         self.random = random
         self.multishotReceive = multishotReceive
         self.receiveBufferBytes = receiveBufferBytes
@@ -140,52 +183,56 @@ final class SimulatedBackend: IOBackend {
     func connect(_ peer: SimulatedPeer) { listenQueue.append(peer) }
 
     func socket(_ handle: Int32) -> SimulatedSocket {
+        if makeRemote != nil {
+            guard let index = clientHandles[handle] else { preconditionFailure("simulation: operation on unknown handle \(handle)") }
+            return sockets[index]
+        }
         precondition(handle >= 0 && Int(handle) < sockets.count, "simulation: operation on unknown handle \(handle)")
         return sockets[Int(handle)]
     }
 
     // MARK: - IOBackend
 
-    func armAccept() -> Bool {
+    package func armAccept() -> Bool {
         // epoll_ctl may refuse the listener; the worker must retry a tick later.
         if random.oneIn(50) { acceptFailures += 1; return false }
         acceptArmed = true
         return true
     }
 
-    func stopAccepting() {
+    package func stopAccepting() {
         acceptArmed = false
         // Connections still in the listen queue are refused when the listener goes.
         for peer in listenQueue { peer.refusedByListener() }
         listenQueue.removeAll()
     }
 
-    func armReceive(handle: Int32, tag: UserData) {
+    package func armReceive(handle: Int32, tag: UserData) {
         owe(tag)
         submissions.append((.receive(tag), handle))
     }
 
-    func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
+    package func send(handle: Int32, bytes: UnsafeRawBufferPointer, tag: UserData) {
         precondition(bytes.count > 0, "simulation: a send of no bytes")
         owe(tag)
         submissions.append((.send(tag, Array(bytes)), handle))
     }
 
-    func cancel(_ target: UserData, handle: Int32, tag: UserData) {
+    package func cancel(_ target: UserData, handle: Int32, tag: UserData) {
         owe(tag)
         submissions.append((.cancel(target: target, tag: tag), handle))
     }
 
-    func close(handle: Int32, tag: UserData) {
+    package func close(handle: Int32, tag: UserData) {
         owe(tag)
         submissions.append((.close(tag), handle))
     }
 
-    func closeUnowned(handle: Int32) {
+    package func closeUnowned(handle: Int32) {
         submissions.append((.closeUnowned, handle))
     }
 
-    func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
+    package func requestPeerAddress(handle: Int32, into address: UnsafeMutablePointer<sockaddr_in>, tag: UserData) -> PeerAddressRequest {
         switch random.below(4) {
         case 0:
             return .unavailable
@@ -201,9 +248,32 @@ final class SimulatedBackend: IOBackend {
         }
     }
 
-    func submit() { applySubmissions() }
+    /// The client role's socket: the handle must be free (its last socket closed); a few
+    /// fail to open, as socket() and bind() may (EMFILE, ENOBUFS, EADDRNOTAVAIL).
+    package func openClientSocket(handle: Int32, source: UInt32) -> Int32 {
+        guard let makeRemote else { preconditionFailure("simulation: a server run opened a client socket") }
+        if let index = clientHandles[handle] {
+            precondition(sockets[index].workerClosed, "simulation: socket opened at handle \(handle), which holds an open one")
+        }
+        if random.oneIn(40) {
+            socketFailures += 1
+            let errors = [EMFILE, ENOBUFS, EADDRNOTAVAIL]
+            return -Int32(errors[random.below(errors.count)])
+        }
+        let remote = makeRemote(&random)
+        clientHandles[handle] = sockets.count
+        sockets.append(SimulatedSocket(handle: handle, remote: remote, windowBytes: remote.windowBytes))
+        return 0
+    }
 
-    func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
+    package func connect(handle: Int32, to address: UnsafePointer<sockaddr_in>, tag: UserData) {
+        owe(tag)
+        submissions.append((.connect(tag), handle))
+    }
+
+    package func submit() { applySubmissions() }
+
+    package func poll<Sink: CompletionSink>(timeoutNanoseconds: Int64?, sink: Sink) {
         waitCount += 1
         onPoll?()
         applySubmissions()
@@ -213,7 +283,15 @@ final class SimulatedBackend: IOBackend {
             // it, so a deadline is seen in the tick it falls in).
             var step = Int64(random.inRange(1...200)) * 1_000_000
             if let timeoutNanoseconds { step = fault == .oversleep ? timeoutNanoseconds + 30_000_000 : min(step, timeoutNanoseconds) }
-            nowNanoseconds += step
+            if step > 0 && random.chance(30) {
+                // Work finishes partway through the wait and ends it: the worker wakes with
+                // completions long after it last read the clock (its deadlines must not be
+                // set from that reading).
+                nowNanoseconds += Int64(random.inRange(1...Int(step)))
+                progress()
+            } else {
+                nowNanoseconds += step
+            }
         } else {
             let step = Int64(random.below(3)) * 1_000_000
             nowNanoseconds += min(step, timeoutNanoseconds ?? step)
@@ -257,21 +335,26 @@ final class SimulatedBackend: IOBackend {
             let socket = socket(handle)
             switch operation {
             case .receive(let tag):
-                precondition(!socket.serverClosed, "simulation: receive armed on a closed socket")
+                precondition(!socket.workerClosed, "simulation: receive armed on a closed socket")
                 precondition(socket.receive == nil, "simulation: two receives armed on one socket")
                 socket.receive = tag
             case .send(let tag, let bytes):
-                precondition(!socket.serverClosed, "simulation: send on a closed socket")
+                precondition(!socket.workerClosed, "simulation: send on a closed socket")
                 precondition(socket.send == nil, "simulation: two sends in flight on one socket")
                 socket.send = (tag, bytes)
             case .cancel(let target, let tag):
-                precondition(!socket.serverClosed, "simulation: cancel on a closed socket")
+                precondition(!socket.workerClosed, "simulation: cancel on a closed socket")
                 cancel(target, on: socket, tag: tag)
             case .close(let tag):
                 closeByServer(socket)
                 completions.append(.done(tag, 0))
             case .closeUnowned:
                 closeByServer(socket)
+            case .connect(let tag):
+                precondition(!socket.workerClosed && socket.connect == nil && socket.connectSubmittedAtNanoseconds < 0,
+                             "simulation: connect on a closed or connected socket")
+                socket.connect = tag
+                socket.connectSubmittedAtNanoseconds = nowNanoseconds
             }
         }
         submissions.removeAll(keepingCapacity: true)
@@ -285,6 +368,10 @@ final class SimulatedBackend: IOBackend {
         } else if let send = socket.send, send.tag == target {
             socket.send = nil
             found = .sent(target, -ECANCELED)
+        } else if let connect = socket.connect, connect == target {
+            socket.connect = nil
+            connectsCancelled += 1
+            found = .connected(target, -ECANCELED)
         }
         guard let found else {
             // Its final completion was produced already (and comes first: the CQ is FIFO).
@@ -303,13 +390,14 @@ final class SimulatedBackend: IOBackend {
     }
 
     private func closeByServer(_ socket: SimulatedSocket) {
-        precondition(!socket.serverClosed, "simulation: socket \(socket.handle) closed twice")
+        precondition(!socket.workerClosed, "simulation: socket \(socket.handle) closed twice")
         // The worker cancels before it closes; anything still armed ends with the close.
         if let receive = socket.receive { completions.append(.receiveEnded(receive, -ECANCELED)); socket.receive = nil }
         if let send = socket.send { completions.append(.sent(send.tag, -ECANCELED)); socket.send = nil }
-        socket.serverClosed = true
-        socket.serverClosedAtNanoseconds = nowNanoseconds
-        socket.peer.serverClosed()
+        if let connect = socket.connect { completions.append(.connected(connect, -ECANCELED)); socket.connect = nil }
+        socket.workerClosed = true
+        socket.workerClosedAtNanoseconds = nowNanoseconds
+        socket.remote.workerClosed()
     }
 
     /// Operations finish: some of them, in random order.
@@ -320,7 +408,11 @@ final class SimulatedBackend: IOBackend {
         let start = random.below(sockets.count)
         for offset in 0..<sockets.count {
             let socket = sockets[(start + offset) % sockets.count]
-            guard !socket.serverClosed, random.chance(80) else { continue }
+            guard !socket.workerClosed, random.chance(80) else { continue }
+            if socket.connect != nil {
+                progressConnect(socket)
+                continue
+            }
             progressReceive(socket)
             progressSend(socket)
         }
@@ -345,11 +437,30 @@ final class SimulatedBackend: IOBackend {
         default:
             let peer = listenQueue.removeFirst()
             let handle = Int32(sockets.count)
-            let socket = SimulatedSocket(handle: handle, peer: peer, windowBytes: peer.windowBytes)
+            let socket = SimulatedSocket(handle: handle, remote: peer, windowBytes: peer.windowBytes)
             sockets.append(socket)
             peer.attach(socket)
             completions.append(.accepted(handle))
             if !multishotReceive && random.chance(30) { acceptArmed = false; completions.append(.acceptEnded(0, retryNow: true)) }
+        }
+    }
+
+    /// A connect ends as its remote says, after a while; a hanging one only by a cancel.
+    private func progressConnect(_ socket: SimulatedSocket) {
+        guard let tag = socket.connect, random.chance(40) else { return }
+        switch socket.remote.connectOutcome {
+        case .accepted:
+            socket.connect = nil
+            socket.connectedAtNanoseconds = nowNanoseconds
+            socket.remote.attach(socket)
+            completions.append(.connected(tag, 0))
+        case .refused:
+            socket.connect = nil
+            connectsRefused += 1
+            socket.remote.refusedByListener()
+            completions.append(.connected(tag, -ECONNREFUSED))
+        case .hangs:
+            break
         }
     }
 
@@ -360,7 +471,7 @@ final class SimulatedBackend: IOBackend {
             completions.append(.receiveEnded(tag, -ECONNRESET))
             return
         }
-        if socket.toServer.isEmpty {
+        if socket.toWorker.isEmpty {
             if socket.peerWriteClosed {
                 socket.receive = nil
                 completions.append(.receiveEnded(tag, 0))
@@ -376,12 +487,12 @@ final class SimulatedBackend: IOBackend {
         }
         // One or several completions, each up to a buffer.
         var pieces = random.inRange(1...3)
-        while pieces > 0 && !socket.toServer.isEmpty {
+        while pieces > 0 && !socket.toWorker.isEmpty {
             pieces -= 1
-            let limit = min(socket.toServer.count, receiveBufferBytes)
+            let limit = min(socket.toWorker.count, receiveBufferBytes)
             let count = random.chance(50) ? limit : random.inRange(1...limit)
-            let bytes = Array(socket.toServer[..<count])
-            socket.toServer.removeFirst(count)
+            let bytes = Array(socket.toWorker[..<count])
+            socket.toWorker.removeFirst(count)
             // A multishot receive may end after any piece (a CQ overflow ends it too).
             let more = multishotReceive && !random.oneIn(12)
             completions.append(.received(tag, handle: socket.handle, bytes, more: more))
@@ -432,7 +543,7 @@ final class SimulatedBackend: IOBackend {
                 sink.acceptEnded(result: result, retryNow: retryNow)
             case .received(let tag, let handle, let bytes, let more):
                 if !more { paid(tag) }
-                sockets[Int(handle)].lastReceivedAtNanoseconds = nowNanoseconds
+                socket(handle).lastReceivedAtNanoseconds = nowNanoseconds
                 bytes.withUnsafeBytes { scratch.copyMemory(from: $0) }
                 sink.received(tag, bytes: UnsafeMutableRawBufferPointer(rebasing: scratch[..<bytes.count]), more: more)
             case .receiveEnded(let tag, let result):
@@ -448,6 +559,9 @@ final class SimulatedBackend: IOBackend {
             case .peerAddress(let tag, let result):
                 paid(tag)
                 sink.peerAddressDone(tag, result: result)
+            case .connected(let tag, let result):
+                paid(tag)
+                sink.connected(tag, result: result)
             }
         }
         if completionHead == completions.count {
@@ -457,5 +571,5 @@ final class SimulatedBackend: IOBackend {
     }
 
     /// Completions produced and not yet delivered.
-    var undeliveredCompletions: Int { completions.count - completionHead }
+    package var undeliveredCompletions: Int { completions.count - completionHead }
 }

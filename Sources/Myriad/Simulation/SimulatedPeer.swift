@@ -5,7 +5,7 @@ import WebSocketCodec
 /// hostile. It checks what it receives as it goes: echoes in order and unchanged, close codes
 /// from its allowed set, frames a client may accept; it reports a broken promise through
 /// `fail`.
-final class SimulatedPeer {
+final class SimulatedPeer: SimulatedRemote {
     enum Behaviour: CaseIterable {
         /// Sends messages (some fragmented, some interleaved with pings), checks every echo,
         /// answers pings, closes with 1000.
@@ -123,7 +123,10 @@ final class SimulatedPeer {
     }
 
     /// The server closed its socket; the peer reads EOF once it has read what came before.
-    func serverClosed() {}
+    func workerClosed() {}
+
+    /// A client connects to the worker's listener; it is never connected to.
+    var connectOutcome: SimulatedConnectOutcome { .accepted }
 
     /// Whether the peer is done: it saw EOF, or it was never accepted.
     var isFinished: Bool { phase == .finished }
@@ -138,7 +141,7 @@ final class SimulatedPeer {
         if !requestBytes.isEmpty {
             // The request in pieces.
             let count = random.chance(50) ? requestBytes.count : random.inRange(1...requestBytes.count)
-            socket.toServer.append(contentsOf: requestBytes[..<count])
+            socket.toWorker.append(contentsOf: requestBytes[..<count])
             requestBytes.removeFirst(count)
             return
         }
@@ -178,18 +181,18 @@ final class SimulatedPeer {
             let size = header.withUnsafeMutableBytes {
                 FrameEncoder.writeHeader(into: $0.baseAddress!, opcode: .binary, payloadLength: maxMessageSizeBytes + 1, maskKey: 0x0102_0304)
             }
-            socket.toServer.append(contentsOf: header[..<size])
+            socket.toWorker.append(contentsOf: header[..<size])
         case .eofMidFrame:
             guard !hostileSent else { return }
             hostileSent = true
             var frame = frameBytes(opcode: .text, payload: Array("half a frame".utf8), masked: true)
             frame.removeLast(random.inRange(1...frame.count - 1))
-            socket.toServer.append(contentsOf: frame)
+            socket.toWorker.append(contentsOf: frame)
             socket.peerWriteClosed = true
         case .garbage:
             guard !hostileSent else { return }
             hostileSent = true
-            socket.toServer.append(contentsOf: (0..<random.inRange(1...64)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
+            socket.toWorker.append(contentsOf: (0..<random.inRange(1...64)).map { _ in UInt8(truncatingIfNeeded: random.next()) })
         case .refused, .stalledHandshake, .silent, .idler:
             break
         }
@@ -240,7 +243,7 @@ final class SimulatedPeer {
     }
 
     private func write(_ socket: SimulatedSocket, opcode: Opcode, payload: [UInt8], masked: Bool, fin: Bool = true) {
-        socket.toServer.append(contentsOf: frameBytes(opcode: opcode, payload: payload, masked: masked, fin: fin))
+        socket.toWorker.append(contentsOf: frameBytes(opcode: opcode, payload: payload, masked: masked, fin: fin))
     }
 
     // MARK: - Reading
@@ -256,7 +259,7 @@ final class SimulatedPeer {
             socket.toPeer.removeFirst(count)
             consume(socket)
         }
-        if socket.toPeer.isEmpty && socket.serverClosed && phase != .finished {
+        if socket.toPeer.isEmpty && socket.workerClosed && phase != .finished {
             sawEOF = true
             phase = .finished
         }

@@ -81,7 +81,7 @@ public enum Simulation {
 
     /// The seed of the run in progress, for `installCrashReport` (a worker precondition stops
     /// the process, not the run).
-    nonisolated(unsafe) static var currentSeed: UInt64 = 0
+    nonisolated(unsafe) package static var currentSeed: UInt64 = 0
 
     /// On a crash (a failed precondition traps), writes the seed being simulated to stderr so
     /// the run can be replayed: `myriad simulate --seed N`.

@@ -17,7 +17,7 @@ package struct SimulationRandom {
         script = []
     }
 
-    init(script: [UInt8]) {
+    package init(script: [UInt8]) {
         self.script = script
         state = 0x9E37_79B9_7F4A_7C15 &* UInt64(script.count &+ 1)
     }
@@ -39,19 +39,19 @@ package struct SimulationRandom {
     }
 
     /// A number in `0..<bound` (`bound` > 0).
-    mutating func below(_ bound: Int) -> Int {
+    package mutating func below(_ bound: Int) -> Int {
         precondition(bound > 0)
         return Int(next() % UInt64(bound))
     }
 
     /// A number in `range`.
-    mutating func inRange(_ range: ClosedRange<Int>) -> Int {
+    package mutating func inRange(_ range: ClosedRange<Int>) -> Int {
         range.lowerBound + below(range.count)
     }
 
     /// True with probability `percent` / 100.
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+    package mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
 
     /// True with probability 1 / `odds`.
-    mutating func oneIn(_ odds: Int) -> Bool { below(odds) == 0 }
+    package mutating func oneIn(_ odds: Int) -> Bool { below(odds) == 0 }
 }

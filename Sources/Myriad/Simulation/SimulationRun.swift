@@ -162,9 +162,9 @@ struct SimulationRun {
         if !ledger.open.isEmpty { return fail("\(ledger.open.count) connection(s) never got onClose") }
         let tick = settings.tickNanoseconds
         for socket in backend.sockets {
-            guard socket.serverClosed else { return fail("the worker exited with socket \(socket.handle) (\(socket.peer.behaviour)) open") }
+            guard socket.workerClosed else { return fail("the worker exited with socket \(socket.handle) (\(socket.peer.behaviour)) open") }
             // Deadlines: within one tick of when they were due (unless shutdown came first).
-            let closedAt = socket.serverClosedAtNanoseconds
+            let closedAt = socket.workerClosedAtNanoseconds
             switch socket.peer.behaviour {
             case .stalledHandshake:
                 let due = socket.acceptedAtNanoseconds + Int64(settings.handshakeTicks) * tick
