@@ -1,4 +1,3 @@
-import Glibc
 @_spi(Simulation) @_spi(Benchmarks) import Myriad
 import WebSocketCodec
 
@@ -53,7 +52,6 @@ struct ClientSimulationRun {
             // Half of them echo; the rest pick any behaviour.
             let behaviour = random.chance(50) ? .echo : behaviours[random.below(behaviours.count)]
             let server = SimulatedServer(id: servers.count, behaviour: behaviour, random: &random, fail: fail)
-            server.clock = { backend.nowNanoseconds }
             servers.append(server)
             return server
         }
@@ -201,11 +199,6 @@ struct ClientSimulationRun {
         for kind in FailureKind.allCases {
             let counted = failures.total(kind)
             if counted != expectedByKind[kind, default: 0] {
-                let unclean = servers.filter { ($0.behaviour == .echo || $0.behaviour == .keepsTCPOpen) }.compactMap { server -> String? in
-                    guard let socket = backend.sockets.first(where: { $0.remote === server }) else { return nil }
-                    return "server \(server.id) window \(server.windowBytes) close read at \(server.clientCloseReadAtNanoseconds / 1_000_000) ms, client closed at \(socket.workerClosedAtNanoseconds / 1_000_000) ms"
-                }
-                if getenv("MYRIAD_SIMULATION_DEBUG") != nil { print(unclean.joined(separator: "\n")) }
                 return fail("\(counted) \(kind) failure(s) counted, \(expectedByKind[kind, default: 0]) provoked: \(failures.counts[kind] ?? [:])")
             }
             for (reason, count) in failures.counts[kind] ?? [:] where count > 0 && !(allowed[kind] ?? []).contains(reason) {
@@ -239,7 +232,6 @@ struct ClientSimulationRun {
                 continue
             }
             let closedAt = socket.workerClosedAtNanoseconds
-            if getenv("MYRIAD_SIMULATION_DEBUG") != nil { print("deadline \(server.behaviour) \((closedAt - due) / 1_000_000) ms") }
             if closedAt < due - tick { return fail("server \(server.id) (\(server.behaviour)): the deadline fired \((due - closedAt) / 1_000_000) ms early") }
             if closedAt > due + 3 * tick { return fail("server \(server.id) (\(server.behaviour)): the deadline fired \((closedAt - due) / 1_000_000) ms late") }
         }

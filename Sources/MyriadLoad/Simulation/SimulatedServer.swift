@@ -80,10 +80,6 @@ final class SimulatedServer: SimulatedRemote {
     private(set) var echoed = 0
     private(set) var pongsChecked = 0
     private(set) var sawClientClose = false
-    /// When the client's close frame was read (virtual nanoseconds, -1: never).
-    private(set) var clientCloseReadAtNanoseconds: Int64 = -1
-    /// The virtual clock, for the timestamps above (set by the run).
-    var clock: () -> Int64 = { 0 }
     private(set) var upgraded = false
 
     init(id: Int, behaviour: Behaviour, random: inout SimulationRandom, fail: @escaping (String) -> Void) {
@@ -296,7 +292,6 @@ final class SimulatedServer: SimulatedRemote {
         case .close:
             if sawClientClose { fail("server \(id): a second close frame") }
             sawClientClose = true
-            clientCloseReadAtNanoseconds = clock()
             switch behaviour {
             case .closesFirst:
                 // The answer to our 1001: the handshake is done; close TCP.
