@@ -82,13 +82,15 @@ public enum Simulation {
     /// The seed of the run in progress, for `installCrashReport` (a worker precondition stops
     /// the process, not the run).
     nonisolated(unsafe) package static var currentSeed: UInt64 = 0
+    /// The role of the run in progress ("server", or "client" for the load generator's).
+    nonisolated(unsafe) package static var currentRole: StaticString = "server"
 
     /// On a crash (a failed precondition traps), writes the seed being simulated to stderr so
     /// the run can be replayed: `myriad simulate --seed N`.
     public static func installCrashReport() {
         for signal in [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS] {
             Glibc.signal(signal) { number in
-                var text = "\nsimulation: crashed (signal \(number)) in seed \(Simulation.currentSeed); replay: myriad simulate --seed \(Simulation.currentSeed)\n"
+                var text = "\nsimulation: crashed (signal \(number)) in seed \(Simulation.currentSeed); replay: myriad simulate --role \(Simulation.currentRole) --seed \(Simulation.currentSeed)\n"
                 text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
                 Glibc.signal(number, SIG_DFL)
                 raise(number)

@@ -19,6 +19,7 @@ struct SimulationRun {
 
     mutating func run() -> Simulation.Report {
         Simulation.currentSeed = seed
+        Simulation.currentRole = "server"
         var report = Simulation.Report(seed: seed)
         var failure: String?
         let fail: (String) -> Void = { message in if failure == nil { failure = message } }

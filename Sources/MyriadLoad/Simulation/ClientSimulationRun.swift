@@ -26,6 +26,7 @@ struct ClientSimulationRun {
 
     mutating func run() -> ClientSimulation.Report {
         Simulation.currentSeed = seed
+        Simulation.currentRole = "client"
         var report = ClientSimulation.Report(seed: seed)
         var failure: String?
         let fail: (String) -> Void = { message in if failure == nil { failure = message } }
