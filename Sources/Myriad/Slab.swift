@@ -186,11 +186,13 @@ package protocol TimedSlot {
 
 /// Lets the timing wheel reach the `TimerNode` inside each slab slot, for either role.
 package struct SlabTimerStore<Slot: TimedSlot>: TimerNodeStore {
-    let slots: UnsafeMutablePointer<Slot>
+    @usableFromInline let slots: UnsafeMutablePointer<Slot>
 
     package init(slots: UnsafeMutablePointer<Slot>) { self.slots = slots }
 
-    @inline(__always)
+    // Inlinable, as the wheel's methods are: the load generator's wheel is specialised in its
+    // own module, where an opaque generic call per node would cost every deadline.
+    @inlinable @inline(__always)
     package func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
         (UnsafeMutableRawPointer(slots + Int(index)) + Slot.timerOffset)
             .assumingMemoryBound(to: TimerNode.self)

@@ -40,42 +40,46 @@ public protocol TimerNodeStore {
 /// Time only moves forward, by `nextExpired(upTo:)`; the wheel never reads a clock, so tests
 /// drive it by hand.
 ///
+/// Its methods are `@inlinable` so that a wheel over another module's slot (the load
+/// generator's client slab) is specialised there like the server's is here; unspecialised,
+/// every node access was a generic call through the store's witness table.
+///
 /// A class, one per worker, rather than a `~Copyable` struct: Swift 6.3 does not run the
 /// `deinit` of a generic noncopyable struct destroyed from another file in a non-WMO (debug)
 /// build, which leaked every wheel under AddressSanitizer.
 @_spi(Benchmarks)
 public final class TimingWheel<Store: TimerNodeStore> {
-    public static var levelCount: Int { 4 }
-    public static var slotBits: Int { 6 }
-    public static var slotCount: Int { 1 << slotBits }
+    @inlinable public static var levelCount: Int { 4 }
+    @inlinable public static var slotBits: Int { 6 }
+    @inlinable public static var slotCount: Int { 1 << slotBits }
     /// Ticks the wheel covers without re-parking: 64^4.
-    public static var horizonTicks: UInt64 { 1 << UInt64(slotBits * levelCount) }
+    @inlinable public static var horizonTicks: UInt64 { 1 << UInt64(slotBits * levelCount) }
     /// The furthest a deadline may lie ahead (a later one is brought in to this): nodes keep
     /// 32-bit deadlines, read relative to `currentTick`.
-    public static var maxAheadTicks: UInt64 { (1 << 31) - 1 }
+    @inlinable public static var maxAheadTicks: UInt64 { (1 << 31) - 1 }
 
-    let store: Store
-    let capacity: UInt32
+    @usableFromInline let store: Store
+    @usableFromInline let capacity: UInt32
     /// 4 x 64 slot sentinels, then the sentinel of the list of entries due now.
-    let sentinels: UnsafeMutablePointer<TimerNode>
-    let occupancy: UnsafeMutablePointer<UInt64>
+    @usableFromInline let sentinels: UnsafeMutablePointer<TimerNode>
+    @usableFromInline let occupancy: UnsafeMutablePointer<UInt64>
     /// `currentTick` and `count`, held by pointer: a class's stored `var` costs a dynamic
     /// exclusivity check per access, and these are touched on every operation.
-    let state: UnsafeMutablePointer<(currentTick: UInt64, count: Int)>
+    @usableFromInline let state: UnsafeMutablePointer<(currentTick: UInt64, count: Int)>
 
     /// Every tick <= `currentTick` has been processed.
-    public var currentTick: UInt64 {
+    @inlinable public var currentTick: UInt64 {
         get { state.pointee.currentTick }
         set { state.pointee.currentTick = newValue }
     }
 
     /// Entries scheduled, including due ones not yet handed out.
-    public var count: Int {
+    @inlinable public var count: Int {
         get { state.pointee.count }
         set { state.pointee.count = newValue }
     }
 
-    var expiringSentinel: UInt32 { capacity &+ UInt32(Self.levelCount * Self.slotCount) }
+    @inlinable var expiringSentinel: UInt32 { capacity &+ UInt32(Self.levelCount * Self.slotCount) }
 
     public init(store: Store, capacity: UInt32, startTick: UInt64) {
         precondition(capacity < UInt32.max - 512, "capacity leaves no room for sentinel indices")
@@ -101,22 +105,22 @@ public final class TimingWheel<Store: TimerNodeStore> {
         state.deallocate()
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func node(_ index: UInt32) -> UnsafeMutablePointer<TimerNode> {
         index < capacity ? store.node(index) : sentinels + Int(index &- capacity)
     }
 
-    public func isScheduled(_ entry: UInt32) -> Bool {
+    @inlinable public func isScheduled(_ entry: UInt32) -> Bool {
         node(entry).pointee.next != TimerNode.unlinked
     }
 
-    public func deadline(of entry: UInt32) -> UInt64? {
+    @inlinable public func deadline(of entry: UInt32) -> UInt64? {
         let n = node(entry).pointee
         return n.next == TimerNode.unlinked ? nil : absolute(n.deadline)
     }
 
     /// The absolute tick of a stored 32-bit deadline: the one within 2^31 ticks of `currentTick`.
-    @inline(__always)
+    @inlinable @inline(__always)
     func absolute(_ stored: UInt32) -> UInt64 {
         let delta = Int64(Int32(bitPattern: stored &- UInt32(truncatingIfNeeded: currentTick)))
         return UInt64(bitPattern: Int64(bitPattern: currentTick) &+ delta)
@@ -127,7 +131,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
     /// `nextExpired` returns it. A deadline more than `maxAheadTicks` ahead is brought in to
     /// that (the entry fires then, early, and its owner schedules it again: the engine's
     /// keep-alive re-reads its stamps when an entry fires); one more than that behind, to now.
-    public func schedule(_ entry: UInt32, at deadline: UInt64) {
+    @inlinable public func schedule(_ entry: UInt32, at deadline: UInt64) {
         precondition(entry < capacity, "timer entry out of range")
         if isScheduled(entry) { unlink(entry) } else { count &+= 1 }
         let bounded = deadline > currentTick ? min(deadline, currentTick &+ Self.maxAheadTicks)
@@ -138,7 +142,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     /// Removes `entry` from the wheel; a no-op when it is not scheduled. Safe on an entry that
     /// is due but not yet handed out (it will not be).
-    public func cancel(_ entry: UInt32) {
+    @inlinable public func cancel(_ entry: UInt32) {
         precondition(entry < capacity, "timer entry out of range")
         guard isScheduled(entry) else { return }
         unlink(entry)
@@ -149,7 +153,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
     /// looking for one; nil once everything due by `tick` has been handed out (and then
     /// `currentTick == tick`). Handing out unschedules the entry, so the caller may
     /// reschedule it, or cancel or reschedule any other entry, before asking for the next.
-    public func nextExpired(upTo tick: UInt64) -> UInt32? {
+    @inlinable public func nextExpired(upTo tick: UInt64) -> UInt32? {
         while true {
             let expiring = expiringSentinel
             let first = node(expiring).pointee.next
@@ -170,7 +174,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     /// The earliest tick after `currentTick` at which something happens (an expiry or a
     /// cascade), or nil when nothing is scheduled. Entries already due make it `currentTick`.
-    public func nextEventTick() -> UInt64? {
+    @inlinable public func nextEventTick() -> UInt64? {
         let expiring = expiringSentinel
         if node(expiring).pointee.next != expiring { return currentTick }
         var best: UInt64?
@@ -190,7 +194,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     // MARK: - Lists
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func insert(_ entry: UInt32) {
         let deadline = absolute(node(entry).pointee.deadline)
         guard deadline > currentTick else {
@@ -211,7 +215,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
         append(entry, to: capacity &+ UInt32(level * Self.slotCount + slot))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func append(_ entry: UInt32, to sentinel: UInt32) {
         let head = node(sentinel)
         let last = head.pointee.prev
@@ -222,7 +226,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
         head.pointee.prev = entry
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func unlink(_ entry: UInt32) {
         let entryNode = node(entry)
         let next = entryNode.pointee.next
@@ -238,7 +242,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
         }
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func clearOccupancy(sentinel: UInt32) {
         let offset = Int(sentinel &- capacity)
         guard offset < Self.levelCount * Self.slotCount else { return }  // the due list
@@ -247,7 +251,7 @@ public final class TimingWheel<Store: TimerNodeStore> {
 
     /// Cascades every level whose block starts at `tick` (top level first, so entries can
     /// fall more than one level), then makes level 0's slot for `tick` due.
-    func processTick(_ tick: UInt64) {
+    @inlinable func processTick(_ tick: UInt64) {
         for level in stride(from: Self.levelCount - 1, through: 1, by: -1) {
             let shift = UInt64(level * Self.slotBits)
             guard tick & ((1 << shift) - 1) == 0 else { continue }
