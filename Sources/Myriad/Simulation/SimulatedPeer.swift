@@ -56,7 +56,7 @@ final class SimulatedPeer: SimulatedRemote {
     private var key: [UInt8] = []
     private var inbound: [UInt8] = []
     private var parser = UpgradeResponseParser()
-    private var decoder = FrameDecoder()
+    private var reader: SimulatedFrameReader
     private var messageOpcode: Opcode?
     private var message: [UInt8] = []
     private var control: [UInt8] = []
@@ -88,6 +88,7 @@ final class SimulatedPeer: SimulatedRemote {
         self.behaviour = behaviour
         self.fail = fail
         self.maxMessageSizeBytes = maxMessageSizeBytes
+        reader = SimulatedFrameReader(role: .client, maxMessageSizeBytes: UInt64(max(maxMessageSizeBytes, 1 << 16)))
         windowBytes = behaviour == .slowReader ? random.inRange(1...512) : random.inRange(64...65_536)
         messagesLeft = random.inRange(0...12)
     }
@@ -294,31 +295,22 @@ final class SimulatedPeer: SimulatedRemote {
                 return
             }
         }
-        guard !inbound.isEmpty else { return }
-        let configuration = FrameDecoderConfiguration(role: .client, maxMessageSizeBytes: UInt64(max(maxMessageSizeBytes, 1 << 16)))
-        var offset = 0
-        inbound.withUnsafeMutableBytes { buffer in
-            loop: while true {
-                switch decoder.next(buffer, offset: &offset, configuration: configuration) {
-                case .needMore:
-                    break loop
-                case .failure(let code):
-                    fail("peer \(id): the server's frames break the protocol (\(code.rawValue))")
-                    break loop
-                case .chunk(let chunk):
-                    if chunk.opcode.isControl {
-                        if chunk.isFrameStart { control.removeAll(); controlOpcode = chunk.opcode }
-                        control.append(contentsOf: chunk.bytes)
-                        if chunk.isFrameEnd && !controlFrame(socket, chunk.opcode) { break loop }
-                    } else {
-                        if chunk.isMessageStart { message.removeAll(); messageOpcode = chunk.opcode }
-                        message.append(contentsOf: chunk.bytes)
-                        if chunk.isMessageEnd { dataMessage() }
-                    }
-                }
+        reader.read(&inbound) { item in
+            switch item {
+            case .failure(let code):
+                fail("peer \(id): the server's frames break the protocol (\(code.rawValue))")
+                return false
+            case .control(let opcode, let payload):
+                control = payload
+                controlOpcode = opcode
+                return controlFrame(socket, opcode)
+            case .message(let opcode, let payload):
+                message = payload
+                messageOpcode = opcode
+                dataMessage()
+                return true
             }
         }
-        inbound.removeFirst(offset)
         if ended && !inbound.isEmpty { fail("peer \(id) (\(behaviour)): \(inbound.count) bytes after the close frame") }
     }
 

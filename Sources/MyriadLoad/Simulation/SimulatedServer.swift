@@ -68,7 +68,7 @@ final class SimulatedServer: SimulatedRemote {
     private var phase = Phase.waitingForRequest
     private var inbound: [UInt8] = []
     private var parser = HandshakeParser()
-    private var decoder = FrameDecoder()
+    private var reader = SimulatedFrameReader(role: .server, maxMessageSizeBytes: 1 << 20)
     private var message: [UInt8] = []
     private var messageOpcode: Opcode = .binary
     private var control: [UInt8] = []
@@ -225,34 +225,23 @@ final class SimulatedServer: SimulatedRemote {
     }
 
     private func frames(_ socket: SimulatedSocket, _ random: inout SimulationRandom) {
-        guard !inbound.isEmpty else { return }
-        let configuration = FrameDecoderConfiguration(role: .server, maxMessageSizeBytes: 1 << 20)
-        var offset = 0
         var replies: [[UInt8]] = []
-        inbound.withUnsafeMutableBytes { buffer in
-            loop: while true {
-                switch decoder.next(buffer, offset: &offset, configuration: configuration) {
-                case .needMore:
-                    break loop
-                case .failure(let code):
-                    fail("server \(id) (\(behaviour)): the client's frames break the protocol (\(code.rawValue))")
-                    break loop
-                case .chunk(let chunk):
-                    if chunk.opcode.isControl {
-                        if chunk.isFrameStart { control.removeAll() }
-                        control += chunk.bytes
-                        guard chunk.isFrameEnd else { continue }
-                        if let reply = controlFrame(socket, chunk.opcode) { replies.append(reply) }
-                        if sawClientClose { break loop }
-                    } else {
-                        if chunk.isMessageStart { message.removeAll(); messageOpcode = chunk.opcode }
-                        message += chunk.bytes
-                        if chunk.isMessageEnd { replies.append(contentsOf: echo(&random)) }
-                    }
-                }
+        reader.read(&inbound) { item in
+            switch item {
+            case .failure(let code):
+                fail("server \(id) (\(behaviour)): the client's frames break the protocol (\(code.rawValue))")
+                return false
+            case .control(let opcode, let payload):
+                control = payload
+                if let reply = controlFrame(socket, opcode) { replies.append(reply) }
+                return !sawClientClose
+            case .message(let opcode, let payload):
+                message = payload
+                messageOpcode = opcode
+                replies.append(contentsOf: echo(&random))
+                return true
             }
         }
-        inbound.removeFirst(offset)
         if sawClientClose && !inbound.isEmpty { fail("server \(id): \(inbound.count) bytes after the client's close frame") }
         for reply in replies { socket.toWorker += reply }
         if sawClientClose && behaviour == .echo { socket.peerWriteClosed = true }
