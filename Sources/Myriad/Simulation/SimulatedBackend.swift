@@ -573,3 +573,34 @@ package final class SimulatedBackend: IOBackend {
     /// Completions produced and not yet delivered.
     package var undeliveredCompletions: Int { completions.count - completionHead }
 }
+
+extension SimulatedBackend {
+    /// The model's first check for either role, between two iterations of a worker's loop:
+    /// every used slot's `operationsInFlight` equals the final completions the model still
+    /// owes it, none is owed to a free or never-used slot or to an older generation (a slot is
+    /// never released with work outstanding), and the slab's count matches its slots. A
+    /// description of the first break, or nil.
+    package func brokenBalance<Slot: SlabSlot>(_ slab: borrowing Slab<Slot>, describe: (UInt32) -> String) -> String? {
+        for slot in slab.highWater..<slab.capacity where owed[Int(slot)] != 0 {
+            return "slot \(slot) was never used, yet \(owed[Int(slot)]) completion(s) are owed to it"
+        }
+        var occupied: UInt32 = 0
+        for slot in 0..<slab.highWater {
+            let entry = slab.slots + Int(slot)
+            let owedToSlot = owed[Int(slot)]
+            if entry.pointee.isFree {
+                if owedToSlot != 0 { return "slot \(slot) is free with \(owedToSlot) completion(s) still owed to it" }
+                continue
+            }
+            occupied += 1
+            if entry.pointee.operationsInFlight != owedToSlot {
+                return "slot \(slot) (\(describe(slot))) counts \(entry.pointee.operationsInFlight) operation(s) in flight; the kernel owes it \(owedToSlot)"
+            }
+            if owedToSlot > 0 && owedGeneration[Int(slot)] != UInt32(truncatingIfNeeded: entry.pointee.generation) {
+                return "slot \(slot) was reused while completions of its previous connection were owed"
+            }
+        }
+        if occupied != slab.occupied { return "the slab counts \(slab.occupied) occupied slots; \(occupied) are" }
+        return nil
+    }
+}

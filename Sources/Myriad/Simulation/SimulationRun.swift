@@ -133,26 +133,7 @@ struct SimulationRun {
     /// The worker against the model, between two iterations of its loop.
     static func checkInvariants(_ worker: Worker<SimulatedBackend, SimulationHandler>, _ backend: SimulatedBackend, _ fail: (String) -> Void) {
         let core = worker.core
-        var occupied: UInt32 = 0
-        for slot in UInt32(core.slab.highWater)..<UInt32(core.slab.capacity) where backend.owed[Int(slot)] != 0 {
-            return fail("slot \(slot) was never used, yet \(backend.owed[Int(slot)]) completion(s) are owed to it")
-        }
-        for slot in 0..<UInt32(core.slab.highWater) {
-            let connection = core.slab[slot]
-            let owed = backend.owed[Int(slot)]
-            if connection.pointee.state == .free {
-                if owed != 0 { return fail("slot \(slot) is free with \(owed) completion(s) still owed to it") }
-                continue
-            }
-            occupied += 1
-            if Int(connection.pointee.io.inFlight) != owed {
-                return fail("slot \(slot) (\(connection.pointee.state)) counts \(connection.pointee.io.inFlight) operation(s) in flight; the kernel owes it \(owed)")
-            }
-            if owed > 0 && backend.owedGeneration[Int(slot)] != UInt32(truncatingIfNeeded: connection.pointee.generation) {
-                return fail("slot \(slot) was reused while completions of its previous connection were owed")
-            }
-        }
-        if occupied != core.slab.occupied { return fail("the slab counts \(core.slab.occupied) occupied slots; \(occupied) are") }
+        if let broken = backend.brokenBalance(core.slab, describe: { "\(core.slab[$0].pointee.state)" }) { return fail(broken) }
         if let next = core.wheel.nextEventTick(), next <= core.nowTick {
             return fail("a wheel entry due at tick \(next) has not fired at tick \(core.nowTick)")
         }

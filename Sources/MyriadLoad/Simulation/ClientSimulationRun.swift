@@ -138,40 +138,23 @@ struct ClientSimulationRun {
 
     /// The client worker against the model, between two iterations of its loop.
     static func checkInvariants(_ worker: ClientWorker<SimulatedBackend>, _ backend: SimulatedBackend, _ fail: (String) -> Void) {
-        let highWater = worker.slab.highWater
-        for slot in highWater..<worker.slab.capacity where backend.owed[Int(slot)] != 0 {
-            return fail("slot \(slot) was never used, yet \(backend.owed[Int(slot)]) completion(s) are owed to it")
-        }
-        var occupied: UInt32 = 0
-        for slot in 0..<highWater {
+        if let broken = backend.brokenBalance(worker.slab, describe: { "\(worker.connection($0).pointee.state)" }) { return fail(broken) }
+        // A deadline exactly while the state has one (a connect whose deadline fired is being
+        // cancelled: its entry is gone).
+        for slot in 0..<worker.slab.highWater {
             let c = worker.connection(slot)
-            let owed = backend.owed[Int(slot)]
-            let scheduled = worker.wheel.isScheduled(slot)
-            if c.pointee.state == .free {
-                if owed != 0 { return fail("slot \(slot) is free with \(owed) completion(s) still owed to it") }
-                if scheduled { return fail("slot \(slot) is free with a deadline set") }
-                continue
-            }
-            occupied += 1
-            if Int(c.pointee.io.inFlight) != owed {
-                return fail("slot \(slot) (\(c.pointee.state)) counts \(c.pointee.io.inFlight) operation(s) in flight; the kernel owes it \(owed)")
-            }
-            if owed > 0 && backend.owedGeneration[Int(slot)] != UInt32(truncatingIfNeeded: c.pointee.generation) {
-                return fail("slot \(slot) was reused while completions of its previous connection were owed")
-            }
-            // A deadline exactly while the state has one (a connect whose deadline fired is
-            // being cancelled: its entry is gone).
             let needsDeadline: Bool
             switch c.pointee.state {
             case .connecting: needsDeadline = !c.pointee.flags.contains(.timedOut)
             case .handshaking, .closing: needsDeadline = true
             case .open, .closed, .free: needsDeadline = false
             }
+            let scheduled = worker.wheel.isScheduled(slot)
             if needsDeadline != scheduled {
                 return fail("slot \(slot) (\(c.pointee.state)) \(scheduled ? "has a deadline it should not" : "has no deadline")")
             }
         }
-        if occupied != worker.slab.occupied { return fail("the slab counts \(worker.slab.occupied) occupied slots; \(occupied) are") }
+        let occupied = worker.slab.occupied
         if worker.counters[.live] != Int(occupied) { return fail("live counts \(worker.counters[.live]); \(occupied) slots are in use") }
         if let next = worker.wheel.nextEventTick(), next <= worker.nowTick {
             return fail("a client deadline due at tick \(next) has not fired at tick \(worker.nowTick)")
