@@ -243,7 +243,11 @@ final class SimulatedServer: SimulatedRemote {
             }
         }
         if sawClientClose && !inbound.isEmpty { fail("server \(id): \(inbound.count) bytes after the client's close frame") }
-        for reply in replies { socket.toWorker += reply }
+        // Nothing is written once our side is shut or reset (a pong after a half frame and EOF
+        // would turn the half frame into garbage the client rightly fails with 1002).
+        if !socket.peerWriteClosed && !socket.peerReset {
+            for reply in replies { socket.toWorker += reply }
+        }
         if sawClientClose && behaviour == .echo { socket.peerWriteClosed = true }
     }
 
