@@ -32,6 +32,9 @@ public enum ClientSimulation {
         public var noBufferEnds = 0
         public var cancelsThatMissed = 0
         public var partialDeliveries = 0
+        /// Connects the model refused, and connects cancelled at their deadline.
+        public var connectsRefused = 0
+        public var connectsCancelled = 0
         /// Failures the client counted, by kind.
         public var failures: [String: Int] = [:]
         public var failure: String?
@@ -41,7 +44,7 @@ public enum ClientSimulation {
             return "client seed \(seed): \(failure.map { "FAILED: \($0)" } ?? "ok") steps=\(steps) virtual_ms=\(virtualMilliseconds) "
                 + "mode=\(mode) servers=\(servers) handshakes=\(handshakes) messages=\(messagesReceived) pongs=\(pongsChecked) "
                 + "completions=\(completions) short_sends=\(shortSends) enobufs=\(noBufferEnds) cancels_missed=\(cancelsThatMissed) "
-                + "partial_cq=\(partialDeliveries) [\(kinds)]"
+                + "partial_cq=\(partialDeliveries) refused=\(connectsRefused) connects_cancelled=\(connectsCancelled) [\(kinds)]"
         }
     }
 

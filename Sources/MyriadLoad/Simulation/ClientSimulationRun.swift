@@ -131,6 +131,8 @@ struct ClientSimulationRun {
         report.noBufferEnds = backend.noBufferEnds
         report.cancelsThatMissed = backend.cancelsThatMissed
         report.partialDeliveries = backend.overflowCount
+        report.connectsRefused = backend.connectsRefused
+        report.connectsCancelled = backend.connectsCancelled
         for kind in FailureKind.allCases where failures.total(kind) > 0 { report.failures[kind.rawValue] = failures.total(kind) }
         report.failure = failure
         return report
